@@ -1,0 +1,134 @@
+"""Architecture configs of CLIP backbones, kept as data (``configs/*.json``).
+
+A config names every size of the model; nothing about the architecture is hard-coded in
+the modules. Names follow open_clip (``ViT-B-32``); OpenAI's spelling (``ViT-B/32``,
+``ViT-L/14@336px``) is accepted as an alias.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+from typing import Any, Literal
+
+Activation = Literal["quick_gelu", "gelu"]
+
+
+@dataclass(frozen=True)
+class VisionConfig:
+    image_size: int = 224
+    patch_size: int = 32
+    width: int = 768
+    layers: int = 12
+    heads: int = 12
+    mlp_ratio: float = 4.0
+
+    @property
+    def grid_size(self) -> int:
+        return self.image_size // self.patch_size
+
+
+@dataclass(frozen=True)
+class TextConfig:
+    context_length: int = 77
+    vocab_size: int = 49408
+    width: int = 512
+    heads: int = 8
+    layers: int = 12
+    mlp_ratio: float = 4.0
+
+
+@dataclass(frozen=True)
+class CLIPConfig:
+    embed_dim: int = 512
+    vision: VisionConfig = field(default_factory=VisionConfig)
+    text: TextConfig = field(default_factory=TextConfig)
+    act: Activation = "quick_gelu"
+    name: str | None = None
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if self.act not in ("quick_gelu", "gelu"):
+            raise ValueError(f"act must be 'quick_gelu' or 'gelu', got {self.act!r}")
+        for tower, cfg in (("vision", self.vision), ("text", self.text)):
+            if cfg.width % cfg.heads:
+                raise ValueError(
+                    f"{tower} width {cfg.width} is not divisible by its {cfg.heads} heads"
+                )
+        if self.vision.image_size % self.vision.patch_size:
+            raise ValueError(
+                f"image_size {self.vision.image_size} is not a multiple of "
+                f"patch_size {self.vision.patch_size}"
+            )
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], name: str | None = None) -> CLIPConfig:
+        data = dict(data)
+        return cls(
+            embed_dim=int(data["embed_dim"]),
+            vision=VisionConfig(**data["vision"]),
+            text=TextConfig(**data["text"]),
+            act=data.get("act", "quick_gelu"),
+            name=data.get("name", name),
+            description=data.get("description", ""),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def same_shapes(self, other: CLIPConfig) -> bool:
+        """True when both configs give tensors of identical shapes (heads and act aside)."""
+
+        def shape_key(c: CLIPConfig) -> tuple:
+            v, t = c.vision, c.text
+            return (
+                c.embed_dim,
+                v.image_size, v.patch_size, v.width, v.layers, v.mlp_ratio,
+                t.context_length, t.vocab_size, t.width, t.layers, t.mlp_ratio,
+            )
+
+        return shape_key(self) == shape_key(other)
+
+
+def canonical_name(name: str) -> str:
+    """``ViT-B/32`` -> ``ViT-B-32``; ``ViT-L/14@336px`` -> ``ViT-L-14-336``."""
+    return name.strip().replace("/", "-").replace("@336px", "-336")
+
+
+@lru_cache(maxsize=None)
+def _registry() -> dict[str, CLIPConfig]:
+    configs = {}
+    for entry in resources.files("mpiqa.backbones").joinpath("configs").iterdir():
+        if entry.name.endswith(".json"):
+            stem = entry.name[: -len(".json")]
+            configs[stem] = CLIPConfig.from_dict(json.loads(entry.read_text()), name=stem)
+    return configs
+
+
+def list_archs() -> list[str]:
+    """Names of the registered backbone architectures, sorted."""
+    return sorted(_registry())
+
+
+def get_config(name: str) -> CLIPConfig:
+    """Return the registered config called ``name`` (open_clip or OpenAI spelling).
+
+    Raises:
+        KeyError: no architecture of that name; the message lists the known ones.
+    """
+    key = canonical_name(name)
+    configs = _registry()
+    if key not in configs:
+        raise KeyError(f"unknown backbone architecture {name!r}; known: {', '.join(list_archs())}")
+    return configs[key]
+
+
+def registered_config_with_shapes(config: CLIPConfig) -> CLIPConfig | None:
+    """The registered config whose tensor shapes equal ``config``'s, if there is one."""
+    for registered in _registry().values():
+        if registered.same_shapes(config):
+            return registered
+    return None

@@ -1,0 +1,267 @@
+"""Read CLIP checkpoints of every common format into mpiqa's state-dict layout.
+
+Formats:
+- ``openai``: OpenAI's TorchScript ``.pt`` archives (read without running their code).
+- ``open_clip``: open_clip / OpenAI-layout state dicts in ``.pt``, ``.bin``, ``.pth``
+  or ``.safetensors`` files, also wrapped in a training checkpoint (``{"state_dict": ...}``,
+  ``module.`` prefixes).
+- ``hf``: a Hugging Face transformers CLIP directory (``config.json`` and
+  ``model.safetensors`` or ``pytorch_model.bin``), or such a weights file alone.
+
+Every pickle is read with ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from safetensors.torch import load_file as load_safetensors
+
+from mpiqa.backbones.config import CLIPConfig, TextConfig, VisionConfig, registered_config_with_shapes
+from mpiqa.backbones.torchscript import is_torchscript_archive, load_torchscript_state_dict
+
+logger = logging.getLogger(__name__)
+
+Format = Literal["openai", "open_clip", "hf"]
+StateDict = dict[str, torch.Tensor]
+
+_HF_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+# Entries of OpenAI's archives that are not weights.
+_OPENAI_EXTRAS = {"input_resolution", "context_length", "vocab_size", "attn_mask"}
+_TEXT_TOP_LEVEL = ("token_embedding.", "positional_embedding", "transformer.", "ln_final.", "text_projection")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that mpiqa cannot read as a CLIP model; the message names it."""
+
+
+def read_tensors(path: Path) -> StateDict:
+    """Tensors of a safetensors file or a ``torch.save`` pickle (weights only)."""
+    if path.suffix == ".safetensors":
+        return load_safetensors(str(path))
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises several types for foreign or unsafe pickles
+        raise CheckpointError(f"{path}: cannot be read as a weights-only checkpoint ({err})") from None
+    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise CheckpointError(f"{path}: holds no state dict of tensors")
+    return {k.removeprefix("module."): v for k, v in obj.items()}
+
+
+def _from_openai_layout(state: StateDict) -> StateDict:
+    out = {}
+    for key, value in state.items():
+        if key in _OPENAI_EXTRAS:
+            continue
+        if key.startswith(_TEXT_TOP_LEVEL):
+            key = "text." + key
+        out[key] = value
+    return out
+
+
+_HF_BLOCK = {
+    "layer_norm1": "ln_1",
+    "layer_norm2": "ln_2",
+    "mlp.fc1": "mlp.c_fc",
+    "mlp.fc2": "mlp.c_proj",
+    "self_attn.out_proj": "attn.out_proj",
+}
+_HF_TOWER = {"vision_model": "visual", "text_model": "text"}
+_HF_PLAIN = {
+    "vision_model.embeddings.class_embedding": "visual.class_embedding",
+    "vision_model.embeddings.patch_embedding.weight": "visual.conv1.weight",
+    "vision_model.embeddings.position_embedding.weight": "visual.positional_embedding",
+    "text_model.embeddings.token_embedding.weight": "text.token_embedding.weight",
+    "text_model.embeddings.position_embedding.weight": "text.positional_embedding",
+    "logit_scale": "logit_scale",
+}
+_HF_NORMS = {
+    "vision_model.pre_layrnorm": "visual.ln_pre",
+    "vision_model.post_layernorm": "visual.ln_post",
+    "text_model.final_layer_norm": "text.ln_final",
+}
+_HF_LAYER = re.compile(r"^(vision_model|text_model)\.encoder\.layers\.(\d+)\.(.+)\.(weight|bias)$")
+
+
+def _from_hf_layout(state: StateDict) -> StateDict:
+    out: StateDict = {}
+    qkv: dict[tuple[str, str, str], dict[str, torch.Tensor]] = {}
+    for key, value in state.items():
+        if key.endswith("position_ids"):
+            continue
+        if key in _HF_PLAIN:
+            out[_HF_PLAIN[key]] = value
+        elif key == "visual_projection.weight":
+            out["visual.proj"] = value.t().contiguous()
+        elif key == "text_projection.weight":
+            out["text.text_projection"] = value.t().contiguous()
+        elif key.rsplit(".", 1)[0] in _HF_NORMS:
+            base, leaf = key.rsplit(".", 1)
+            out[f"{_HF_NORMS[base]}.{leaf}"] = value
+        elif match := _HF_LAYER.match(key):
+            tower, index, module, leaf = match.groups()
+            prefix = f"{_HF_TOWER[tower]}.transformer.resblocks.{index}."
+            if module in ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"):
+                qkv.setdefault((prefix, leaf, ""), {})[module[10]] = value
+            elif module in _HF_BLOCK:
+                out[f"{prefix}{_HF_BLOCK[module]}.{leaf}"] = value
+            else:
+                raise CheckpointError(f"unexpected key in a transformers CLIP checkpoint: {key}")
+        else:
+            raise CheckpointError(f"unexpected key in a transformers CLIP checkpoint: {key}")
+    for (prefix, leaf, _), parts in qkv.items():
+        if set(parts) != {"q", "k", "v"}:
+            raise CheckpointError(f"incomplete q/k/v projections for {prefix}{leaf}")
+        out[f"{prefix}attn.in_proj_{leaf}"] = torch.cat([parts["q"], parts["k"], parts["v"]])
+    return out
+
+
+def detect_layout(state: StateDict) -> Format:
+    if "vision_model.embeddings.patch_embedding.weight" in state:
+        return "hf"
+    if "visual.conv1.weight" in state and "visual.proj" in state:
+        return "open_clip"
+    if "visual.layer1.0.conv1.weight" in state:
+        raise CheckpointError("ModifiedResNet (RN50-style) CLIP image towers are not supported yet")
+    raise CheckpointError("not a CLIP ViT checkpoint (no visual.conv1.weight or vision_model.* keys)")
+
+
+def to_mpiqa_layout(state: StateDict, layout: Format) -> StateDict:
+    if layout == "hf":
+        return _from_hf_layout(state)
+    return _from_openai_layout(state)
+
+
+def _count_blocks(state: StateDict, prefix: str) -> int:
+    pattern = re.compile(rf"^{re.escape(prefix)}transformer\.resblocks\.(\d+)\.")
+    indices = {int(m.group(1)) for k in state if (m := pattern.match(k))}
+    return max(indices) + 1 if indices else 0
+
+
+def shapes_config(state: StateDict) -> CLIPConfig:
+    """Everything about the architecture that the tensor shapes determine. Heads cannot be
+    read from shapes: they are set by OpenAI's convention (width // 64, at least 1) and
+    replaced by the caller when it knows better."""
+    try:
+        conv = state["visual.conv1.weight"]
+        v_width, patch = conv.shape[0], conv.shape[-1]
+        grid = math.isqrt(state["visual.positional_embedding"].shape[0] - 1)
+        t_width = state["text.ln_final.weight"].shape[0]
+        vision = VisionConfig(
+            image_size=patch * grid,
+            patch_size=patch,
+            width=v_width,
+            layers=_count_blocks(state, "visual."),
+            heads=max(1, v_width // 64),
+            mlp_ratio=state["visual.transformer.resblocks.0.mlp.c_fc.weight"].shape[0] / v_width,
+        )
+        text = TextConfig(
+            context_length=state["text.positional_embedding"].shape[0],
+            vocab_size=state["text.token_embedding.weight"].shape[0],
+            width=t_width,
+            layers=_count_blocks(state, "text."),
+            heads=max(1, t_width // 64),
+            mlp_ratio=state["text.transformer.resblocks.0.mlp.c_fc.weight"].shape[0] / t_width,
+        )
+        return CLIPConfig(embed_dim=state["visual.proj"].shape[1], vision=vision, text=text)
+    except KeyError as err:
+        raise CheckpointError(f"checkpoint lacks the tensor {err.args[0]}") from None
+
+
+def _hf_config(config_json: dict[str, Any], shapes: CLIPConfig) -> CLIPConfig:
+    vision = config_json.get("vision_config") or config_json.get("vision_config_dict") or {}
+    text = config_json.get("text_config") or config_json.get("text_config_dict") or {}
+    acts = {vision.get("hidden_act", "quick_gelu"), text.get("hidden_act", "quick_gelu")}
+    if len(acts) != 1 or not acts <= {"quick_gelu", "gelu"}:
+        raise CheckpointError(f"unsupported activations in config.json: {sorted(acts)}")
+    return replace(
+        shapes,
+        act=acts.pop(),
+        vision=replace(shapes.vision, heads=int(vision.get("num_attention_heads", 12))),
+        text=replace(shapes.text, heads=int(text.get("num_attention_heads", 8))),
+    )
+
+
+def resolve_config(
+    state: StateDict,
+    fmt: Format,
+    hint: CLIPConfig | None = None,
+    hf_config: dict[str, Any] | None = None,
+) -> CLIPConfig:
+    """Architecture of a checkpoint: shapes from its tensors, heads and activation from
+    (in order) the caller's ``hint``, a transformers ``config.json``, or the registered
+    architecture of identical shapes (OpenAI's, so QuickGELU).
+
+    Raises:
+        CheckpointError: the hint's shapes do not match the checkpoint's.
+    """
+    shapes = shapes_config(state)
+    if hint is not None:
+        if not hint.same_shapes(shapes):
+            raise CheckpointError(
+                f"checkpoint shapes do not match architecture {hint.name or 'given'}: "
+                f"checkpoint {shapes.to_dict()}"
+            )
+        return hint
+    if fmt == "hf" and hf_config is not None:
+        return _hf_config(hf_config, shapes)
+    registered = registered_config_with_shapes(shapes)
+    if registered is not None:
+        if fmt == "open_clip":
+            logger.info(
+                "activation cannot be read from weights: assuming %s as in %s "
+                "(pass act='gelu' for open_clip's LAION-trained models)",
+                registered.act,
+                registered.name,
+            )
+        return registered
+    logger.warning(
+        "architecture of shapes %s is not registered: assuming OpenAI's conventions "
+        "(heads = width // 64, QuickGELU); pass an architecture to override",
+        shapes.to_dict(),
+    )
+    return shapes
+
+
+def read_checkpoint(path: str | Path) -> tuple[StateDict, Format, dict[str, Any] | None]:
+    """Read any supported checkpoint file or directory.
+
+    Returns:
+        (state dict in mpiqa's layout, detected format, transformers config.json or None)
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist, or a directory holds no weights file.
+        CheckpointError: the file is not a readable CLIP ViT checkpoint.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    hf_config = None
+    if path.is_dir():
+        config_file = path / "config.json"
+        if config_file.is_file():
+            hf_config = json.loads(config_file.read_text())
+        weights = next((path / f for f in _HF_WEIGHT_FILES if (path / f).is_file()), None)
+        if weights is None:
+            raise FileNotFoundError(
+                f"{path}: no {' or '.join(_HF_WEIGHT_FILES)} in this directory"
+            )
+        path = weights
+    elif (path.parent / "config.json").is_file() and path.name in _HF_WEIGHT_FILES:
+        hf_config = json.loads((path.parent / "config.json").read_text())
+    jit = is_torchscript_archive(path)
+    state = load_torchscript_state_dict(path) if jit else read_tensors(path)
+    try:
+        layout = detect_layout(state)
+        return to_mpiqa_layout(state, layout), ("openai" if jit else layout), hf_config
+    except CheckpointError as err:
+        raise CheckpointError(f"{path}: {err}") from None

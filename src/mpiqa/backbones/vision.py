@@ -1,0 +1,74 @@
+"""CLIP's Vision Transformer image tower."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mpiqa.backbones.config import Activation, VisionConfig
+from mpiqa.backbones.layers import BlockHook, Transformer, init_transformer_
+
+
+class VisionTransformer(nn.Module):
+    """Patch embedding, class token, pre-norm transformer, and a projected class token.
+
+    The forward pass is split into :meth:`embed`, the blocks of :attr:`transformer` and
+    :meth:`pool` so that prompt modules (VPT-deep) can insert or replace tokens between
+    blocks through a ``block_hook`` without a copy of the model. The class token stays at
+    index 0; prompt tokens go after it.
+    """
+
+    def __init__(self, config: VisionConfig, output_dim: int, act: Activation) -> None:
+        super().__init__()
+        self.config = config
+        width = config.width
+        self.conv1 = nn.Conv2d(3, width, config.patch_size, stride=config.patch_size, bias=False)
+        scale = width**-0.5
+        self.class_embedding = nn.Parameter(scale * torch.randn(width))
+        self.positional_embedding = nn.Parameter(
+            scale * torch.randn(config.grid_size**2 + 1, width)
+        )
+        self.ln_pre = nn.LayerNorm(width)
+        self.transformer = Transformer(
+            width, config.layers, config.heads, config.mlp_ratio, act, causal=False
+        )
+        self.ln_post = nn.LayerNorm(width)
+        self.proj = nn.Parameter(scale * torch.randn(width, output_dim))
+        init_transformer_(self.transformer)
+
+    @property
+    def image_size(self) -> int:
+        return self.config.image_size
+
+    def positional_embedding_for(self, grid_h: int, grid_w: int) -> torch.Tensor:
+        """Positional embedding for a grid of patches, bicubically resized if it differs
+        from the trained grid (full-resolution scoring)."""
+        pos = self.positional_embedding
+        side = self.config.grid_size
+        if (grid_h, grid_w) == (side, side):
+            return pos
+        cls_pos, patch_pos = pos[:1], pos[1:]
+        patch_pos = patch_pos.reshape(1, side, side, -1).permute(0, 3, 1, 2)
+        patch_pos = F.interpolate(
+            patch_pos.float(), size=(grid_h, grid_w), mode="bicubic", align_corners=False
+        ).to(pos.dtype)
+        patch_pos = patch_pos.permute(0, 2, 3, 1).reshape(grid_h * grid_w, -1)
+        return torch.cat([cls_pos, patch_pos], dim=0)
+
+    def embed(self, pixels: torch.Tensor) -> torch.Tensor:
+        """(N, 3, H, W) normalised pixels -> (N, 1 + patches, width) tokens after ln_pre."""
+        x = self.conv1(pixels.to(self.conv1.weight.dtype))
+        n, width, grid_h, grid_w = x.shape
+        x = x.flatten(2).transpose(1, 2)
+        cls = self.class_embedding.to(x.dtype).expand(n, 1, width)
+        x = torch.cat([cls, x], dim=1) + self.positional_embedding_for(grid_h, grid_w).to(x.dtype)
+        return self.ln_pre(x)
+
+    def pool(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Tokens after the last block -> projected (unnormalised) image embedding."""
+        return self.ln_post(tokens[:, 0]) @ self.proj
+
+    def forward(self, pixels: torch.Tensor, block_hook: BlockHook | None = None) -> torch.Tensor:
+        return self.pool(self.transformer(self.embed(pixels), block_hook=block_hook))
+
