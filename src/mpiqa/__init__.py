@@ -1,8 +1,8 @@
 """mpiqa: blind image quality assessment with prompt-learned CLIP models."""
 
 from mpiqa.backbones import load_clip, tokenize
-# create_model, list_models: added with mpiqa.models
+from mpiqa.models import create_model, list_models
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "load_clip", "tokenize"]
+__all__ = ["__version__", "create_model", "list_models", "load_clip", "tokenize"]

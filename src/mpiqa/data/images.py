@@ -1,0 +1,87 @@
+"""Decode image files into RGB PIL images, with one clear error per bad file."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+# The extensions a folder scan picks up; a file named explicitly is tried whatever its name.
+IMAGE_EXTENSIONS = frozenset(
+    {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm", ".pnm"}
+)
+# Pillow's own guard against decompression bombs (about 89 megapixels).
+DEFAULT_MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
+
+
+class ImageDecodeError(ValueError):
+    """An image file that cannot be scored. ``str()`` is ``"<path>: <reason>"``."""
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{path}: {reason}")
+
+
+def _high_bit_depth_to_8bit(image: Image.Image) -> Image.Image:
+    """Pillow's convert("RGB") clips 16-bit and float images instead of rescaling them."""
+    array = np.asarray(image, dtype=np.float64)
+    if image.mode == "F":
+        peak = 1.0 if array.max(initial=0.0) <= 1.0 else 255.0
+    else:  # I;16 variants, or I holding 16-bit data
+        peak = 65535.0 if image.mode.startswith("I;16") or array.max(initial=0) > 255 else 255.0
+    scaled = np.clip(np.rint(array * (255.0 / peak)), 0, 255).astype(np.uint8)
+    return Image.fromarray(scaled, mode="L")
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Any Pillow mode -> RGB. Alpha is dropped (as CLIP's reference preprocessing does),
+    16-bit and float data are rescaled to 8 bits."""
+    if image.mode in ("I", "F") or image.mode.startswith("I;16"):
+        image = _high_bit_depth_to_8bit(image)
+    return image if image.mode == "RGB" else image.convert("RGB")
+
+
+def load_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Decode ``path`` into an upright (EXIF-transposed) RGB image.
+
+    Args:
+        path: image file.
+        max_pixels: refuse images with more pixels than this (decompression bombs);
+            ``None`` for no limit.
+
+    Raises:
+        ImageDecodeError: missing, empty, unreadable, truncated or too large; its message
+            names the file and the reason.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ImageDecodeError(path, "no such file" if not path.exists() else "not a regular file")
+    if path.stat().st_size == 0:
+        raise ImageDecodeError(path, "empty file (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            # Our own limit applies below; Pillow's warning would only repeat it.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                width, height = image.size
+                if max_pixels is not None and width * height > max_pixels:
+                    raise ImageDecodeError(
+                        path,
+                        f"{width}x{height} = {width * height} pixels is over the limit of "
+                        f"{max_pixels} (a possible decompression bomb; raise --max-pixels "
+                        "to score it)",
+                    )
+                image.load()
+                image = ImageOps.exif_transpose(image) or image
+                return to_rgb(image)
+    except ImageDecodeError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageDecodeError(path, "not an image format Pillow can read") from None
+    except Image.DecompressionBombError as err:
+        raise ImageDecodeError(path, f"refused as a decompression bomb ({err})") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as err:
+        raise ImageDecodeError(path, f"corrupt or truncated image data ({err})") from None

@@ -1,0 +1,152 @@
+"""CLIP's image preprocessing, written with Pillow and torch.
+
+torchvision cannot be installed beside our CPU build of torch, so this re-implements the
+reference pipeline ``Resize(n, BICUBIC) -> CenterCrop(n) -> ToTensor -> Normalize``:
+for PIL input it makes the same Pillow calls with the same rounding, so it gives the
+same pixels. One difference: we convert to RGB *before* resizing, where the reference
+resizes palette images with Pillow's nearest-neighbour fallback.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+CropMode = Literal["center", "multi", "full"]
+CROP_MODES: tuple[str, ...] = ("center", "multi", "full")
+
+
+def resize_shorter_side(image: Image.Image, size: int) -> Image.Image:
+    """Bicubic resize so the shorter side is ``size`` (torchvision's size rounding)."""
+    width, height = image.size
+    short, long = (width, height) if width <= height else (height, width)
+    new_long = int(size * long / short)
+    new_w, new_h = (size, new_long) if width <= height else (new_long, size)
+    if (new_w, new_h) == (width, height):
+        return image
+    return image.resize((new_w, new_h), Image.BICUBIC)
+
+
+def crop(image: Image.Image, top: int, left: int, size: int) -> Image.Image:
+    return image.crop((left, top, left + size, top + size))
+
+
+def center_crop(image: Image.Image, size: int) -> Image.Image:
+    width, height = image.size
+    return crop(image, int(round((height - size) / 2.0)), int(round((width - size) / 2.0)), size)
+
+
+def to_tensor(image: Image.Image) -> torch.Tensor:
+    """RGB PIL image -> (3, H, W) float32 in [0, 1]."""
+    array = np.asarray(image, dtype=np.uint8)
+    return torch.from_numpy(array.copy()).permute(2, 0, 1).float().div_(255.0)
+
+
+def normalize(pixels: torch.Tensor) -> torch.Tensor:
+    """Subtract CLIP's mean and divide by its std, channel-wise, over (..., 3, H, W)."""
+    mean = torch.tensor(CLIP_MEAN, dtype=pixels.dtype, device=pixels.device).view(3, 1, 1)
+    std = torch.tensor(CLIP_STD, dtype=pixels.dtype, device=pixels.device).view(3, 1, 1)
+    return (pixels - mean) / std
+
+
+def crop_boxes(height: int, width: int, size: int, n_crops: int) -> list[tuple[int, int]]:
+    """(top, left) of ``n_crops`` size x size crops spread over the image: the centre, then
+    the four corners, then an even grid for more."""
+    centre = (int(round((height - size) / 2.0)), int(round((width - size) / 2.0)))
+    corners = [(0, 0), (0, width - size), (height - size, 0), (height - size, width - size)]
+    boxes = [centre, *corners][:n_crops]
+    if n_crops > len(boxes):
+        side = int(np.ceil(np.sqrt(n_crops - len(boxes))))
+        tops = np.linspace(0, height - size, side).round().astype(int)
+        lefts = np.linspace(0, width - size, side).round().astype(int)
+        boxes += [(int(t), int(lf)) for t in tops for lf in lefts][: n_crops - len(boxes)]
+    return boxes
+
+
+def preprocess_pil(
+    image: Image.Image,
+    size: int,
+    mode: CropMode = "center",
+    n_crops: int = 5,
+    patch_size: int = 1,
+    max_side: int = 1024,
+) -> torch.Tensor:
+    """RGB image -> (K, 3, H, W) normalised crops.
+
+    Modes:
+        center: shorter side resized to ``size``, one centre crop (CLIP's pipeline), K = 1.
+        multi: ``n_crops`` crops of ``size`` at native resolution (the shorter side is only
+            upscaled to ``size`` when smaller), so resizing does not hide fine distortions.
+        full: the whole image at native resolution (downscaled when the longer side is over
+            ``max_side``), cut to a multiple of ``patch_size``; K = 1.
+    """
+    if mode == "center":
+        return normalize(to_tensor(center_crop(resize_shorter_side(image, size), size)))[None]
+    if mode == "multi":
+        if min(image.size) < size:
+            image = resize_shorter_side(image, size)
+        width, height = image.size
+        crops = [to_tensor(crop(image, t, lf, size)) for t, lf in crop_boxes(height, width, size, n_crops)]
+        return normalize(torch.stack(crops))
+    if mode == "full":
+        width, height = image.size
+        if max(width, height) > max_side:
+            scale = max_side / max(width, height)
+            image = image.resize((max(1, round(width * scale)), max(1, round(height * scale))), Image.BICUBIC)
+        if min(image.size) < patch_size:
+            image = resize_shorter_side(image, patch_size)
+        width, height = image.size
+        image = image.crop((0, 0, width - width % patch_size, height - height % patch_size))
+        return normalize(to_tensor(image))[None]
+    raise ValueError(f"crop mode must be one of {CROP_MODES}, got {mode!r}")
+
+
+def preprocess_tensor(
+    pixels: torch.Tensor,
+    size: int,
+    mode: CropMode = "center",
+    n_crops: int = 5,
+    patch_size: int = 1,
+    max_side: int = 1024,
+) -> torch.Tensor:
+    """(3, H, W) float image in [0, 1] -> (K, 3, H', W') normalised crops, as
+    :func:`preprocess_pil` but resizing with torch's antialiased bicubic."""
+
+    def resize(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
+        out = F.interpolate(x[None], size=(h, w), mode="bicubic", antialias=True, align_corners=False)
+        return out[0].clamp_(0.0, 1.0)
+
+    def shorter_to(x: torch.Tensor, target: int) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        if h <= w:
+            return resize(x, target, int(target * w / h)) if h != target else x
+        return resize(x, int(target * h / w), target) if w != target else x
+
+    _, height, width = pixels.shape
+    if mode == "center":
+        x = shorter_to(pixels, size)
+        h, w = x.shape[-2:]
+        top, left = int(round((h - size) / 2.0)), int(round((w - size) / 2.0))
+        return normalize(x[:, top : top + size, left : left + size])[None]
+    if mode == "multi":
+        x = shorter_to(pixels, size) if min(height, width) < size else pixels
+        h, w = x.shape[-2:]
+        crops = [x[:, t : t + size, lf : lf + size] for t, lf in crop_boxes(h, w, size, n_crops)]
+        return normalize(torch.stack(crops))
+    if mode == "full":
+        x = pixels
+        if max(height, width) > max_side:
+            scale = max_side / max(height, width)
+            x = resize(x, max(1, round(height * scale)), max(1, round(width * scale)))
+        if min(x.shape[-2:]) < patch_size:
+            x = shorter_to(x, patch_size)
+        h, w = x.shape[-2:]
+        return normalize(x[:, : h - h % patch_size, : w - w % patch_size])[None]
+    raise ValueError(f"crop mode must be one of {CROP_MODES}, got {mode!r}")

@@ -1,0 +1,114 @@
+"""The interface every mpiqa quality model shares."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Union
+
+import torch
+from PIL import Image
+from torch import nn
+
+from mpiqa.data.images import load_image, to_rgb
+from mpiqa.data.transforms import CROP_MODES, CropMode, preprocess_pil, preprocess_tensor
+
+ImageInput = Union[str, Path, Image.Image]
+ScoreInput = Union[ImageInput, Sequence[ImageInput], torch.Tensor]
+
+
+class IQAModel(nn.Module):
+    """A no-reference quality model: ``forward`` maps normalised pixels to scores.
+
+    Attributes:
+        lower_better: whether a lower score means better quality.
+        score_range: (low, high) bounds of the score.
+        image_size: side of the square crops the model takes.
+        patch_size: the input side must be a multiple of this in ``full`` mode.
+        crop: ``center`` (CLIP's resize + centre crop), ``multi`` (mean over ``n_crops``
+            native-resolution crops) or ``full`` (whole image, one at a time).
+    """
+
+    lower_better: bool = False
+    score_range: tuple[float, float] = (0.0, 1.0)
+
+    def __init__(self, image_size: int, patch_size: int = 1, crop: CropMode = "center", n_crops: int = 5) -> None:
+        super().__init__()
+        if crop not in CROP_MODES:
+            raise ValueError(f"crop must be one of {CROP_MODES}, got {crop!r}")
+        if n_crops < 1:
+            raise ValueError(f"n_crops must be >= 1, got {n_crops}")
+        self.image_size = image_size
+        self.patch_size = patch_size
+        self.crop = crop
+        self.n_crops = n_crops
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        """(N, 3, H, W) CLIP-normalised pixels -> (N,) scores."""
+        raise NotImplementedError
+
+    def preprocess(self, image: Image.Image | torch.Tensor) -> torch.Tensor:
+        """One RGB image (PIL, or a (3, H, W) tensor in [0, 1]) -> (K, 3, H, W) crops."""
+        kwargs = dict(size=self.image_size, mode=self.crop, n_crops=self.n_crops, patch_size=self.patch_size)
+        if isinstance(image, torch.Tensor):
+            return preprocess_tensor(image, **kwargs)
+        return preprocess_pil(to_rgb(image), **kwargs)
+
+    @torch.no_grad()
+    def score_crops(self, crops: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Scores of preprocessed images, each given as its (K, 3, H, W) crops: the mean
+        over an image's crops. Returns a (N,) float32 tensor on the CPU."""
+        if not crops:
+            return torch.empty(0)
+        if self.crop == "full":  # sizes differ from image to image
+            scores = [self(c.to(self.device)).float().mean() for c in crops]
+            return torch.stack(scores).cpu()
+        counts = [c.shape[0] for c in crops]
+        flat = self(torch.cat(list(crops)).to(self.device)).float().cpu()
+        return torch.stack([part.mean() for part in flat.split(counts)])
+
+    def score(self, inputs: ScoreInput, batch_size: int = 32) -> torch.Tensor:
+        """Quality scores, one per image.
+
+        Args:
+            inputs: a file path, a PIL image, a sequence of those, or a float tensor
+                (N, 3, H, W) / (3, H, W) with values in [0, 1].
+            batch_size: images per forward pass.
+
+        Returns:
+            (N,) float32 tensor, within :attr:`score_range`.
+
+        Raises:
+            ImageDecodeError: a file cannot be decoded (the message names it).
+            ValueError: a tensor of the wrong shape or outside [0, 1].
+        """
+        if isinstance(inputs, torch.Tensor):
+            images: list = list(_check_pixels(inputs))
+        elif isinstance(inputs, (str, Path, Image.Image)):
+            images = [inputs]
+        else:
+            images = list(inputs)
+        scores = []
+        for start in range(0, len(images), batch_size):
+            chunk = images[start : start + batch_size]
+            loaded = [load_image(x) if isinstance(x, (str, Path)) else x for x in chunk]
+            scores.append(self.score_crops([self.preprocess(x) for x in loaded]))
+        return torch.cat(scores) if scores else torch.empty(0)
+
+
+def _check_pixels(pixels: torch.Tensor) -> torch.Tensor:
+    if pixels.ndim == 3:
+        pixels = pixels[None]
+    if pixels.ndim != 4 or pixels.shape[1] != 3:
+        raise ValueError(f"expected a (N, 3, H, W) or (3, H, W) tensor, got shape {tuple(pixels.shape)}")
+    if not pixels.is_floating_point():
+        raise ValueError(f"expected float pixels in [0, 1], got dtype {pixels.dtype}")
+    if pixels.numel() and (pixels.min() < 0 or pixels.max() > 1):
+        raise ValueError(
+            f"pixel values must lie in [0, 1], got [{pixels.min().item():.3g}, {pixels.max().item():.3g}]"
+        )
+    return pixels.float()

@@ -1,0 +1,74 @@
+"""Zero-shot quality from antonym prompts (CLIP-IQA, Wang et al., AAAI 2023).
+
+score = softmax over each (positive, negative) prompt pair of CLIP's image-text logits,
+probability of the positive prompt, averaged over the pairs.
+
+Differences from the paper's code: the paper's main model is RN50 with its positional
+embedding removed; we use the ViT backbones registered here (RN50 is not implemented),
+keeping their positional embedding (resized for full-resolution input).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from mpiqa.backbones.clip import CLIP
+from mpiqa.backbones.tokenizer import tokenize
+from mpiqa.data.transforms import CropMode
+from mpiqa.models.base import IQAModel
+
+PromptPair = tuple[str, str]
+
+DEFAULT_PAIRS: tuple[PromptPair, ...] = (("Good photo.", "Bad photo."),)
+# Quality antonyms in the spirit of CLIP-IQA's ablations; the mean over pairs is steadier
+# than any one wording.
+ENSEMBLE_PAIRS: tuple[PromptPair, ...] = (
+    ("Good photo.", "Bad photo."),
+    ("High quality photo.", "Low quality photo."),
+    ("Sharp photo.", "Blurry photo."),
+    ("Clean photo.", "Noisy photo."),
+    ("High resolution photo.", "Low resolution photo."),
+    ("Bright photo.", "Dark photo."),
+)
+
+
+class CLIPIQA(IQAModel):
+    """Zero-shot CLIP quality score in [0, 1], higher = better.
+
+    Args:
+        backbone: a CLIP from :func:`mpiqa.load_clip`.
+        pairs: (positive, negative) prompt pairs.
+        crop: preprocessing mode (see :class:`IQAModel`).
+        n_crops: crops per image in ``multi`` mode.
+    """
+
+    lower_better = False
+    score_range = (0.0, 1.0)
+
+    def __init__(
+        self,
+        backbone: CLIP,
+        pairs: Sequence[PromptPair] = DEFAULT_PAIRS,
+        crop: CropMode = "center",
+        n_crops: int = 5,
+    ) -> None:
+        super().__init__(backbone.image_size, backbone.config.vision.patch_size, crop, n_crops)
+        if not pairs:
+            raise ValueError("at least one prompt pair is needed")
+        self.backbone = backbone.eval().requires_grad_(False)
+        self.pairs = tuple((str(p), str(n)) for p, n in pairs)
+        texts = [t for pair in self.pairs for t in pair]
+        tokens = tokenize(texts, context_length=backbone.context_length).to(backbone.logit_scale.device)
+        with torch.no_grad():
+            text_features = F.normalize(backbone.encode_text(tokens), dim=-1)
+        # Not persistent: derived from the backbone and prompts, never saved.
+        self.register_buffer("text_features", text_features, persistent=False)
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        image = F.normalize(self.backbone.encode_image(pixels), dim=-1)
+        logits = self.backbone.logit_scale.exp() * image @ self.text_features.t()
+        probs = logits.view(len(pixels), len(self.pairs), 2).softmax(dim=-1)
+        return probs[..., 0].mean(dim=-1)

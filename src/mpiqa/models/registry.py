@@ -1,0 +1,95 @@
+"""Registry of quality models: ``create_model`` and ``list_models``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from mpiqa.backbones.factory import DEFAULT_ARCH, load_clip
+from mpiqa.models.base import IQAModel
+from mpiqa.models.clip_iqa import DEFAULT_PAIRS, ENSEMBLE_PAIRS, CLIPIQA
+
+ModelFactory = Callable[..., IQAModel]
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    description: str
+    factory: ModelFactory
+
+
+_MODELS: dict[str, ModelEntry] = {}
+
+
+def register_model(name: str, description: str) -> Callable[[ModelFactory], ModelFactory]:
+    """Decorator adding a factory ``f(backbone, weights, seed, **kwargs) -> IQAModel``."""
+
+    def add(factory: ModelFactory) -> ModelFactory:
+        if name in _MODELS:
+            raise ValueError(f"model {name!r} is registered twice")
+        _MODELS[name] = ModelEntry(name, description, factory)
+        return factory
+
+    return add
+
+
+def list_models() -> list[str]:
+    """Names accepted by :func:`create_model`, sorted."""
+    return sorted(_MODELS)
+
+
+def model_descriptions() -> dict[str, str]:
+    return {name: _MODELS[name].description for name in list_models()}
+
+
+def create_model(
+    name: str,
+    weights: str | Path | None = None,
+    backbone: str | None = None,
+    device: str | torch.device = "cpu",
+    seed: int = 0,
+    **kwargs,
+) -> IQAModel:
+    """Build a quality model.
+
+    Args:
+        name: one of :func:`list_models`.
+        weights: backbone weights: a checkpoint path, ``"random"`` (seeded random weights,
+            for tests and benchmarks: their scores mean nothing), or ``None`` for the
+            registered pretrained weights of ``backbone``.
+        backbone: backbone architecture (e.g. ``"ViT-B/32"``); with a checkpoint path it
+            may be left out and is read from the file.
+        device: ``"cpu"``, ``"cuda"``, ...
+        seed: seed of ``weights="random"``.
+        **kwargs: passed to the model (e.g. ``crop="multi"``).
+
+    Raises:
+        KeyError: unknown model name.
+        FileNotFoundError: weights not found (``WeightsNotFoundError`` says where to put them).
+    """
+    if name not in _MODELS:
+        raise KeyError(f"unknown model {name!r}; available: {', '.join(list_models())}")
+    model = _MODELS[name].factory(backbone=backbone, weights=weights, seed=seed, **kwargs)
+    return model.to(device).eval()
+
+
+def _load_backbone(backbone: str | None, weights: str | Path | None, seed: int):
+    if weights is None:
+        return load_clip(backbone or DEFAULT_ARCH)
+    if str(weights) == "random":
+        return load_clip("random", arch=backbone or DEFAULT_ARCH, seed=seed)
+    return load_clip(weights, arch=backbone)
+
+
+@register_model("clip-iqa", "zero-shot CLIP-IQA: p('Good photo.') against 'Bad photo.'")
+def _clip_iqa(backbone=None, weights=None, seed=0, **kwargs) -> IQAModel:
+    return CLIPIQA(_load_backbone(backbone, weights, seed), pairs=DEFAULT_PAIRS, **kwargs)
+
+
+@register_model("clip-iqa-ensemble", "zero-shot CLIP-IQA averaged over 6 quality antonym pairs")
+def _clip_iqa_ensemble(backbone=None, weights=None, seed=0, **kwargs) -> IQAModel:
+    return CLIPIQA(_load_backbone(backbone, weights, seed), pairs=ENSEMBLE_PAIRS, **kwargs)
