@@ -113,6 +113,11 @@ def download_url(url: str, destination: Path, sha256: str | None, timeout: float
     return destination
 
 
+def _one_line(err: Exception, limit: int = 160) -> str:
+    text = " ".join(str(err).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _hub_snapshot_dir(repo_id: str) -> Path:
     return cache_dir() / "hf" / repo_id.replace("/", "--")
 
@@ -163,12 +168,12 @@ def resolve_pretrained(arch: str, tag: str = DEFAULT_TAG) -> Path:
             except ImportError:
                 failures.append("hub download needs the hub extra (pip install 'mpiqa[hub]')")
             except Exception as err:  # network, auth and hub errors all mean: not here
-                failures.append(f"hub download of {entry.hf_hub} failed: {err}")
+                failures.append(f"hub download of {entry.hf_hub} failed: {_one_line(err)}")
         if entry.url:
             try:
                 return download_url(entry.url, cache_dir() / entry.file, entry.sha256)
             except (OSError, ChecksumError) as err:
-                failures.append(f"download failed: {err}")
+                failures.append(f"download failed: {_one_line(err)}")
     raise WeightsNotFoundError(
         f"pretrained weights for {entry.arch} ({entry.tag}) not found: expected the file "
         f"{entry.file} (sha256 {entry.sha256}) in {cache_dir()} or ~/.cache/clip"

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Union
 
@@ -51,12 +52,18 @@ class IQAModel(nn.Module):
         """(N, 3, H, W) CLIP-normalised pixels -> (N,) scores."""
         raise NotImplementedError
 
+    def _preprocess_kwargs(self) -> dict:
+        return dict(size=self.image_size, mode=self.crop, n_crops=self.n_crops, patch_size=self.patch_size)
+
+    def preprocessor(self) -> Callable[[Image.Image], torch.Tensor]:
+        """A picklable function RGB PIL image -> (K, 3, H, W) crops, for worker processes."""
+        return functools.partial(preprocess_pil, **self._preprocess_kwargs())
+
     def preprocess(self, image: Image.Image | torch.Tensor) -> torch.Tensor:
-        """One RGB image (PIL, or a (3, H, W) tensor in [0, 1]) -> (K, 3, H, W) crops."""
-        kwargs = dict(size=self.image_size, mode=self.crop, n_crops=self.n_crops, patch_size=self.patch_size)
+        """One image (PIL, or a (3, H, W) tensor in [0, 1]) -> (K, 3, H, W) crops."""
         if isinstance(image, torch.Tensor):
-            return preprocess_tensor(image, **kwargs)
-        return preprocess_pil(to_rgb(image), **kwargs)
+            return preprocess_tensor(image, **self._preprocess_kwargs())
+        return self.preprocessor()(to_rgb(image))
 
     @torch.no_grad()
     def score_crops(self, crops: Sequence[torch.Tensor]) -> torch.Tensor:

@@ -1,0 +1,1 @@
+"""The ``mpiqa`` command-line interface."""

@@ -1,0 +1,63 @@
+"""The ``mpiqa`` command: a sub-command per job, each in its own module."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from mpiqa import __version__
+from mpiqa.backbones.convert import CheckpointError
+from mpiqa.backbones.pretrained import ChecksumError
+from mpiqa.cli import list_models as list_models_cmd
+from mpiqa.cli import score as score_cmd
+
+# Exit statuses, as documented in the README.
+EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
+
+_COMMANDS = (score_cmd, list_models_cmd)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mpiqa",
+        description="Blind image quality assessment with prompt-learned CLIP models.",
+    )
+    parser.add_argument("--version", action="version", version=f"mpiqa {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only errors on stderr")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for command in _COMMANDS:
+        command.add_parser(sub)
+    return parser
+
+
+def _configure_logging(verbose: int, quiet: bool) -> None:
+    level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("mpiqa: %(levelname)s: %(message)s"))
+    root = logging.getLogger("mpiqa")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _configure_logging(args.verbose, args.quiet)
+    try:
+        return int(args.run(args) or EXIT_OK)
+    except (FileNotFoundError, KeyError, CheckpointError, ChecksumError, ValueError) as err:
+        # Expected failures of the user's setup: one line, no traceback.
+        message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
+        print(f"mpiqa: error: {message}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("mpiqa: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

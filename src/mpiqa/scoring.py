@@ -1,0 +1,108 @@
+"""Score many image files: decoding in worker processes, results streamed in input order.
+
+Memory stays flat however many files there are: only ``batch_size x (prefetch + 1)``
+decoded images exist at any time, and results are yielded as soon as a batch is scored.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from mpiqa.data.images import DEFAULT_MAX_PIXELS, ImageDecodeError, load_image
+from mpiqa.models.base import IQAModel
+
+logger = logging.getLogger(__name__)
+
+OnError = Literal["skip", "fail"]
+
+
+@dataclass(frozen=True)
+class FileResult:
+    """The score of one file, or why it has none."""
+
+    path: str
+    score: float | None
+    error: str | None = None
+
+
+class _DecodedFiles(Dataset):
+    def __init__(
+        self, paths: Sequence[str], preprocess: Callable[..., torch.Tensor], max_pixels: int | None
+    ) -> None:
+        self.paths = paths
+        self.preprocess = preprocess
+        self.max_pixels = max_pixels
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> tuple[int, torch.Tensor | None, str | None]:
+        try:
+            image = load_image(self.paths[index], max_pixels=self.max_pixels)
+            return index, self.preprocess(image), None
+        except ImageDecodeError as err:
+            return index, None, err.reason
+        except Exception as err:  # one odd file must not end a run of 100,000
+            return index, None, f"{type(err).__name__}: {err}"
+
+
+def _single_thread_worker(_: int) -> None:
+    # Decoding workers share the cores with the model: one torch thread each.
+    torch.set_num_threads(1)
+
+
+def default_workers() -> int:
+    return min(8, max(0, (os.cpu_count() or 1) - 1))
+
+
+def score_files(
+    model: IQAModel,
+    paths: Sequence[str],
+    batch_size: int = 32,
+    workers: int | None = None,
+    on_error: OnError = "skip",
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+) -> Iterator[FileResult]:
+    """Yield one :class:`FileResult` per path, in the order of ``paths``.
+
+    Args:
+        model: the quality model (its preprocessing runs in the workers).
+        paths: image files.
+        batch_size: images per forward pass.
+        workers: decoding processes (0 decodes in this process; default: cores - 1, <= 8).
+        on_error: ``"skip"`` yields a result with ``error`` set for a bad file and goes on;
+            ``"fail"`` raises at the first one.
+        max_pixels: refuse larger images (decompression bombs).
+
+    Raises:
+        ImageDecodeError: with ``on_error="fail"``, for the first file that cannot be scored.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    workers = default_workers() if workers is None else workers
+    loader = DataLoader(
+        _DecodedFiles(paths, model.preprocessor(), max_pixels),
+        batch_size=batch_size,
+        num_workers=workers,
+        collate_fn=list,
+        worker_init_fn=_single_thread_worker if workers else None,
+        pin_memory=model.device.type == "cuda",
+    )
+    for batch in loader:
+        good = [(i, crops) for i, crops, err in batch if err is None]
+        scores = model.score_crops([crops for _, crops in good]).tolist() if good else []
+        by_index = {i: s for (i, _), s in zip(good, scores)}
+        for index, _, error in batch:
+            if error is not None:
+                if on_error == "fail":
+                    raise ImageDecodeError(paths[index], error)
+                yield FileResult(paths[index], None, error)
+            else:
+                yield FileResult(paths[index], by_index[index])
