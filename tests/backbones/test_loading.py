@@ -1,0 +1,132 @@
+"""Checkpoint loading: safety, inference of the architecture, clear errors."""
+
+from __future__ import annotations
+
+import io
+import logging
+import pickle
+import zipfile
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from mpiqa import load_clip
+from mpiqa.backbones import CheckpointError, build_random_clip, get_config
+from mpiqa.backbones.convert import read_checkpoint
+from mpiqa.backbones.torchscript import load_torchscript_state_dict
+
+
+def _openai_layout(model) -> dict[str, torch.Tensor]:
+    return {k.removeprefix("text."): v for k, v in model.state_dict().items()}
+
+
+class _Exploit:
+    ran = False
+
+    def __reduce__(self):
+        return (_mark_ran, ())
+
+
+def _mark_ran():
+    _Exploit.ran = True
+    return {}
+
+
+def test_random_is_seeded_and_leaves_global_rng_alone():
+    torch.manual_seed(123)
+    before = torch.rand(1)
+    torch.manual_seed(123)
+    a = build_random_clip("test-tiny", seed=7)
+    after = torch.rand(1)
+    b = build_random_clip("test-tiny", seed=7)
+    c = build_random_clip("test-tiny", seed=8)
+    assert torch.equal(before, after)
+    assert torch.equal(a.visual.proj, b.visual.proj)
+    assert not torch.equal(a.visual.proj, c.visual.proj)
+
+
+def test_round_trip_of_own_state_dict(tmp_path):
+    model = build_random_clip("test-tiny", seed=1)
+    save_file(_openai_layout(model), tmp_path / "m.safetensors")
+    loaded = load_clip(tmp_path / "m.safetensors")
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, loaded.state_dict()[key]), key
+
+
+def test_arbitrary_pickle_is_refused_and_never_run(tmp_path):
+    path = tmp_path / "evil.pt"
+    with open(path, "wb") as f:
+        pickle.dump(_Exploit(), f)
+    with pytest.raises(CheckpointError, match="evil.pt"):
+        load_clip(path)
+    assert not _Exploit.ran
+
+
+def test_torchscript_archive_with_foreign_global_is_refused(tmp_path):
+    payload = b"\x80\x02cos\nsystem\n(X\x04\x00\x00\x00trueS'x'\ntR."
+    path = tmp_path / "evil_jit.pt"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("evil/data.pkl", payload)
+        archive.writestr("evil/code/__torch__/m.py", "")
+    with pytest.raises(ValueError, match="refusing to load global os.system"):
+        load_torchscript_state_dict(path)
+
+
+def test_unregistered_shapes_fall_back_to_openai_conventions(tmp_path, caplog):
+    config = get_config("test-tiny")
+    from dataclasses import replace
+
+    odd = replace(config, embed_dim=48, name=None)
+    model = build_random_clip(odd, seed=0)
+    save_file(_openai_layout(model), tmp_path / "odd.safetensors")
+    with caplog.at_level(logging.WARNING, logger="mpiqa"):
+        loaded = load_clip(tmp_path / "odd.safetensors")
+    assert loaded.config.embed_dim == 48 and loaded.config.vision.heads == 1
+    assert "not registered" in caplog.text
+
+
+def test_architecture_that_does_not_match_is_an_error(tmp_path):
+    save_file(_openai_layout(build_random_clip("test-tiny")), tmp_path / "m.safetensors")
+    with pytest.raises(CheckpointError, match="do not match architecture test-small-gelu"):
+        load_clip(tmp_path / "m.safetensors", arch="test-small-gelu")
+
+
+def test_act_override(tmp_path):
+    save_file(_openai_layout(build_random_clip("test-tiny")), tmp_path / "m.safetensors")
+    assert load_clip(tmp_path / "m.safetensors", act="gelu").config.act == "gelu"
+
+
+def test_resnet_checkpoint_is_named_as_unsupported(tmp_path):
+    torch.save({"visual.layer1.0.conv1.weight": torch.zeros(1)}, tmp_path / "rn50.pt")
+    with pytest.raises(CheckpointError, match="ModifiedResNet"):
+        load_clip(tmp_path / "rn50.pt")
+
+
+def test_missing_tensor_is_named(tmp_path):
+    state = _openai_layout(build_random_clip("test-tiny"))
+    del state["ln_final.weight"]
+    save_file(state, tmp_path / "m.safetensors")
+    with pytest.raises(CheckpointError, match="ln_final.weight"):
+        load_clip(tmp_path / "m.safetensors")
+
+
+def test_missing_path_and_unknown_name():
+    with pytest.raises(FileNotFoundError, match="neither a file nor a known architecture"):
+        load_clip("no/such/file.pt")
+    with pytest.raises(KeyError, match="unknown backbone architecture"):
+        load_clip("random", arch="ViT-Z/99")
+
+
+def test_transformers_directory_without_weights(tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(FileNotFoundError, match="model.safetensors or pytorch_model.bin"):
+        read_checkpoint(tmp_path)
+
+
+def test_non_tensor_pickle_content_is_refused(tmp_path):
+    buffer = io.BytesIO()
+    torch.save({"weights": [1, 2, 3]}, buffer)
+    (tmp_path / "list.pt").write_bytes(buffer.getvalue())
+    with pytest.raises(CheckpointError, match="no state dict of tensors"):
+        load_clip(tmp_path / "list.pt")
