@@ -57,17 +57,17 @@ def normalize(pixels: torch.Tensor) -> torch.Tensor:
 
 
 def crop_boxes(height: int, width: int, size: int, n_crops: int) -> list[tuple[int, int]]:
-    """(top, left) of ``n_crops`` size x size crops spread over the image: the centre, then
-    the four corners, then an even grid for more."""
+    """(top, left) of ``n_crops`` size x size crops spread over the image: the centre and
+    the four corners for up to 5 crops, an even grid over the image for more."""
     centre = (int(round((height - size) / 2.0)), int(round((width - size) / 2.0)))
-    corners = [(0, 0), (0, width - size), (height - size, 0), (height - size, width - size)]
-    boxes = [centre, *corners][:n_crops]
-    if n_crops > len(boxes):
-        side = int(np.ceil(np.sqrt(n_crops - len(boxes))))
-        tops = np.linspace(0, height - size, side).round().astype(int)
-        lefts = np.linspace(0, width - size, side).round().astype(int)
-        boxes += [(int(t), int(lf)) for t in tops for lf in lefts][: n_crops - len(boxes)]
-    return boxes
+    if n_crops <= 5:
+        corners = [(0, 0), (0, width - size), (height - size, 0), (height - size, width - size)]
+        return [centre, *corners][:n_crops]
+    side = int(np.ceil(np.sqrt(n_crops)))
+    tops = np.linspace(0, height - size, side).round().astype(int)
+    lefts = np.linspace(0, width - size, side).round().astype(int)
+    grid = [(int(t), int(lf)) for t in tops for lf in lefts]
+    return [grid[i] for i in np.linspace(0, len(grid) - 1, n_crops).round().astype(int)]
 
 
 def preprocess_pil(

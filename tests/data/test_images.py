@@ -1,0 +1,113 @@
+"""Every kind of bad or unusual image input gives RGB or one clear error naming the file."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mpiqa.data.images import ImageDecodeError, load_image
+
+
+def _png_header_only(path, width, height):
+    """A PNG whose header claims width x height pixels (a decompression bomb's shape)."""
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))
+
+
+def _rgb(size=(40, 30), seed=0):
+    return Image.fromarray(np.random.default_rng(seed).integers(0, 255, (size[1], size[0], 3), dtype=np.uint8))
+
+
+@pytest.mark.parametrize(
+    "mode, saver",
+    [
+        ("CMYK", lambda im, p: im.convert("CMYK").save(p.with_suffix(".jpg"))),
+        ("L", lambda im, p: im.convert("L").save(p.with_suffix(".png"))),
+        ("P", lambda im, p: im.convert("P").save(p.with_suffix(".gif"))),
+        ("RGBA", lambda im, p: im.convert("RGBA").save(p.with_suffix(".png"))),
+        ("LA", lambda im, p: im.convert("LA").save(p.with_suffix(".png"))),
+        ("1", lambda im, p: im.convert("1").save(p.with_suffix(".bmp"))),
+    ],
+)
+def test_modes_become_rgb(tmp_path, mode, saver):
+    saver(_rgb(), tmp_path / "img")
+    path = next(tmp_path.iterdir())
+    image = load_image(path)
+    assert image.mode == "RGB" and image.size == (40, 30)
+
+
+def test_16_bit_greyscale_is_rescaled_not_clipped(tmp_path):
+    ramp = (np.linspace(0, 65535, 64 * 8).reshape(8, 64)).astype(np.uint16)
+    Image.fromarray(ramp).save(tmp_path / "deep.png")
+    assert Image.open(tmp_path / "deep.png").mode.startswith("I")
+    pixels = np.asarray(load_image(tmp_path / "deep.png"))[..., 0]
+    assert pixels.min() == 0 and pixels.max() == 255
+    assert np.abs(pixels.astype(float) - ramp / 257.0).max() <= 0.5 + 1e-9
+
+
+def test_exif_rotation_is_applied(tmp_path):
+    image = Image.new("RGB", (60, 20), "white")
+    image.paste((255, 0, 0), (0, 0, 10, 20))  # red strip on the left
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to view
+    image.save(tmp_path / "rotated.jpg", exif=exif.tobytes(), quality=95)
+    upright = load_image(tmp_path / "rotated.jpg")
+    assert upright.size == (20, 60)
+    top = np.asarray(upright)[:5].mean(axis=(0, 1))
+    assert top[0] > 200 and top[1] < 80  # the red strip is now on top
+
+
+def test_one_pixel_and_unicode_paths(tmp_path):
+    folder = tmp_path / "dossier été 写真"
+    folder.mkdir()
+    Image.new("RGB", (1, 1), (10, 20, 30)).save(folder / "tiny image (1).png")
+    assert load_image(folder / "tiny image (1).png").getpixel((0, 0)) == (10, 20, 30)
+
+
+@pytest.mark.parametrize(
+    "name, content, reason",
+    [
+        ("empty.jpg", b"", "empty file"),
+        ("notes.txt", b"just some text, not pixels\n", "not an image format"),
+        ("garbage.png", b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4, "corrupt or truncated|not an image"),
+    ],
+)
+def test_bad_files(tmp_path, name, content, reason):
+    (tmp_path / name).write_bytes(content)
+    with pytest.raises(ImageDecodeError, match=reason) as info:
+        load_image(tmp_path / name)
+    assert str(info.value).startswith(str(tmp_path / name))
+
+
+def test_truncated_jpeg(tmp_path):
+    _rgb((200, 200)).save(tmp_path / "full.jpg", quality=90)
+    data = (tmp_path / "full.jpg").read_bytes()
+    (tmp_path / "cut.jpg").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ImageDecodeError, match="corrupt or truncated") as info:
+        load_image(tmp_path / "cut.jpg")
+    assert info.value.path == str(tmp_path / "cut.jpg")
+
+
+def test_decompression_bomb_is_refused_before_decoding(tmp_path):
+    _png_header_only(tmp_path / "bomb.png", 100_000, 100_000)
+    with pytest.raises(ImageDecodeError, match="decompression bomb"):
+        load_image(tmp_path / "bomb.png")
+    _rgb((100, 100)).save(tmp_path / "big.png")
+    with pytest.raises(ImageDecodeError, match="over the limit of 5000"):
+        load_image(tmp_path / "big.png", max_pixels=5000)
+    assert load_image(tmp_path / "big.png", max_pixels=None).size == (100, 100)
+
+
+def test_missing_file_and_folder(tmp_path):
+    with pytest.raises(ImageDecodeError, match="no such file"):
+        load_image(tmp_path / "nope.jpg")
+    with pytest.raises(ImageDecodeError, match="not a regular file"):
+        load_image(tmp_path)
