@@ -1,0 +1,110 @@
+"""``mpiqa score`` end to end, in process (and once through the installed entry point)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mpiqa.cli.main import main
+
+TINY = ["--backbone", "test-tiny", "--weights", "random", "--workers", "0", "--no-progress"]
+
+
+def _rows(text):
+    return list(csv.reader(io.StringIO(text)))
+
+
+@pytest.fixture
+def folder(tmp_path):
+    rng = np.random.default_rng(1)
+    d = tmp_path / "photos with spaces é"
+    d.mkdir()
+    for name in ["img10.jpg", "img2.png", "img1.bmp"]:
+        Image.fromarray(rng.integers(0, 255, (40, 50, 3), dtype=np.uint8)).save(d / name)
+    (d / "readme.txt").write_text("not an image")
+    return d
+
+
+def test_micro_set_writes_header_and_five_rows(micro_dir, tmp_path):
+    out = tmp_path / "s.csv"
+    assert main(["score", str(micro_dir), "--out", str(out), *TINY]) == 0
+    rows = _rows(out.read_text())
+    assert rows[0] == ["path", "score"] and len(rows) == 6
+    assert all(0.0 <= float(score) <= 1.0 for _, score in rows[1:])
+
+
+def test_natural_order_stdout_and_same_scores_for_same_seed(folder, capsys):
+    assert main(["score", str(folder), *TINY]) == 0
+    first = _rows(capsys.readouterr().out)
+    assert [r[0].rsplit("/", 1)[1] for r in first[1:]] == ["img1.bmp", "img2.png", "img10.jpg"]
+    assert main(["score", str(folder), *TINY]) == 0
+    assert _rows(capsys.readouterr().out) == first
+    assert main(["score", str(folder), *TINY[:-3], "--seed", "1", "--workers", "0", "--no-progress"]) == 0
+    assert _rows(capsys.readouterr().out) != first
+
+
+def test_bad_files_are_reported_and_the_rest_scored(folder, capsys):
+    (folder / "zero.jpg").write_bytes(b"")
+    (folder / "corrupt.png").write_bytes(b"\x89PNG garbage")
+    code = main(["score", str(folder), str(folder / "readme.txt"), *TINY])
+    captured = capsys.readouterr()
+    rows = _rows(captured.out)
+    assert code == 1
+    assert len(rows) == 1 + 3
+    errors = [line for line in captured.err.splitlines() if line.startswith("mpiqa: error:")]
+    assert len(errors) == 3
+    assert any("zero.jpg: empty file" in e for e in errors)
+    assert any("corrupt.png" in e for e in errors) and any("readme.txt" in e for e in errors)
+    assert "3 of 6 file(s) could not be scored" in captured.err
+
+
+def test_on_error_fail_stops(folder, capsys):
+    (folder / "img0.jpg").write_bytes(b"")
+    assert main(["score", str(folder), "--on-error", "fail", *TINY]) == 1
+    captured = capsys.readouterr()
+    assert "img0.jpg: empty file" in captured.err and "--on-error fail" in captured.err
+    assert _rows(captured.out) == [["path", "score"]]
+
+
+def test_worker_processes_give_the_same_csv(folder, capsys):
+    assert main(["score", str(folder), *TINY]) == 0
+    in_process = capsys.readouterr().out
+    assert main(["score", str(folder), *TINY[:4], "--workers", "2", "--batch-size", "2", "--no-progress"]) == 0
+    assert capsys.readouterr().out == in_process
+
+
+def test_missing_weights_is_one_clear_line(folder, capsys):
+    assert main(["score", str(folder), "--backbone", "ViT-B/32", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("mpiqa: error: pretrained weights for ViT-B-32")
+    assert "ViT-B-32.pt" in err and "--weights FILE" in err and "Traceback" not in err
+
+
+def test_usage_errors(folder, capsys, tmp_path):
+    assert main(["score", str(tmp_path / "empty-dir-that-does-not-exist"), *TINY]) == 1
+    assert main(["score", str(folder), "--weights", str(tmp_path / "nope.pt")]) == 2
+    assert "nope.pt" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["score", str(folder), "--batch-size", "0"])
+
+
+def test_list_models(capsys):
+    assert main(["list-models"]) == 0
+    out = capsys.readouterr().out
+    assert "clip-iqa" in out and "ViT-B-16" in out and "test-tiny" in out
+
+
+def test_entry_point_runs(folder):
+    result = subprocess.run(
+        [sys.executable, "-m", "mpiqa", "score", str(folder / "img1.bmp"), *TINY],
+        capture_output=True, text=True, check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0] == "path,score" and len(result.stdout.splitlines()) == 2
+    assert "scores mean nothing" in result.stderr
