@@ -98,7 +98,7 @@ def score_files(
     for batch in loader:
         good = [(i, crops) for i, crops, err in batch if err is None]
         scores = model.score_crops([crops for _, crops in good]).tolist() if good else []
-        by_index = {i: s for (i, _), s in zip(good, scores)}
+        by_index = {i: s for (i, _), s in zip(good, scores, strict=True)}
         for index, _, error in batch:
             if error is not None:
                 if on_error == "fail":

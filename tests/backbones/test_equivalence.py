@@ -74,7 +74,9 @@ def assert_matches(model, pixels, ids, expected) -> None:
     with torch.no_grad():
         image, text = model.encode_image(pixels), model.encode_text(ids)
         logits, _ = model(pixels, ids)
-    for name, got, want in zip(("image", "text", "logits"), (image, text, logits), expected):
+    for name, got, want in zip(
+        ("image", "text", "logits"), (image, text, logits), expected, strict=True
+    ):
         diff = (got - want).abs().max().item()
         assert diff <= TOL, f"{name} embeddings differ by {diff}"
 
@@ -153,7 +155,11 @@ def test_half_precision_torchscript_loads_as_float32(tiny, tmp_path):
     state = {k: v.half().float() for k, v in hf_to_openai_state_dict(hf.state_dict()).items()}
     reference = openai_reference_model(state)  # float32 model of the fp16-rounded weights
     with torch.no_grad():
-        expected = (reference.encode_image(pixels), reference.encode_text(ids), reference(pixels, ids)[0])
+        expected = (
+            reference.encode_image(pixels),
+            reference.encode_text(ids),
+            reference(pixels, ids)[0],
+        )
     traced = torch.jit.trace_module(reference, {"encode_text": ids})
     traced.half().save(str(tmp_path / "half.pt"))
     model = load_clip(tmp_path / "half.pt")
@@ -171,7 +177,9 @@ def test_gelu_architecture_with_uncommon_heads(tmp_path):
     hf.save_pretrained(tmp_path / "hf")
     assert_matches(load_clip(tmp_path / "hf"), pixels, ids, expected)
     save_file(hf_to_openai_state_dict(hf.state_dict()), tmp_path / "m.safetensors")
-    assert_matches(load_clip(tmp_path / "m.safetensors", arch="test-small-gelu"), pixels, ids, expected)
+    assert_matches(
+        load_clip(tmp_path / "m.safetensors", arch="test-small-gelu"), pixels, ids, expected
+    )
 
 
 def test_vit_b16_shapes_in_three_formats(tmp_path):

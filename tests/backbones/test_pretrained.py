@@ -35,7 +35,13 @@ def test_offline_miss_names_file_hash_and_how_to_point_at_a_copy():
     with pytest.raises(WeightsNotFoundError) as info:
         resolve_pretrained("ViT-B/16")
     message = str(info.value)
-    for needle in ("ViT-B-16.pt", "5806e77cd80f8b59", "--weights", "MPIQA_CACHE_DIR", "MPIQA_OFFLINE"):
+    for needle in (
+        "ViT-B-16.pt",
+        "5806e77cd80f8b59",
+        "--weights",
+        "MPIQA_CACHE_DIR",
+        "MPIQA_OFFLINE",
+    ):
         assert needle in message
 
 
@@ -46,7 +52,9 @@ def tiny_entry(tmp_path, monkeypatch):
     source = tmp_path / "src" / "tiny.safetensors"
     source.parent.mkdir()
     save_file({k.removeprefix("text."): v for k, v in model.state_dict().items()}, source)
-    entry = PretrainedFile("test-tiny", "unit", "tiny.safetensors", sha256_of(source), source.as_uri())
+    entry = PretrainedFile(
+        "test-tiny", "unit", "tiny.safetensors", sha256_of(source), source.as_uri()
+    )
     registry = dict(pretrained._registry())
     registry[("test-tiny", "unit")] = entry
     monkeypatch.setattr(pretrained, "_registry", lambda: registry)

@@ -17,12 +17,43 @@ _WORDS = (
     "it's don't we're they've I'm you'll he'd ISO f/2.8 1/250s 4K HDR RAW"
 ).split()
 _UNICODE = [
-    "café", "naïve", "Zürich", "façade", "smörgåsbord", "São Paulo", "Ελληνικά", "русский",
-    "日本語の写真", "中文图片质量", "한국어", "עברית", "العربية", "हिन्दी", "ﬁne ligature",
-    "ＦＵＬＬ ｗｉｄｔｈ １２３", "“curly” ‘quotes’", "em—dash – en", "…ellipsis", "½ ¾ ²",
-    "😀", "🎉🎉", "👍🏽", "🏳️‍🌈", "👨‍👩‍👧", "❤️", "\u200bzero\u200bwidth", "e\u0301 combining",
-    "Ã©tÃ© mojibake", "&amp; &lt;tag&gt; &quot;html&quot;", "&amp;amp; double", "tab\there",
-    "new\nline", "  spaces   around  ", "\x00\x07control", "<|endoftext|>", "<|startoftext|> hi",
+    "café",
+    "naïve",
+    "Zürich",
+    "façade",
+    "smörgåsbord",
+    "São Paulo",
+    "Ελληνικά",
+    "русский",
+    "日本語の写真",
+    "中文图片质量",
+    "한국어",
+    "עברית",
+    "العربية",
+    "हिन्दी",
+    "ﬁne ligature",
+    "ＦＵＬＬ ｗｉｄｔｈ １２３",
+    "“curly” ‘quotes’",
+    "em—dash – en",
+    "…ellipsis",
+    "½ ¾ ²",
+    "😀",
+    "🎉🎉",
+    "👍🏽",
+    "🏳️‍🌈",
+    "👨‍👩‍👧",
+    "❤️",
+    "\u200bzero\u200bwidth",
+    "e\u0301 combining",
+    "Ã©tÃ© mojibake",
+    "&amp; &lt;tag&gt; &quot;html&quot;",
+    "&amp;amp; double",
+    "tab\there",
+    "new\nline",
+    "  spaces   around  ",
+    "\x00\x07control",
+    "<|endoftext|>",
+    "<|startoftext|> hi",
 ]
 _PUNCT = list("!?.,;:'\"()[]{}<>@#$%^&*-_=+/\\|~`")
 
@@ -43,7 +74,7 @@ def _corpus(n: int = 1200, seed: int = 0) -> list[str]:
             elif r < 0.85:
                 pieces.append("".join(rng.choice(_PUNCT) for _ in range(rng.randint(1, 4))))
             else:
-                pieces.append(str(rng.randint(0, 10**rng.randint(1, 9))))
+                pieces.append(str(rng.randint(0, 10 ** rng.randint(1, 9))))
         text = (" " if kind < 0.8 else "").join(pieces)
         if kind > 0.97:  # very long: must be truncated to the context
             text = " ".join([text] * 40)

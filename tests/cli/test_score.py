@@ -45,7 +45,10 @@ def test_natural_order_stdout_and_same_scores_for_same_seed(folder, capsys):
     assert [r[0].rsplit("/", 1)[1] for r in first[1:]] == ["img1.bmp", "img2.png", "img10.jpg"]
     assert main(["score", str(folder), *TINY]) == 0
     assert _rows(capsys.readouterr().out) == first
-    assert main(["score", str(folder), *TINY[:-3], "--seed", "1", "--workers", "0", "--no-progress"]) == 0
+    assert (
+        main(["score", str(folder), *TINY[:-3], "--seed", "1", "--workers", "0", "--no-progress"])
+        == 0
+    )
     assert _rows(capsys.readouterr().out) != first
 
 
@@ -75,7 +78,21 @@ def test_on_error_fail_stops(folder, capsys):
 def test_worker_processes_give_the_same_csv(folder, capsys):
     assert main(["score", str(folder), *TINY]) == 0
     in_process = capsys.readouterr().out
-    assert main(["score", str(folder), *TINY[:4], "--workers", "2", "--batch-size", "2", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "score",
+                str(folder),
+                *TINY[:4],
+                "--workers",
+                "2",
+                "--batch-size",
+                "2",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert capsys.readouterr().out == in_process
 
 
@@ -103,7 +120,9 @@ def test_list_models(capsys):
 def test_entry_point_runs(folder):
     result = subprocess.run(
         [sys.executable, "-m", "mpiqa", "score", str(folder / "img1.bmp"), *TINY],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[0] == "path,score" and len(result.stdout.splitlines()) == 2

@@ -16,14 +16,23 @@ def _png_header_only(path, width, height):
     """A PNG whose header claims width x height pixels (a decompression bomb's shape)."""
 
     def chunk(kind, data):
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b""))
+        + chunk(b"IEND", b"")
+    )
 
 
 def _rgb(size=(40, 30), seed=0):
-    return Image.fromarray(np.random.default_rng(seed).integers(0, 255, (size[1], size[0], 3), dtype=np.uint8))
+    return Image.fromarray(
+        np.random.default_rng(seed).integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)
+    )
 
 
 @pytest.mark.parametrize(
@@ -77,7 +86,11 @@ def test_one_pixel_and_unicode_paths(tmp_path):
     [
         ("empty.jpg", b"", "empty file"),
         ("notes.txt", b"just some text, not pixels\n", "not an image format"),
-        ("garbage.png", b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4, "corrupt or truncated|not an image"),
+        (
+            "garbage.png",
+            b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4,
+            "corrupt or truncated|not an image",
+        ),
     ],
 )
 def test_bad_files(tmp_path, name, content, reason):

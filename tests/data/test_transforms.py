@@ -22,7 +22,10 @@ def _image(w, h, seed=0):
     return Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8))
 
 
-@pytest.mark.parametrize("w, h, expected", [(300, 200, (336, 224)), (200, 300, (224, 336)), (224, 500, (224, 500)), (10, 7, (320, 224))])
+@pytest.mark.parametrize(
+    "w, h, expected",
+    [(300, 200, (336, 224)), (200, 300, (224, 336)), (224, 500, (224, 500)), (10, 7, (320, 224))],
+)
 def test_shorter_side_sizes_follow_torchvision(w, h, expected):
     assert resize_shorter_side(_image(w, h), 224).size == expected
 

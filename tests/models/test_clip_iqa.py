@@ -56,13 +56,18 @@ def test_swapped_prompts_give_the_complement(image_files):
     backbone = build_random_clip("test-tiny", seed=2)
     forward = CLIPIQA(backbone, pairs=[("Good photo.", "Bad photo.")])
     reverse = CLIPIQA(backbone, pairs=[("Bad photo.", "Good photo.")])
-    assert torch.allclose(forward.score(image_files) + reverse.score(image_files), torch.ones(4), atol=1e-6)
+    assert torch.allclose(
+        forward.score(image_files) + reverse.score(image_files), torch.ones(4), atol=1e-6
+    )
 
 
 def test_ensemble_averages_its_pairs(image_files):
     backbone = build_random_clip("test-tiny", seed=2)
     pairs = [("Good photo.", "Bad photo."), ("Sharp photo.", "Blurry photo.")]
-    mean = (CLIPIQA(backbone, pairs=pairs[:1]).score(image_files) + CLIPIQA(backbone, pairs=pairs[1:]).score(image_files)) / 2
+    mean = (
+        CLIPIQA(backbone, pairs=pairs[:1]).score(image_files)
+        + CLIPIQA(backbone, pairs=pairs[1:]).score(image_files)
+    ) / 2
     assert torch.allclose(CLIPIQA(backbone, pairs=pairs).score(image_files), mean, atol=1e-6)
 
 
@@ -85,7 +90,9 @@ def test_registry_errors_and_checkpoint_weights(tmp_path, image_files):
     with pytest.raises(KeyError, match="unknown model"):
         mpiqa.create_model("no-such-model")
     backbone = build_random_clip("test-tiny", seed=9)
-    torch.save({k.removeprefix("text."): v for k, v in backbone.state_dict().items()}, tmp_path / "w.pt")
+    torch.save(
+        {k.removeprefix("text."): v for k, v in backbone.state_dict().items()}, tmp_path / "w.pt"
+    )
     from_file = mpiqa.create_model("clip-iqa", weights=tmp_path / "w.pt")
     from_seed = mpiqa.create_model("clip-iqa", weights="random", backbone="test-tiny", seed=9)
     assert torch.allclose(from_file.score(image_files), from_seed.score(image_files), atol=1e-6)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 from typing import Any, Literal
 
@@ -86,8 +86,16 @@ class CLIPConfig:
             v, t = c.vision, c.text
             return (
                 c.embed_dim,
-                v.image_size, v.patch_size, v.width, v.layers, v.mlp_ratio,
-                t.context_length, t.vocab_size, t.width, t.layers, t.mlp_ratio,
+                v.image_size,
+                v.patch_size,
+                v.width,
+                v.layers,
+                v.mlp_ratio,
+                t.context_length,
+                t.vocab_size,
+                t.width,
+                t.layers,
+                t.mlp_ratio,
             )
 
         return shape_key(self) == shape_key(other)
@@ -98,7 +106,7 @@ def canonical_name(name: str) -> str:
     return name.strip().replace("/", "-").replace("@336px", "-336")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _registry() -> dict[str, CLIPConfig]:
     configs = {}
     for entry in resources.files("mpiqa.backbones").joinpath("configs").iterdir():

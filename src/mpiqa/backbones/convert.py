@@ -24,7 +24,12 @@ from typing import Any, Literal
 import torch
 from safetensors.torch import load_file as load_safetensors
 
-from mpiqa.backbones.config import CLIPConfig, TextConfig, VisionConfig, registered_config_with_shapes
+from mpiqa.backbones.config import (
+    CLIPConfig,
+    TextConfig,
+    VisionConfig,
+    registered_config_with_shapes,
+)
 from mpiqa.backbones.torchscript import is_torchscript_archive, load_torchscript_state_dict
 
 logger = logging.getLogger(__name__)
@@ -35,7 +40,13 @@ StateDict = dict[str, torch.Tensor]
 _HF_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 # Entries of OpenAI's archives that are not weights.
 _OPENAI_EXTRAS = {"input_resolution", "context_length", "vocab_size", "attn_mask"}
-_TEXT_TOP_LEVEL = ("token_embedding.", "positional_embedding", "transformer.", "ln_final.", "text_projection")
+_TEXT_TOP_LEVEL = (
+    "token_embedding.",
+    "positional_embedding",
+    "transformer.",
+    "ln_final.",
+    "text_projection",
+)
 
 
 class CheckpointError(ValueError):
@@ -49,7 +60,9 @@ def read_tensors(path: Path) -> StateDict:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises several types for foreign or unsafe pickles
-        raise CheckpointError(f"{path}: cannot be read as a weights-only checkpoint ({err})") from None
+        raise CheckpointError(
+            f"{path}: cannot be read as a weights-only checkpoint ({err})"
+        ) from None
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
@@ -132,7 +145,9 @@ def detect_layout(state: StateDict) -> Format:
         return "open_clip"
     if "visual.layer1.0.conv1.weight" in state:
         raise CheckpointError("ModifiedResNet (RN50-style) CLIP image towers are not supported yet")
-    raise CheckpointError("not a CLIP ViT checkpoint (no visual.conv1.weight or vision_model.* keys)")
+    raise CheckpointError(
+        "not a CLIP ViT checkpoint (no visual.conv1.weight or vision_model.* keys)"
+    )
 
 
 def to_mpiqa_layout(state: StateDict, layout: Format) -> StateDict:
@@ -252,9 +267,7 @@ def read_checkpoint(path: str | Path) -> tuple[StateDict, Format, dict[str, Any]
             hf_config = json.loads(config_file.read_text())
         weights = next((path / f for f in _HF_WEIGHT_FILES if (path / f).is_file()), None)
         if weights is None:
-            raise FileNotFoundError(
-                f"{path}: no {' or '.join(_HF_WEIGHT_FILES)} in this directory"
-            )
+            raise FileNotFoundError(f"{path}: no {' or '.join(_HF_WEIGHT_FILES)} in this directory")
         path = weights
     elif (path.parent / "config.json").is_file() and path.name in _HF_WEIGHT_FILES:
         hf_config = json.loads((path.parent / "config.json").read_text())

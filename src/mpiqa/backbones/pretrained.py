@@ -126,7 +126,9 @@ def _download_hub(repo_id: str) -> Path:
     from huggingface_hub import snapshot_download  # optional extra: mpiqa[hub]
 
     target = _hub_snapshot_dir(repo_id)
-    snapshot_download(repo_id, local_dir=target, allow_patterns=["config.json", "model.safetensors"])
+    snapshot_download(
+        repo_id, local_dir=target, allow_patterns=["config.json", "model.safetensors"]
+    )
     return target
 
 

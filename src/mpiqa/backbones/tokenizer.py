@@ -85,7 +85,7 @@ class Tokenizer:
             return cached
         symbols = [*word[:-1], word[-1] + "</w>"]
         while len(symbols) > 1:
-            pairs = zip(symbols, symbols[1:])
+            pairs = zip(symbols, symbols[1:], strict=False)
             best = min(pairs, key=lambda p: self.ranks.get(p, float("inf")))
             if best not in self.ranks:
                 break
@@ -114,7 +114,9 @@ class Tokenizer:
         raw = bytearray(self.byte_decoder[c] for c in text)
         return raw.decode("utf-8", errors="replace").replace("</w>", " ")
 
-    def __call__(self, texts: str | Sequence[str], context_length: int | None = None) -> torch.Tensor:
+    def __call__(
+        self, texts: str | Sequence[str], context_length: int | None = None
+    ) -> torch.Tensor:
         """Tokenise into a (N, context_length) int64 tensor: start token, text, end token,
         zero padding. Text too long for the context is cut and still ends with the
         end-of-text token (as OpenAI's ``tokenize(..., truncate=True)``)."""

@@ -72,7 +72,9 @@ class _RestrictedUnpickler(pickle.Unpickler):
             return _StorageType(_STORAGE_DTYPES[name])
         if module == "collections" and name == "OrderedDict":
             return OrderedDict
-        raise pickle.UnpicklingError(f"refusing to load global {module}.{name} from a TorchScript archive")
+        raise pickle.UnpicklingError(
+            f"refusing to load global {module}.{name} from a TorchScript archive"
+        )
 
     def persistent_load(self, pid: Any) -> torch.Tensor:
         kind, storage_type, key, _location, numel = pid
@@ -81,7 +83,9 @@ class _RestrictedUnpickler(pickle.Unpickler):
         raw = bytearray(self.archive.read(f"{self.prefix}data/{key}"))
         flat = torch.frombuffer(raw, dtype=storage_type.dtype) if raw else torch.empty(0)
         if flat.numel() != numel:
-            raise pickle.UnpicklingError(f"storage {key}: {flat.numel()} elements, expected {numel}")
+            raise pickle.UnpicklingError(
+                f"storage {key}: {flat.numel()} elements, expected {numel}"
+            )
         return flat
 
 

@@ -71,4 +71,3 @@ class VisionTransformer(nn.Module):
 
     def forward(self, pixels: torch.Tensor, block_hook: BlockHook | None = None) -> torch.Tensor:
         return self.pool(self.transformer(self.embed(pixels), block_hook=block_hook))
-

@@ -36,8 +36,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders")
     p.add_argument("-r", "--recursive", action="store_true", help="descend into sub-folders")
-    p.add_argument("--model", default=DEFAULT_MODEL, choices=list_models(), help="quality model (default %(default)s)")
-    p.add_argument("--backbone", default=None, metavar="ARCH", help="backbone architecture, e.g. ViT-B/32, ViT-B/16, test-tiny")
+    p.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        choices=list_models(),
+        help="quality model (default %(default)s)",
+    )
+    p.add_argument(
+        "--backbone",
+        default=None,
+        metavar="ARCH",
+        help="backbone architecture, e.g. ViT-B/32, ViT-B/16, test-tiny",
+    )
     p.add_argument(
         "--weights",
         default=None,
@@ -46,15 +56,48 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "random weights (smoke tests, benchmarks); default: the backbone's registered weights, "
         "looked for in $MPIQA_CACHE_DIR",
     )
-    p.add_argument("--seed", type=int, default=0, help="seed of --weights random (default %(default)s)")
+    p.add_argument(
+        "--seed", type=int, default=0, help="seed of --weights random (default %(default)s)"
+    )
     p.add_argument("--batch-size", type=_positive_int, default=32, metavar="N")
-    p.add_argument("--workers", type=_non_negative_int, default=None, metavar="N", help="decoding processes (default: cores - 1, at most 8)")
+    p.add_argument(
+        "--workers",
+        type=_non_negative_int,
+        default=None,
+        metavar="N",
+        help="decoding processes (default: cores - 1, at most 8)",
+    )
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default %(default)s)")
-    p.add_argument("--crop", choices=CROP_MODES, default="center", help="center: CLIP's resize + centre crop; multi: mean over native-resolution crops; full: whole image")
-    p.add_argument("--n-crops", type=_positive_int, default=5, metavar="K", help="crops per image with --crop multi")
-    p.add_argument("--max-pixels", type=_positive_int, default=DEFAULT_MAX_PIXELS, metavar="N", help="refuse larger images (default %(default)s)")
-    p.add_argument("--out", default=None, metavar="FILE.csv", help="write the CSV here (default: stdout)")
-    p.add_argument("--on-error", choices=("skip", "fail"), default="skip", help="skip: report bad files and score the rest; fail: stop at the first")
+    p.add_argument(
+        "--crop",
+        choices=CROP_MODES,
+        default="center",
+        help="center: CLIP's resize + centre crop; multi: mean over native-resolution "
+        "crops; full: the whole image",
+    )
+    p.add_argument(
+        "--n-crops",
+        type=_positive_int,
+        default=5,
+        metavar="K",
+        help="crops per image with --crop multi",
+    )
+    p.add_argument(
+        "--max-pixels",
+        type=_positive_int,
+        default=DEFAULT_MAX_PIXELS,
+        metavar="N",
+        help="refuse larger images (default %(default)s)",
+    )
+    p.add_argument(
+        "--out", default=None, metavar="FILE.csv", help="write the CSV here (default: stdout)"
+    )
+    p.add_argument(
+        "--on-error",
+        choices=("skip", "fail"),
+        default="skip",
+        help="skip: report bad files and score the rest; fail: stop at the first",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=run)
 
@@ -122,7 +165,12 @@ def run(args: argparse.Namespace) -> int:
             on_error=args.on_error,
             max_pixels=args.max_pixels,
         )
-        progress = tqdm(total=len(found.files), unit="img", file=sys.stderr, disable=True if args.no_progress else None)
+        progress = tqdm(
+            total=len(found.files),
+            unit="img",
+            file=sys.stderr,
+            disable=True if args.no_progress else None,
+        )
         try:
             for result in results:
                 progress.update()
@@ -140,7 +188,10 @@ def run(args: argparse.Namespace) -> int:
         progress.close()
     scored = len(found.files) - failed
     if failed:
-        print(f"mpiqa: {failed} of {len(found.files)} file(s) could not be scored; {scored} scored", file=sys.stderr)
+        print(
+            f"mpiqa: {failed} of {len(found.files)} file(s) could not be scored; {scored} scored",
+            file=sys.stderr,
+        )
         return 1
     logger.info("scored %d file(s)%s", scored, f" into {args.out}" if args.out else "")
     return 0

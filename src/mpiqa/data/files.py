@@ -49,6 +49,4 @@ def discover_images(paths: Iterable[str], recursive: bool = False) -> Discovery:
                 found[full] = None
             else:
                 ignored.append(full)
-    return Discovery(
-        files=sorted(found, key=natural_key), ignored=sorted(ignored, key=natural_key)
-    )
+    return Discovery(files=sorted(found, key=natural_key), ignored=sorted(ignored, key=natural_key))

@@ -93,13 +93,18 @@ def preprocess_pil(
         if min(image.size) < size:
             image = resize_shorter_side(image, size)
         width, height = image.size
-        crops = [to_tensor(crop(image, t, lf, size)) for t, lf in crop_boxes(height, width, size, n_crops)]
+        crops = [
+            to_tensor(crop(image, t, lf, size))
+            for t, lf in crop_boxes(height, width, size, n_crops)
+        ]
         return normalize(torch.stack(crops))
     if mode == "full":
         width, height = image.size
         if max(width, height) > max_side:
             scale = max_side / max(width, height)
-            image = image.resize((max(1, round(width * scale)), max(1, round(height * scale))), Image.BICUBIC)
+            image = image.resize(
+                (max(1, round(width * scale)), max(1, round(height * scale))), Image.BICUBIC
+            )
         if min(image.size) < patch_size:
             image = resize_shorter_side(image, patch_size)
         width, height = image.size
@@ -120,7 +125,9 @@ def preprocess_tensor(
     :func:`preprocess_pil` but resizing with torch's antialiased bicubic."""
 
     def resize(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
-        out = F.interpolate(x[None], size=(h, w), mode="bicubic", antialias=True, align_corners=False)
+        out = F.interpolate(
+            x[None], size=(h, w), mode="bicubic", antialias=True, align_corners=False
+        )
         return out[0].clamp_(0.0, 1.0)
 
     def shorter_to(x: torch.Tensor, target: int) -> torch.Tensor:

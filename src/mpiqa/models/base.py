@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Union
 
 import torch
 from PIL import Image
@@ -14,8 +13,8 @@ from torch import nn
 from mpiqa.data.images import load_image, to_rgb
 from mpiqa.data.transforms import CROP_MODES, CropMode, preprocess_pil, preprocess_tensor
 
-ImageInput = Union[str, Path, Image.Image]
-ScoreInput = Union[ImageInput, Sequence[ImageInput], torch.Tensor]
+ImageInput = str | Path | Image.Image
+ScoreInput = ImageInput | Sequence[ImageInput] | torch.Tensor
 
 
 class IQAModel(nn.Module):
@@ -33,7 +32,9 @@ class IQAModel(nn.Module):
     lower_better: bool = False
     score_range: tuple[float, float] = (0.0, 1.0)
 
-    def __init__(self, image_size: int, patch_size: int = 1, crop: CropMode = "center", n_crops: int = 5) -> None:
+    def __init__(
+        self, image_size: int, patch_size: int = 1, crop: CropMode = "center", n_crops: int = 5
+    ) -> None:
         super().__init__()
         if crop not in CROP_MODES:
             raise ValueError(f"crop must be one of {CROP_MODES}, got {crop!r}")
@@ -53,7 +54,9 @@ class IQAModel(nn.Module):
         raise NotImplementedError
 
     def _preprocess_kwargs(self) -> dict:
-        return dict(size=self.image_size, mode=self.crop, n_crops=self.n_crops, patch_size=self.patch_size)
+        return dict(
+            size=self.image_size, mode=self.crop, n_crops=self.n_crops, patch_size=self.patch_size
+        )
 
     def preprocessor(self) -> Callable[[Image.Image], torch.Tensor]:
         """A picklable function RGB PIL image -> (K, 3, H, W) crops, for worker processes."""
@@ -111,11 +114,12 @@ def _check_pixels(pixels: torch.Tensor) -> torch.Tensor:
     if pixels.ndim == 3:
         pixels = pixels[None]
     if pixels.ndim != 4 or pixels.shape[1] != 3:
-        raise ValueError(f"expected a (N, 3, H, W) or (3, H, W) tensor, got shape {tuple(pixels.shape)}")
+        raise ValueError(
+            f"expected a (N, 3, H, W) or (3, H, W) tensor, got shape {tuple(pixels.shape)}"
+        )
     if not pixels.is_floating_point():
         raise ValueError(f"expected float pixels in [0, 1], got dtype {pixels.dtype}")
     if pixels.numel() and (pixels.min() < 0 or pixels.max() > 1):
-        raise ValueError(
-            f"pixel values must lie in [0, 1], got [{pixels.min().item():.3g}, {pixels.max().item():.3g}]"
-        )
+        low, high = pixels.min().item(), pixels.max().item()
+        raise ValueError(f"pixel values must lie in [0, 1], got [{low:.3g}, {high:.3g}]")
     return pixels.float()

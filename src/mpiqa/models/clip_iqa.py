@@ -61,7 +61,9 @@ class CLIPIQA(IQAModel):
         self.backbone = backbone.eval().requires_grad_(False)
         self.pairs = tuple((str(p), str(n)) for p, n in pairs)
         texts = [t for pair in self.pairs for t in pair]
-        tokens = tokenize(texts, context_length=backbone.context_length).to(backbone.logit_scale.device)
+        tokens = tokenize(texts, context_length=backbone.context_length).to(
+            backbone.logit_scale.device
+        )
         with torch.no_grad():
             text_features = F.normalize(backbone.encode_text(tokens), dim=-1)
         # Not persistent: derived from the backbone and prompts, never saved.

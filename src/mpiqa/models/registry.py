@@ -10,7 +10,7 @@ import torch
 
 from mpiqa.backbones.factory import DEFAULT_ARCH, load_clip
 from mpiqa.models.base import IQAModel
-from mpiqa.models.clip_iqa import DEFAULT_PAIRS, ENSEMBLE_PAIRS, CLIPIQA
+from mpiqa.models.clip_iqa import CLIPIQA, DEFAULT_PAIRS, ENSEMBLE_PAIRS
 
 ModelFactory = Callable[..., IQAModel]
 
