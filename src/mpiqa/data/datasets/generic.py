@@ -1,0 +1,75 @@
+"""Adapters for a user's own data: any CSV of scores, or an unlabelled folder."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from mpiqa.data.datasets.base import (
+    DatasetFormatError,
+    find_file,
+    parse_float,
+    register_dataset,
+    resolve_images,
+)
+from mpiqa.data.files import discover_images
+from mpiqa.data.records import IQADataset, Record, normalise
+
+
+@register_dataset("csv", "any CSV of image paths and scores (columns chosen by options)")
+def load_csv(
+    root: Path,
+    check_images: bool = True,
+    csv_file: str = "labels.csv",
+    path_column: str = "path",
+    score_column: str = "score",
+    image_dir: str = ".",
+    lower_better: bool = False,
+    scale: tuple[float, float] | None = None,
+    content_column: str | None = None,
+    delimiter: str = ",",
+) -> IQADataset:
+    """Reads ``root/csv_file``; image paths are relative to ``root/image_dir``.
+
+    Args:
+        scale: (low, high) of the scores; default: their min and max in the file.
+        lower_better: the scores are DMOS-like.
+        content_column: a column grouping images of one scene (kept on one side of splits).
+    """
+    label = find_file(root, [csv_file], "CSV dataset")
+    rows = []
+    with open(label, newline="", encoding="utf-8-sig") as f:
+        reader = csv.DictReader(f, delimiter=delimiter)
+        columns = reader.fieldnames or []
+        for needed in filter(None, (path_column, score_column, content_column)):
+            if needed not in columns:
+                raise DatasetFormatError(f"{label}:1: no column {needed!r}; columns are {columns}")
+        for line, row in enumerate(reader, start=2):
+            raw = parse_float(row[score_column], f"{label}:{line}", score_column)
+            rows.append((row[path_column], raw, row[content_column] if content_column else ""))
+    if not rows:
+        raise DatasetFormatError(f"{label}: no data rows")
+    raws = [r[1] for r in rows]
+    scale = scale or (min(raws), max(raws))
+    if scale[1] <= scale[0]:
+        raise DatasetFormatError(f"{label}: score scale {scale} is empty; pass scale=(low, high)")
+    folder = (root / image_dir).resolve()
+    paths = resolve_images(folder, [r[0] for r in rows], "CSV dataset", label, check_images)
+    records = [
+        Record(
+            Path(name).as_posix(),
+            path,
+            raw,
+            normalise(raw, scale, not lower_better),
+            content=content,
+        )
+        for (name, raw, content), path in zip(rows, paths, strict=True)
+    ]
+    return IQADataset("csv", root, records, scale, not lower_better)
+
+
+@register_dataset("folder", "unlabelled images of a folder (recursive), for scoring")
+def load_folder(root: Path, check_images: bool = True) -> IQADataset:
+    found = discover_images([str(root)], recursive=True)
+    records = [Record(Path(p).relative_to(root).as_posix(), Path(p)) for p in found.files]
+    return IQADataset("folder", root, records)

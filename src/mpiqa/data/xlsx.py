@@ -1,0 +1,74 @@
+"""Read the first worksheet of an .xlsx file into rows of strings.
+
+CSIQ and SPAQ publish their labels as spreadsheets. Reading one table does not justify a
+runtime dependency on openpyxl: an .xlsx file is a zip of XML parts, read here with the
+standard library (shared strings, inline strings and numbers; no formulas or styles).
+"""
+
+from __future__ import annotations
+
+import re
+import zipfile
+from pathlib import Path
+from xml.etree import ElementTree
+
+_NS = {"m": "http://schemas.openxmlformats.org/spreadsheetml/2006/main"}
+_REL_NS = "{http://schemas.openxmlformats.org/officeDocument/2006/relationships}id"
+_CELL_REF = re.compile(r"([A-Z]+)(\d+)")
+
+
+def _column_index(letters: str) -> int:
+    index = 0
+    for ch in letters:
+        index = index * 26 + (ord(ch) - ord("A") + 1)
+    return index - 1
+
+
+def _first_sheet_path(archive: zipfile.ZipFile) -> str:
+    workbook = ElementTree.fromstring(archive.read("xl/workbook.xml"))
+    sheet = workbook.find("m:sheets/m:sheet", _NS)
+    if sheet is None:
+        raise ValueError("workbook has no worksheet")
+    rel_id = sheet.get(_REL_NS)
+    rels = ElementTree.fromstring(archive.read("xl/_rels/workbook.xml.rels"))
+    for rel in rels:
+        if rel.get("Id") == rel_id:
+            target = rel.get("Target", "")
+            return target.lstrip("/") if target.startswith("/") else f"xl/{target}"
+    raise ValueError(f"worksheet relation {rel_id} not found")
+
+
+def read_xlsx(path: str | Path) -> list[list[str]]:
+    """Rows of the first worksheet, each a list of cell texts ('' for empty cells).
+
+    Raises:
+        ValueError: not a readable .xlsx file (the message names it).
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            shared: list[str] = []
+            if "xl/sharedStrings.xml" in archive.namelist():
+                root = ElementTree.fromstring(archive.read("xl/sharedStrings.xml"))
+                for item in root.findall("m:si", _NS):
+                    shared.append("".join(t.text or "" for t in item.iter(f"{{{_NS['m']}}}t")))
+            sheet = ElementTree.fromstring(archive.read(_first_sheet_path(archive)))
+    except (zipfile.BadZipFile, KeyError, ElementTree.ParseError, ValueError) as err:
+        raise ValueError(f"{path}: not a readable .xlsx workbook ({err})") from None
+    rows: list[list[str]] = []
+    for row in sheet.iterfind("m:sheetData/m:row", _NS):
+        cells: dict[int, str] = {}
+        for cell in row.iterfind("m:c", _NS):
+            match = _CELL_REF.match(cell.get("r", ""))
+            column = _column_index(match.group(1)) if match else len(cells)
+            kind = cell.get("t")
+            if kind == "inlineStr":
+                text = "".join(t.text or "" for t in cell.iter(f"{{{_NS['m']}}}t"))
+            else:
+                value = cell.find("m:v", _NS)
+                text = value.text or "" if value is not None else ""
+                if kind == "s" and text:
+                    text = shared[int(text)]
+            cells[column] = text
+        width = max(cells) + 1 if cells else 0
+        rows.append([cells.get(i, "") for i in range(width)])
+    return rows

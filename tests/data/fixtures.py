@@ -1,0 +1,52 @@
+"""Writers of dataset label files in their documented original formats (test fixtures)."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+_NS = {"m": "http://schemas.openxmlformats.org/spreadsheetml/2006/main"}
+
+
+def write_xlsx(path: str | Path, rows: list[list[str | float]]) -> None:
+    """Write a minimal one-sheet workbook (inline strings): used to make test fixtures in
+    the datasets' documented layouts."""
+
+    def cell(ref: str, value: str | float) -> str:
+        if isinstance(value, (int, float)):
+            return f'<c r="{ref}"><v>{value}</v></c>'
+        text = str(value).replace("&", "&amp;").replace("<", "&lt;")
+        return f'<c r="{ref}" t="inlineStr"><is><t>{text}</t></is></c>'
+
+    def letters(i: int) -> str:
+        out = ""
+        i += 1
+        while i:
+            i, r = divmod(i - 1, 26)
+            out = chr(65 + r) + out
+        return out
+
+    body = "".join(
+        f'<row r="{r + 1}">'
+        + "".join(cell(f"{letters(c)}{r + 1}", v) for c, v in enumerate(row))
+        + "</row>"
+        for r, row in enumerate(rows)
+    )
+    main = _NS["m"]
+    rel = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr(
+            "[Content_Types].xml",
+            '<?xml version="1.0"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types"/>',
+        )
+        z.writestr(
+            "xl/workbook.xml",
+            f'<workbook xmlns="{main}" xmlns:r="{rel}"><sheets>'
+            '<sheet name="Sheet1" sheetId="1" r:id="rId1"/></sheets></workbook>',
+        )
+        z.writestr(
+            "xl/_rels/workbook.xml.rels",
+            '<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
+            '<Relationship Id="rId1" Type="worksheet" Target="worksheets/sheet1.xml"/></Relationships>',
+        )
+        z.writestr("xl/worksheets/sheet1.xml", f'<worksheet xmlns="{main}"><sheetData>{body}</sheetData></worksheet>')
