@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+from PIL import Image
+
+from mpiqa.cli.main import main
+
+
+def test_distort_writes_images_labels_and_contact_sheet(tmp_path):
+    src = tmp_path / "clean"
+    src.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        Image.fromarray(rng.integers(0, 255, (40, 60, 3), dtype=np.uint8)).save(src / f"c{i}.png")
+    (src / "broken.png").write_bytes(b"")
+    out = tmp_path / "out"
+    code = main(
+        [
+            "distort",
+            str(src),
+            str(out),
+            "--types",
+            "jpeg",
+            "darken",
+            "--levels",
+            "1",
+            "5",
+            "--size",
+            "32",
+        ]
+    )
+    assert code == 1  # the broken source is reported, the others are written
+    rows = list(csv.DictReader(open(out / "labels.csv")))
+    assert len(rows) == 2 * 2 * 2
+    assert {r["distortion"] for r in rows} == {"jpeg", "darken"}
+    assert all((out / r["path"]).is_file() for r in rows)
+    assert float(rows[0]["quality"]) > float(rows[1]["quality"])
+    assert Image.open(out / "images" / rows[0]["path"].split("/")[-1]).size == (32, 32)
+    assert (out / "contact_sheet.png").is_file()

@@ -1,0 +1,184 @@
+"""Adapters on fixtures written in each dataset's documented original format."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.io import savemat
+
+from mpiqa.data.datasets import DatasetFormatError, MissingImagesError, list_datasets, load_dataset
+from tests.data.fixtures import write_image, write_xlsx
+
+
+def test_registry_lists_every_adapter():
+    assert set(list_datasets()) >= {
+        "biq2021", "koniq10k", "livec", "spaq", "tid2013", "kadid10k", "csiq", "live", "csv", "folder",
+    }  # fmt: skip
+    with pytest.raises(KeyError, match="unknown dataset"):
+        load_dataset("imagenet", ".")
+
+
+def test_biq2021_case_differences_and_official_split(tmp_path):
+    (tmp_path / "Train (Images and MOS).csv").write_text(
+        "Image Name,MOS,,\nss01 (2).jpg,0.5,,\nss01 (10).jpg,0.25,,\n"
+    )
+    (tmp_path / "Test (Images and MOS).csv").write_text("Image Name,MOS\nss02 (1).jpg,0.75\n")
+    write_image(tmp_path / "Images/ss01 (2).JPG")
+    write_image(tmp_path / "Images/ss01 (10).jpg")
+    write_image(tmp_path / "Images/ss02 (1).jpg")
+    data = load_dataset("BIQ2021", tmp_path)
+    assert [r.group for r in data] == ["train", "train", "test"]
+    assert data[0].path.name == "ss01 (2).JPG" and data[0].key == "Images/ss01 (2).jpg"
+
+
+def test_wrong_root_names_the_expected_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"dmos\.csv in .*is this the folder"):
+        load_dataset("kadid10k", tmp_path)
+    with pytest.raises(FileNotFoundError, match="dataset folder not found"):
+        load_dataset("kadid10k", tmp_path / "nope")
+
+
+def _kadid(tmp_path, rows):
+    lines = ["dist_img,ref_img,dmos,var"] + rows
+    (tmp_path / "dmos.csv").write_text("\n".join(lines) + "\n")
+
+
+def test_kadid_fields_and_missing_images(tmp_path):
+    _kadid(
+        tmp_path,
+        [
+            "I01_01_01.png,I01.png,4.57,0.1",
+            "I01_25_05.png,I01.png,1.20,0.3",
+            "I02_10_03.png,I02.png,3.0,0.2",
+        ],
+    )
+    data = load_dataset("kadid10k", tmp_path, check_images=False)
+    assert [(r.content, r.distortion, r.level) for r in data] == [
+        ("I01", "gaussian blur", 1), ("I01", "contrast change", 5), ("I02", "jpeg", 3),
+    ]  # fmt: skip
+    assert data[0].score == pytest.approx((4.57 - 1) / 4)
+    write_image(tmp_path / "images/I01_01_01.png")
+    with pytest.raises(
+        MissingImagesError, match=r"2 of 3 images listed in dmos\.csv are missing.*I01_25_05\.png"
+    ):
+        load_dataset("kadid10k", tmp_path)
+
+
+def test_unparsable_row_is_reported_as_file_and_line(tmp_path):
+    _kadid(tmp_path, ["I01_01_01.png,I01.png,4.5,0.1", "I01_01_02.png,I01.png,n/a,0.1"])
+    with pytest.raises(DatasetFormatError, match=r"dmos\.csv:3: dmos 'n/a' is not a number"):
+        load_dataset("kadid10k", tmp_path, check_images=False)
+
+
+def test_tid2013_upper_case_names_match_lower_case_files(tmp_path):
+    (tmp_path / "mos_with_names.txt").write_bytes(b"5.51429 I01_01_1.bmp\r\n4.9 i01_08_3.BMP\r\n")
+    write_image(tmp_path / "distorted_images/i01_01_1.bmp")
+    write_image(tmp_path / "distorted_images/i01_08_3.bmp")
+    data = load_dataset("tid2013", tmp_path)
+    assert [r.path.name for r in data] == ["i01_01_1.bmp", "i01_08_3.bmp"]
+    assert data[1].distortion == "gaussian blur" and data[1].level == 3
+    (tmp_path / "mos_with_names.txt").write_text("5.5 I01_01_1.bmp\nbroken line here\n")
+    with pytest.raises(DatasetFormatError, match=r"mos_with_names\.txt:2"):
+        load_dataset("tid2013", tmp_path)
+
+
+def test_csiq_official_spreadsheet_and_derived_text(tmp_path):
+    write_xlsx(
+        tmp_path / "csiq.DMOS.xlsx",
+        [["image", "dst_idx", "dst_type", "dst_lev", "dmos_std", "dmos"],
+         [1600, 1, "noise", 1, 0.02, 0.062], ["aerial_city", 3, "jpeg 2000", 4, 0.03, 0.55]],
+    )  # fmt: skip
+    write_image(tmp_path / "dst_imgs/awgn/1600.AWGN.1.png")
+    write_image(tmp_path / "dst_imgs/jpeg2000/aerial_city.jpeg2000.4.png")
+    data = load_dataset("csiq", tmp_path)
+    assert [r.key for r in data] == [
+        "dst_imgs/awgn/1600.AWGN.1.png",
+        "dst_imgs/jpeg2000/aerial_city.jpeg2000.4.png",
+    ]
+    assert data[1].score == pytest.approx(0.45) and data[1].content == "aerial_city"
+
+
+def test_koniq_scores_and_distributions_file(tmp_path):
+    (tmp_path / "koniq10k_scores_and_distributions.csv").write_text(
+        "image_name,c1,c2,c3,c4,c5,c_total,MOS,SD,MOS_zscore\n"
+        "826373.jpg,0,3,30,63,4,100,3.68,0.6,68.5\n"
+    )
+    write_image(tmp_path / "1024x768/826373.jpg")
+    data = load_dataset("koniq10k", tmp_path)
+    assert (
+        data[0].raw_score == 68.5
+        and data[0].score == pytest.approx(0.685)
+        and data[0].group is None
+    )
+
+
+def test_livec_mat_files(tmp_path):
+    names = np.empty((9, 1), dtype=object)
+    for i, name in enumerate([f"t{k}.bmp" for k in range(1, 8)] + ["10.bmp", "11.bmp"]):
+        names[i, 0] = np.array([name])
+    (tmp_path / "Data").mkdir()
+    savemat(tmp_path / "Data/AllImages_release.mat", {"AllImages_release": names})
+    savemat(tmp_path / "Data/AllMOS_release.mat", {"AllMOS_release": np.linspace(10, 90, 9)[None]})
+    for name in ["10.bmp", "11.bmp"]:
+        write_image(tmp_path / "Images" / name)
+    data = load_dataset("livec", tmp_path)
+    assert [r.key for r in data] == ["Images/10.bmp", "Images/11.bmp"]
+    assert data[1].score == pytest.approx(0.9)
+
+
+def test_live_release2_mat_files(tmp_path):
+    n = 982
+    orgs = np.zeros(n)
+    orgs[[0, 300]] = 1
+    refs = np.empty((1, n), dtype=object)
+    for i in range(n):
+        refs[0, i] = np.array([f"ref{i % 29}.bmp"])
+    savemat(
+        tmp_path / "dmos_realigned.mat",
+        {"dmos_new": np.linspace(0, 100, n)[None], "orgs": orgs[None]},
+    )
+    savemat(tmp_path / "refnames_all.mat", {"refnames_all": refs})
+    data = load_dataset("live", tmp_path, check_images=False)
+    assert len(data) == n - 2
+    assert data[0].key == "jp2k/img2.bmp" and data[-1].key == "fastfading/img174.bmp"
+    assert data[0].score == pytest.approx(1.0) and data[-1].score == pytest.approx(0.0)
+    assert len({r.content for r in data}) == 29
+    assert {r.distortion for r in data} == set(data.distortions)
+
+
+def test_spaq_spreadsheet(tmp_path):
+    write_xlsx(
+        _mkdir(tmp_path / "Annotations") / "MOS and Image attribute scores.xlsx",
+        [
+            ["Image name", "MOS", "Brightness", "Colorfulness"],
+            ["00001.jpg", 42.5, 50, 51],
+            ["00002.png", 80, 1, 2],
+        ],
+    )
+    write_image(tmp_path / "TestImage/00001.jpg")
+    write_image(tmp_path / "TestImage/00002.png")
+    data = load_dataset("spaq", tmp_path)
+    assert [r.raw_score for r in data] == [42.5, 80.0] and data[0].score == pytest.approx(0.425)
+
+
+def _mkdir(path):
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def test_generic_csv_and_folder(tmp_path):
+    (tmp_path / "scores.csv").write_text(
+        "file,dmos,scene\na.png,10,s1\nsub/b.png,30,s1\nc.png,20,s2\n"
+    )
+    for name in ["a.png", "sub/b.png", "c.png"]:
+        write_image(tmp_path / "imgs" / name)
+    data = load_dataset(
+        "csv", tmp_path, csv_file="scores.csv", path_column="file", score_column="dmos",
+        image_dir="imgs", lower_better=True, content_column="scene",
+    )  # fmt: skip
+    assert [r.score for r in data] == [1.0, 0.0, 0.5]
+    assert [r.content for r in data] == ["s1", "s1", "s2"]
+    with pytest.raises(DatasetFormatError, match="no column 'mos'"):
+        load_dataset("csv", tmp_path, csv_file="scores.csv", path_column="file", score_column="mos")
+    folder = load_dataset("folder", tmp_path / "imgs")
+    assert [r.key for r in folder] == ["a.png", "c.png", "sub/b.png"] and folder[0].score is None
