@@ -276,8 +276,9 @@ def quantization(x: Array, levels: float, rng: np.random.Generator) -> Array:
         channel = x[..., c]
         edges = np.quantile(channel, np.linspace(0, 1, int(levels) + 1)[1:-1])
         bins = np.digitize(channel, edges)
-        means = ndimage.mean(channel, labels=bins, index=np.arange(int(levels)))
-        out[..., c] = np.nan_to_num(np.asarray(means))[bins]
+        sums = np.bincount(bins.ravel(), weights=channel.ravel(), minlength=int(levels))
+        counts = np.bincount(bins.ravel(), minlength=int(levels))
+        out[..., c] = (sums / np.maximum(counts, 1))[bins]
     return out
 
 
