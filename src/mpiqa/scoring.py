@@ -30,6 +30,7 @@ class FileResult:
     path: str
     score: float | None
     error: str | None = None
+    extra: dict[str, str] | None = None
 
 
 class _DecodedFiles(Dataset):
@@ -97,12 +98,13 @@ def score_files(
     )
     for batch in loader:
         good = [(i, crops) for i, crops, err in batch if err is None]
-        scores = model.score_crops([crops for _, crops in good]).tolist() if good else []
-        by_index = {i: s for (i, _), s in zip(good, scores, strict=True)}
+        scores, extras = model.describe_crops([crops for _, crops in good]) if good else ([], [])
+        by_index = {i: (float(s), e) for (i, _), s, e in zip(good, scores, extras, strict=True)}
         for index, _, error in batch:
             if error is not None:
                 if on_error == "fail":
                     raise ImageDecodeError(paths[index], error)
                 yield FileResult(paths[index], None, error)
             else:
-                yield FileResult(paths[index], by_index[index])
+                score, extra = by_index[index]
+                yield FileResult(paths[index], score, extra=extra)

@@ -18,6 +18,7 @@ from mpiqa.data.images import DEFAULT_MAX_PIXELS, ImageDecodeError
 from mpiqa.data.transforms import CROP_MODES
 from mpiqa.models.registry import create_model, list_models
 from mpiqa.scoring import score_files
+from mpiqa.training.checkpoint import load_checkpoint
 
 logger = logging.getLogger("mpiqa.cli.score")
 
@@ -55,6 +56,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="backbone checkpoint (OpenAI .pt, open_clip, transformers dir); 'random' for seeded "
         "random weights (smoke tests, benchmarks); default: the backbone's registered weights, "
         "looked for in $MPIQA_CACHE_DIR",
+    )
+    p.add_argument(
+        "--checkpoint",
+        default=None,
+        metavar="FILE",
+        help="a trained prompt model (best.safetensors from mpiqa train); adds the predicted "
+        "distortion type and scene as columns. --weights then overrides its backbone weights",
     )
     p.add_argument(
         "--seed", type=int, default=0, help="seed of --weights random (default %(default)s)"
@@ -139,24 +147,34 @@ def run(args: argparse.Namespace) -> int:
         logger.info("left out %d file(s) without an image extension: %s", len(found.ignored), shown)
     if not found.files:
         raise FileNotFoundError(f"no image files in {' '.join(args.paths)}")
-    if args.weights == "random":
+    if args.weights == "random" and not args.checkpoint:
         logger.warning(
             "--weights random: randomly initialised backbone (seed %d); its scores mean nothing",
             args.seed,
         )
-    model = create_model(
-        args.model,
-        weights=args.weights,
-        backbone=args.backbone,
-        device=args.device,
-        seed=args.seed,
-        crop=args.crop,
-        n_crops=args.n_crops,
-    )
+    if args.checkpoint:
+        model = load_checkpoint(
+            args.checkpoint,
+            weights=args.weights,
+            device=args.device,
+            crop=args.crop,
+            n_crops=args.n_crops,
+        )
+    else:
+        model = create_model(
+            args.model,
+            weights=args.weights,
+            backbone=args.backbone,
+            device=args.device,
+            seed=args.seed,
+            crop=args.crop,
+            n_crops=args.n_crops,
+        )
+    columns = list(model.extra_columns)
     failed = 0
     with _open_output(args.out) as out:
         writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(["path", "score"])
+        writer.writerow(["path", "score", *columns])
         results = score_files(
             model,
             found.files,
@@ -179,7 +197,10 @@ def run(args: argparse.Namespace) -> int:
                     progress.clear()
                     print(f"mpiqa: error: {result.path}: {result.error}", file=sys.stderr)
                     continue
-                writer.writerow([result.path, f"{result.score:.6f}"])
+                extra = result.extra or {}
+                writer.writerow(
+                    [result.path, f"{result.score:.6f}", *(extra.get(c, "") for c in columns)]
+                )
                 out.flush()
         except ImageDecodeError as err:
             progress.close()

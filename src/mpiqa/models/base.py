@@ -68,6 +68,16 @@ class IQAModel(nn.Module):
             return preprocess_tensor(image, **self._preprocess_kwargs())
         return self.preprocessor()(to_rgb(image))
 
+    #: names of the extra per-image columns :meth:`describe_crops` gives (CSV columns)
+    extra_columns: tuple[str, ...] = ()
+
+    @torch.no_grad()
+    def describe_crops(
+        self, crops: Sequence[torch.Tensor]
+    ) -> tuple[torch.Tensor, list[dict[str, str]]]:
+        """Scores, and per image the values of :attr:`extra_columns` (none here)."""
+        return self.score_crops(crops), [{} for _ in crops]
+
     @torch.no_grad()
     def score_crops(self, crops: Sequence[torch.Tensor]) -> torch.Tensor:
         """Scores of preprocessed images, each given as its (K, 3, H, W) crops: the mean

@@ -1,0 +1,135 @@
+"""``mpiqa train``: prompt training of the multi-modal prompt model, one run or n rounds."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+from mpiqa.evaluation.metrics import summarise_rounds
+from mpiqa.evaluation.report import rounds_table
+from mpiqa.training.config import TrainConfig
+
+logger = logging.getLogger("mpiqa.cli.train")
+
+# command-line flag -> config option
+_FLAGS = {
+    "dataset": "data.dataset", "root": "data.root", "protocol": "data.protocol",
+    "split_file": "data.split_file", "shots": "data.shots", "fraction": "data.fraction",
+    "backbone": "backbone.arch", "weights": "backbone.weights", "epochs": "train.epochs",
+    "batch_size": "train.batch_size", "lr": "optim.lr", "seed": "train.seed",
+    "precision": "train.precision", "device": "train.device", "workers": "train.workers",
+}  # fmt: skip
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train prompts on an IQA dataset (model selection on a validation part)",
+        description="Train the multi-modal prompt model. Options come from --config (TOML), "
+        "then these flags, then --set section.key=value overrides.",
+    )
+    p.add_argument("--dataset", help="dataset adapter (mpiqa list-datasets)")
+    p.add_argument("--root", help="dataset folder")
+    p.add_argument("--config", help="TOML configuration file (see configs/)")
+    p.add_argument("--backbone", metavar="ARCH")
+    p.add_argument("--weights", metavar="FILE|random")
+    p.add_argument("--protocol", choices=("random", "official"))
+    p.add_argument("--split-file", help="train on this saved split")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--shots", type=int, help="few-shot: this many training images")
+    group.add_argument(
+        "--fraction", type=float, help="few-shot: this fraction of the training part"
+    )
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"))
+    p.add_argument("--device")
+    p.add_argument("--workers", type=int)
+    p.add_argument(
+        "--init-prompts",
+        metavar="FILE",
+        help="start from these prompt tensors (e.g. meta-pre-training)",
+    )
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="n-round protocol: split seeds seed..seed+n-1, test metrics summarised",
+    )
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    p.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE"
+    )
+    p.add_argument("--out", required=True, metavar="RUN_DIR")
+    p.set_defaults(run=run)
+
+
+def build_config(args: argparse.Namespace) -> TrainConfig:
+    config = TrainConfig.load(args.config) if args.config else TrainConfig()
+    flags = [
+        f"{key}={_toml(getattr(args, name))}"
+        for name, key in _FLAGS.items()
+        if getattr(args, name, None) is not None
+    ]
+    config.override(flags + list(args.overrides))
+    if not config.data.dataset or not config.data.root:
+        raise ValueError(
+            "--dataset and --root are required (or data.dataset / data.root in --config)"
+        )
+    return config
+
+
+def _toml(value) -> str:
+    return (
+        json.dumps(value)
+        if isinstance(value, str)
+        else str(value).lower()
+        if isinstance(value, bool)
+        else str(value)
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from mpiqa.cli.evaluate import evaluate_checkpoint
+    from mpiqa.training.run import train_run
+
+    config = build_config(args)
+    out = Path(args.out)
+    if args.rounds <= 1:
+        result = train_run(config, out, resume=args.resume, init_prompts=args.init_prompts)
+        logger.warning(
+            "best validation SRCC %.4f at epoch %s; checkpoint %s",
+            result["best"].get("srcc", float("nan")),
+            result["best"].get("epoch"),
+            out / "best.safetensors",
+        )
+        return 0
+    per_round = []
+    base_seed = config.data.split_seed
+    for r in range(args.rounds):
+        config.data.split_seed = base_seed + r
+        round_dir = out / f"round_{r}"
+        train_run(config, round_dir, resume=args.resume, init_prompts=args.init_prompts)
+        # the test part is scored once, after model selection on the validation part
+        metrics = evaluate_checkpoint(
+            round_dir / "best.safetensors",
+            config.data.dataset,
+            config.data.root,
+            "test",
+            round_dir / "test",
+            check_images=config.data.check_images,
+        )
+        per_round.append(metrics)
+    summary = summarise_rounds(per_round)
+    (out / "summary.json").write_text(
+        json.dumps({"rounds": per_round, "summary": summary, "config": config.to_dict()}, indent=1)
+    )
+    (out / "summary.md").write_text(
+        f"{config.data.dataset}, {args.rounds} rounds (test parts)\n\n" + rounds_table(summary)
+    )
+    print(rounds_table(summary))
+    return 0

@@ -1,0 +1,102 @@
+"""IQA correlation metrics.
+
+PLCC and RMSE are reported raw and after the standard 4-parameter logistic mapping
+(VQEG), fitted to the MOS. The logistic is constrained to increase,
+y = b2 + |b1 - b2| / (1 + exp(-(x - b3) / |b4|)), so a model that ranks images backwards
+keeps a negative PLCC, as it keeps a negative SRCC. An unconstrained fit would flip its sign.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from scipy import optimize, stats
+
+
+def _arrays(pred, mos) -> tuple[np.ndarray, np.ndarray]:
+    pred, mos = (
+        np.asarray(pred, dtype=np.float64).ravel(),
+        np.asarray(mos, dtype=np.float64).ravel(),
+    )
+    if pred.shape != mos.shape:
+        raise ValueError(f"predictions ({pred.size}) and MOS ({mos.size}) differ in length")
+    if pred.size < 3:
+        raise ValueError(f"need at least 3 images for correlations, got {pred.size}")
+    if not (np.isfinite(pred).all() and np.isfinite(mos).all()):
+        raise ValueError("predictions and MOS must be finite")
+    return pred, mos
+
+
+def logistic4(x: np.ndarray, b1: float, b2: float, b3: float, b4: float) -> np.ndarray:
+    """Increasing 4-parameter logistic from b2 (low) to b2 + |b1 - b2| (high)."""
+    z = np.clip(-(x - b3) / (np.abs(b4) + 1e-12), -500, 500)
+    return np.abs(b1 - b2) / (1 + np.exp(z)) + b2
+
+
+def fit_logistic(pred, mos) -> np.ndarray:
+    """Predictions mapped onto the MOS scale by the fitted increasing logistic. Returns the
+    raw predictions when the fit fails or collapses to a constant."""
+    pred, mos = _arrays(pred, mos)
+    start = [mos.max(), mos.min(), np.mean(pred), np.std(pred) / 4 + 1e-6]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            params, _ = optimize.curve_fit(logistic4, pred, mos, p0=start, maxfev=20000)
+        mapped = logistic4(pred, *params)
+        if np.isfinite(mapped).all() and np.std(mapped) > 1e-12 * (np.std(mos) + 1e-12):
+            return mapped
+    except (RuntimeError, ValueError):
+        pass
+    return pred
+
+
+def srcc(pred, mos) -> float:
+    pred, mos = _arrays(pred, mos)
+    return float(stats.spearmanr(pred, mos).statistic)
+
+
+def krcc(pred, mos) -> float:
+    pred, mos = _arrays(pred, mos)
+    return float(stats.kendalltau(pred, mos).statistic)
+
+
+def plcc(pred, mos, fitted: bool = True) -> float:
+    pred, mos = _arrays(pred, mos)
+    x = fit_logistic(pred, mos) if fitted else pred
+    return float(stats.pearsonr(x, mos).statistic)
+
+
+def rmse(pred, mos, fitted: bool = True) -> float:
+    pred, mos = _arrays(pred, mos)
+    x = fit_logistic(pred, mos) if fitted else pred
+    return float(np.sqrt(np.mean((x - mos) ** 2)))
+
+
+def all_metrics(pred, mos) -> dict[str, float]:
+    """srcc, krcc, plcc (after the logistic fit), plcc_raw, rmse (after the fit), rmse_raw, n."""
+    pred, mos = _arrays(pred, mos)
+    mapped = fit_logistic(pred, mos)
+    return {
+        "srcc": srcc(pred, mos),
+        "krcc": krcc(pred, mos),
+        "plcc": float(stats.pearsonr(mapped, mos).statistic),
+        "plcc_raw": float(stats.pearsonr(pred, mos).statistic),
+        "rmse": float(np.sqrt(np.mean((mapped - mos) ** 2))),
+        "rmse_raw": float(np.sqrt(np.mean((pred - mos) ** 2))),
+        "n": int(pred.size),
+    }
+
+
+def summarise_rounds(per_round: list[dict[str, float]]) -> dict[str, dict[str, float]]:
+    """Median, mean and std of each metric over rounds (the n-round protocol)."""
+    keys = [k for k in per_round[0] if k != "n"]
+    out = {}
+    for key in keys:
+        values = np.array([r[key] for r in per_round])
+        out[key] = {
+            "median": float(np.median(values)),
+            "mean": float(values.mean()),
+            "std": float(values.std(ddof=0)),
+        }
+    return out

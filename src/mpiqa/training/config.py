@@ -1,0 +1,196 @@
+"""Training configuration: typed sections, read from TOML, overridden from the command
+line with ``section.key=value``. See ``configs/mmp-iqa.toml`` for a documented example."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mpiqa.models.mmp_iqa import MMPConfig
+from mpiqa.training.losses import LossWeights
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+@dataclass
+class DataConfig:
+    dataset: str = ""
+    root: str = ""
+    protocol: str = "random"  # random (seeded 80/20 by content) | official
+    split_seed: int = 0
+    test_fraction: float = 0.2
+    val_fraction: float = 0.1
+    shots: int | None = None
+    fraction: float | None = None
+    split_file: str | None = None  # use this split instead of drawing one
+    image_size: int | None = None  # default: the backbone's input size
+    resize: int | None = None  # shorter side before cropping; default: image_size
+    check_images: bool = True
+
+
+@dataclass
+class BackboneConfig:
+    arch: str = "ViT-B-16"
+    weights: str | None = None  # checkpoint path, "random", or None for the registered weights
+    seed: int = 0  # seed of "random"
+
+
+@dataclass
+class OptimConfig:
+    optimizer: str = "adamw"  # adamw | sgd
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    momentum: float = 0.9
+    schedule: str = "cosine"  # cosine | constant
+    warmup_epochs: int = 0
+
+
+@dataclass
+class LoopConfig:
+    epochs: int = 10
+    batch_size: int = 16
+    workers: int | None = None
+    precision: str = "fp32"  # fp32 | bf16 | fp16
+    device: str = "cpu"
+    seed: int = 0
+    flip: float = 0.5
+    eval_batch_size: int = 64
+
+
+@dataclass
+class TrainConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    model: MMPConfig = field(default_factory=MMPConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: LoopConfig = field(default_factory=LoopConfig)
+    loss: LossWeights = field(default_factory=LossWeights)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "config") -> TrainConfig:
+        config = cls()
+        for section, values in data.items():
+            if not hasattr(config, section):
+                raise ValueError(f"{source}: unknown section [{section}]")
+            if not isinstance(values, dict):
+                raise ValueError(f"{source}: [{section}] must be a table")
+            for key, value in values.items():
+                _assign(config, section, key, value, source)
+        config.validate()
+        return config
+
+    @classmethod
+    def load(cls, path: str | Path) -> TrainConfig:
+        """Raises ValueError naming the file (and TOML line) when it cannot be read."""
+        try:
+            data = tomllib.loads(Path(path).read_text())
+        except tomllib.TOMLDecodeError as err:
+            raise ValueError(f"{path}: {err}") from None
+        return cls.from_dict(data, source=str(path))
+
+    def override(self, assignments: list[str]) -> TrainConfig:
+        """Apply ``section.key=value`` strings (values parsed as TOML, else as text)."""
+        for text in assignments:
+            name, sep, raw = text.partition("=")
+            section, dot, key = name.strip().partition(".")
+            if not sep or not dot:
+                raise ValueError(f"override {text!r}: expected section.key=value")
+            try:
+                value = tomllib.loads(f"v = {raw}")["v"]
+            except tomllib.TOMLDecodeError:
+                value = raw
+            _assign(self, section, key, value, f"override {text!r}")
+        self.validate()
+        return self
+
+    def validate(self) -> None:
+        if self.data.protocol not in ("random", "official"):
+            raise ValueError(
+                f"data.protocol must be random or official, got {self.data.protocol!r}"
+            )
+        if self.data.shots is not None and self.data.fraction is not None:
+            raise ValueError("give data.shots or data.fraction, not both")
+        if self.optim.optimizer not in ("adamw", "sgd"):
+            raise ValueError(f"optim.optimizer must be adamw or sgd, got {self.optim.optimizer!r}")
+        if self.optim.schedule not in ("cosine", "constant"):
+            raise ValueError(
+                f"optim.schedule must be cosine or constant, got {self.optim.schedule!r}"
+            )
+        if self.train.precision not in ("fp32", "bf16", "fp16"):
+            raise ValueError(
+                f"train.precision must be fp32, bf16 or fp16, got {self.train.precision!r}"
+            )
+        if self.train.epochs < 1 or self.train.batch_size < 1:
+            raise ValueError("train.epochs and train.batch_size must be >= 1")
+        self.model.__post_init__()
+
+
+def _assign(config: TrainConfig, section: str, key: str, value: Any, source: str) -> None:
+    target = getattr(config, section, None)
+    if target is None or not dataclasses.is_dataclass(target):
+        raise ValueError(f"{source}: unknown section {section!r}")
+    hints = typing.get_type_hints(type(target))
+    if key not in hints:
+        known = ", ".join(f.name for f in dataclasses.fields(target))
+        raise ValueError(f"{source}: unknown option {section}.{key} (known: {known})")
+    setattr(target, key, _coerce(value, hints[key], f"{section}.{key}", source))
+
+
+def _coerce(value: Any, hint: Any, name: str, source: str) -> Any:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
+            if type(None) in args:
+                return None
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(value, arg, name, source)
+            except ValueError:
+                continue
+        raise ValueError(f"{source}: {name} = {value!r} is not a valid {hint}")
+    if origin is typing.Literal:
+        if value not in args:
+            raise ValueError(f"{source}: {name} must be one of {args}, got {value!r}")
+        return value
+    if origin is tuple:
+        return tuple(
+            value
+            if isinstance(value, (list, tuple))
+            else [v.strip() for v in str(value).split(",")]
+        )
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        if str(value).lower() in ("true", "1", "yes"):
+            return True
+        if str(value).lower() in ("false", "0", "no"):
+            return False
+    elif hint is int and not isinstance(value, bool):
+        try:
+            if float(value) == int(float(value)):
+                return int(float(value))
+        except (TypeError, ValueError):
+            pass
+    elif hint is float and not isinstance(value, bool):
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            pass
+    elif hint is str:
+        return str(value)
+    elif hint is dict and isinstance(value, dict):
+        return value
+    raise ValueError(
+        f"{source}: {name} = {value!r} is not a valid {getattr(hint, '__name__', hint)}"
+    )

@@ -1,0 +1,121 @@
+"""From a configuration to a trained run directory: data, split, model, training."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+
+from mpiqa.backbones.factory import build_random_clip, load_clip
+from mpiqa.data.datasets import load_dataset
+from mpiqa.data.loading import RecordDataset, TrainTransform
+from mpiqa.data.records import IQADataset, Record
+from mpiqa.data.splits import Split, few_shot, official_split, random_split
+from mpiqa.models.mmp_iqa import MultiModalPromptIQA
+from mpiqa.prompts.vocab import DISTORTIONS, SCENES, distortion_class
+from mpiqa.training.checkpoint import backbone_record, write_json
+from mpiqa.training.config import TrainConfig
+from mpiqa.training.trainer import GradHook, Trainer
+
+logger = logging.getLogger(__name__)
+
+
+def make_split(dataset: IQADataset, config: TrainConfig) -> Split:
+    """The split a run trains on: a split file, the official split, or a seeded random
+    one; then the few-shot subset of its training part."""
+    data = config.data
+    if data.split_file:
+        split = Split.load(data.split_file)
+    elif data.protocol == "official":
+        split = official_split(dataset, seed=data.split_seed, val_fraction=data.val_fraction)
+    else:
+        split = random_split(
+            dataset,
+            seed=data.split_seed,
+            test_fraction=data.test_fraction,
+            val_fraction=data.val_fraction,
+        )
+    if data.shots is not None or data.fraction is not None:
+        split = few_shot(split, shots=data.shots, fraction=data.fraction, seed=data.split_seed)
+    split.check_disjoint(dataset)
+    return split
+
+
+def build_model(config: TrainConfig) -> tuple[MultiModalPromptIQA, dict]:
+    spec = config.backbone
+    if spec.weights == "random":
+        backbone = build_random_clip(spec.arch, seed=spec.seed)
+    else:
+        backbone = load_clip(spec.weights or spec.arch, arch=spec.arch)
+    model = MultiModalPromptIQA(backbone, config.model).to(config.train.device)
+    return model, backbone_record(spec.arch, spec.weights, spec.seed)
+
+
+def _with_prompt_labels(records: list[Record]) -> list[Record]:
+    """Map dataset distortion names onto the prompt vocabulary."""
+    from dataclasses import replace
+
+    return [replace(r, distortion=distortion_class(r.distortion)) for r in records]
+
+
+def train_run(
+    config: TrainConfig,
+    out_dir: str | Path,
+    resume: bool = False,
+    init_prompts: str | Path | None = None,
+    grad_hook: GradHook | None = None,
+    stop_after: int | None = None,
+) -> dict:
+    """Train one run into ``out_dir`` (split.json, config.json, best.*, last.*, log.jsonl).
+
+    Returns:
+        {"best": best validation metrics and epoch, "split": sizes of the parts}.
+    """
+    out_dir = Path(out_dir)
+    torch.manual_seed(config.train.seed)
+    dataset = load_dataset(
+        config.data.dataset, config.data.root, check_images=config.data.check_images
+    )
+    split = make_split(dataset, config)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    split.save(out_dir / "split.json")
+    write_json(out_dir / "config.json", config.to_dict())
+    model, backbone_info = build_model(config)
+    if init_prompts is not None:
+        load_prompt_init(model, init_prompts)
+    size = config.data.image_size or model.image_size
+    train_set = RecordDataset(
+        _with_prompt_labels(dataset.subset(split.train)),
+        TrainTransform(size=size, resize=config.data.resize or size, flip=config.train.flip),
+        distortions=DISTORTIONS,
+        scenes=SCENES,
+        seed=config.train.seed,
+    )
+    logger.info(
+        "%s: train %d, val %d, test %d images",
+        dataset.name,
+        len(split.train),
+        len(split.val),
+        len(split.test),
+    )
+    trainer = Trainer(
+        model, train_set, dataset.subset(split.val), config, out_dir, backbone_info, grad_hook
+    )
+    best = trainer.fit(resume=resume, stop_after=stop_after)
+    return {"best": best, "split": {k: len(v) for k, v in split.parts().items()}}
+
+
+def load_prompt_init(model: MultiModalPromptIQA, path: str | Path) -> None:
+    """Start from prompt tensors of another run (e.g. meta-pre-training): every tensor of
+    the file must be a trainable tensor of the model, with the same shape."""
+    from safetensors.torch import load_file
+
+    tensors = load_file(str(path))
+    params = dict(model.named_parameters())
+    for name, value in tensors.items():
+        if name not in params or params[name].shape != value.shape:
+            raise ValueError(f"{path}: tensor {name} {tuple(value.shape)} does not fit this model")
+    with torch.no_grad():
+        for name, value in tensors.items():
+            params[name].copy_(value)

@@ -1,0 +1,229 @@
+"""The training loop: prompt (and optionally last-block) training with model selection
+on a validation part, atomic checkpoints, and exact resume.
+
+Reproducibility: the batch order of epoch e is drawn from a generator seeded by
+(seed, e), and every image's augmentation from (seed, e, index) (see
+:class:`mpiqa.data.loading.RecordDataset`). A run resumed after epoch e therefore goes on
+exactly as the uninterrupted run would have.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from mpiqa.data.loading import RecordDataset, seed_worker
+from mpiqa.data.records import Record
+from mpiqa.evaluation.metrics import all_metrics
+from mpiqa.evaluation.predict import predict_records
+from mpiqa.models.mmp_iqa import MultiModalPromptIQA
+from mpiqa.training.checkpoint import _atomic, save_checkpoint
+from mpiqa.training.config import TrainConfig
+from mpiqa.training.losses import total_loss
+
+logger = logging.getLogger(__name__)
+
+# Called after backward, before the optimiser step (gradient regularisation hooks in here).
+GradHook = Callable[[MultiModalPromptIQA, dict, object], None]
+
+
+def _collate(items: list[dict]) -> dict:
+    return torch.utils.data.default_collate(items)
+
+
+class Trainer:
+    """Args:
+    model: the prompt model (its trainable parameters are what trains).
+    train_set: training images with augmentation.
+    val_records: the validation part, scored without augmentation after each epoch.
+    config: the run's configuration.
+    out_dir: where ``best.*``, ``last.*``, ``state.pt`` and ``log.jsonl`` go.
+    backbone_info: how to rebuild the backbone (written into checkpoints).
+    grad_hook: optional callback between backward and the optimiser step.
+    """
+
+    def __init__(
+        self,
+        model: MultiModalPromptIQA,
+        train_set: RecordDataset,
+        val_records: Sequence[Record],
+        config: TrainConfig,
+        out_dir: str | Path,
+        backbone_info: dict,
+        grad_hook: GradHook | None = None,
+    ) -> None:
+        self.model = model
+        self.train_set = train_set
+        self.val_records = list(val_records)
+        self.config = config
+        self.out_dir = Path(out_dir)
+        self.backbone_info = backbone_info
+        self.grad_hook = grad_hook
+        self.params = [p for _, p in model.trainable_parameters()]
+        if not self.params:
+            raise ValueError("the model has no trainable parameters")
+        optim = config.optim
+        if optim.optimizer == "sgd":
+            self.optimizer = torch.optim.SGD(
+                self.params, lr=optim.lr, momentum=optim.momentum, weight_decay=optim.weight_decay
+            )
+        else:
+            self.optimizer = torch.optim.AdamW(
+                self.params, lr=optim.lr, weight_decay=optim.weight_decay
+            )
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
+        self.epoch = 0
+        self.best: dict = {"srcc": -math.inf, "epoch": None}
+        self.history: list[dict] = []
+
+    def _lr_factor(self, epoch: int) -> float:
+        optim, total = self.config.optim, self.config.train.epochs
+        if epoch < optim.warmup_epochs:
+            return (epoch + 1) / (optim.warmup_epochs + 1)
+        if optim.schedule == "constant":
+            return 1.0
+        progress = (epoch - optim.warmup_epochs) / max(1, total - optim.warmup_epochs)
+        return 0.5 * (1 + math.cos(math.pi * progress))
+
+    def _autocast(self):
+        precision = self.config.train.precision
+        if precision == "fp32":
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+        return torch.autocast(self.model.device.type, dtype=dtype)
+
+    def _loader(self, epoch: int) -> DataLoader:
+        loop = self.config.train
+        self.train_set.set_epoch(epoch)
+        generator = torch.Generator().manual_seed(
+            int(np.random.SeedSequence([loop.seed, epoch]).generate_state(1)[0])
+        )
+        workers = loop.workers if loop.workers is not None else 0
+        return DataLoader(
+            self.train_set, batch_size=loop.batch_size, shuffle=True, generator=generator,
+            num_workers=workers, worker_init_fn=seed_worker if workers else None,
+            collate_fn=_collate, drop_last=len(self.train_set) > loop.batch_size,
+        )  # fmt: skip
+
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        self.model.train()
+        sums: dict[str, float] = {}
+        steps = 0
+        for batch in self._loader(epoch):
+            batch["pixels"] = batch["pixels"].to(self.model.device)
+            with self._autocast():
+                prediction = self.model.predict(batch["pixels"])
+            loss, terms = total_loss(prediction, batch, self.config.loss)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if self.grad_hook is not None:
+                self.grad_hook(self.model, batch, prediction)
+            self.optimizer.step()
+            steps += 1
+            for key, value in {"loss": float(loss.detach()), **terms}.items():
+                sums[key] = sums.get(key, 0.0) + value
+        self.scheduler.step()
+        return {key: value / max(steps, 1) for key, value in sums.items()}
+
+    def validate(self) -> dict[str, float]:
+        if len(self.val_records) < 3:
+            return {}
+        data = self.config.data
+        preds = predict_records(
+            self.model, self.val_records, self.config.train.eval_batch_size,
+            image_size=data.image_size, resize=data.resize,
+        )  # fmt: skip
+        return all_metrics(preds.scores, preds.targets)
+
+    # ----------------------------------------------------------------- persistence
+    def _save_state(self) -> None:
+        save_checkpoint(
+            self.out_dir / "last", self.model, self.backbone_info, {"epoch": self.epoch}
+        )
+        state = {
+            "epoch": self.epoch,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "best": {k: (v if v != -math.inf else None) for k, v in self.best.items()},
+            "history": json.dumps(self.history),
+        }
+        _atomic(self.out_dir / "state.pt", lambda tmp: torch.save(state, tmp))
+
+    def resume(self) -> bool:
+        """Continue from ``out_dir/state.pt`` if it exists. Returns whether it did."""
+        state_path = self.out_dir / "state.pt"
+        if not state_path.is_file():
+            return False
+        from safetensors.torch import load_file
+
+        state = torch.load(state_path, map_location="cpu", weights_only=True)
+        tensors = load_file(str(self.out_dir / "last.safetensors"))
+        params = dict(self.model.named_parameters())
+        with torch.no_grad():
+            for name, value in tensors.items():
+                params[name].copy_(value)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.epoch = int(state["epoch"])
+        self.best = {k: (-math.inf if v is None else v) for k, v in state["best"].items()}
+        self.history = json.loads(state["history"])
+        logger.info("resumed %s after epoch %d", self.out_dir, self.epoch)
+        return True
+
+    def fit(self, resume: bool = False, stop_after: int | None = None) -> dict:
+        """Train until ``config.train.epochs`` (or ``stop_after`` epochs in this call, to
+        simulate an interruption). Returns the best validation metrics and epoch."""
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        if resume:
+            self.resume()
+        done_now = 0
+        with open(self.out_dir / "log.jsonl", "a") as log:
+            while self.epoch < self.config.train.epochs:
+                if stop_after is not None and done_now >= stop_after:
+                    break
+                start = time.perf_counter()
+                train_terms = self.train_epoch(self.epoch)
+                val = self.validate()
+                self.epoch += 1
+                done_now += 1
+                entry = {
+                    "epoch": self.epoch,
+                    "train": train_terms,
+                    "val": val,
+                    "seconds": round(time.perf_counter() - start, 2),
+                }
+                self.history.append(entry)
+                log.write(json.dumps(entry) + "\n")
+                log.flush()
+                # constant predictions give a NaN correlation: rank them below any real one
+                srcc = val.get("srcc", float("nan")) if val else float("nan")
+                improved = bool(val) and (srcc if math.isfinite(srcc) else -1.0) > self.best["srcc"]
+                if improved or (not val and self.epoch == self.config.train.epochs):
+                    self.best = (
+                        {**val, "epoch": self.epoch}
+                        if val
+                        else {"srcc": -math.inf, "epoch": self.epoch}
+                    )
+                    if val and not math.isfinite(srcc):
+                        self.best["srcc"] = -1.0
+                    save_checkpoint(
+                        self.out_dir / "best",
+                        self.model,
+                        self.backbone_info,
+                        {"epoch": self.epoch, "val": val, "config": self.config.to_dict()},
+                    )
+                self._save_state()
+                logger.info(
+                    "epoch %d/%d loss %.4f val srcc %s (%.1fs)", self.epoch, self.config.train.epochs,
+                    train_terms.get("loss", float("nan")), f"{val['srcc']:.4f}" if val else "n/a", entry["seconds"],
+                )  # fmt: skip
+        return self.best

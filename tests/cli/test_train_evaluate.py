@@ -1,0 +1,149 @@
+"""mpiqa train -> evaluate -> score --checkpoint, end to end on the CPU."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+from mpiqa.cli.main import main
+from tests.training.conftest import make_blur_task
+
+TINY = [
+    "--backbone",
+    "test-tiny",
+    "--weights",
+    "random",
+    "--set",
+    "model.visual_depth=2",
+    "--set",
+    "model.visual_tokens=2",
+]
+
+
+def test_train_evaluate_and_score_with_explanations(tmp_path, monkeypatch, capsys):
+    root = make_blur_task(tmp_path / "task", n_contents=12, size=32)
+    from mpiqa.data.datasets import base
+
+    spec = base._DATASETS["csv"]
+    monkeypatch.setitem(
+        base._DATASETS, "csv",
+        base.DatasetSpec("csv", "", lambda r, check_images=True: spec.loader(r, check_images, image_dir="imgs", content_column="content")),
+    )  # fmt: skip
+    run = tmp_path / "run"
+    assert (
+        main(
+            [
+                "train",
+                "--dataset",
+                "csv",
+                "--root",
+                str(root),
+                *TINY,
+                "--epochs",
+                "2",
+                "--batch-size",
+                "16",
+                "--out",
+                str(run),
+            ]
+        )
+        == 0
+    )
+    for name in ("best.safetensors", "best.json", "split.json", "config.json", "log.jsonl"):
+        assert (run / name).is_file(), name
+
+    out = tmp_path / "eval"
+    assert (
+        main(
+            [
+                "evaluate",
+                "--checkpoint",
+                str(run / "best.safetensors"),
+                "--dataset",
+                "csv",
+                "--root",
+                str(root),
+                "--split",
+                "test",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert {"srcc", "plcc", "krcc", "rmse", "n"} <= set(metrics) and metrics["n"] == len(
+        json.loads((run / "split.json").read_text())["test"]
+    )
+    assert (out / "table.md").read_text().startswith("| |") and (
+        out / "scatter.png"
+    ).stat().st_size > 0
+
+    zero_shot = tmp_path / "zs"
+    assert main(["evaluate", "--model", "clip-iqa", "--backbone", "test-tiny", "--weights", "random", "--dataset", "csv",
+                 "--root", str(root), "--split", "test", "--split-file", str(run / "split.json"), "--out", str(zero_shot)]) == 0  # fmt: skip
+    assert json.loads((zero_shot / "metrics.json").read_text())["n"] == metrics["n"]
+
+    capsys.readouterr()
+    assert (
+        main(
+            [
+                "score",
+                str(root / "imgs" / "c00_L0.png"),
+                "--checkpoint",
+                str(run / "best.safetensors"),
+                "--workers",
+                "0",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    rows = list(csv.reader(capsys.readouterr().out.splitlines()))
+    assert rows[0] == ["path", "score", "distortion", "distortion_prob", "scene", "scene_prob"]
+    assert len(rows) == 2 and rows[1][2] and rows[1][4]
+
+
+def test_rounds_protocol_writes_a_summary(tmp_path, monkeypatch):
+    root = make_blur_task(tmp_path / "task", n_contents=10, size=32)
+    from mpiqa.data.datasets import base
+
+    spec = base._DATASETS["csv"]
+    monkeypatch.setitem(
+        base._DATASETS, "csv",
+        base.DatasetSpec("csv", "", lambda r, check_images=True: spec.loader(r, check_images, image_dir="imgs", content_column="content")),
+    )  # fmt: skip
+    out = tmp_path / "rounds"
+    assert (
+        main(
+            [
+                "train",
+                "--dataset",
+                "csv",
+                "--root",
+                str(root),
+                *TINY,
+                "--epochs",
+                "1",
+                "--rounds",
+                "2",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    summary = json.loads((out / "summary.json").read_text())
+    assert len(summary["rounds"]) == 2 and set(summary["summary"]["srcc"]) == {
+        "median",
+        "mean",
+        "std",
+    }
+    splits = [json.loads((out / f"round_{r}/split.json").read_text())["test"] for r in range(2)]
+    assert splits[0] != splits[1]
+    assert "median" in (out / "summary.md").read_text()
+
+
+def test_train_needs_dataset_and_root(tmp_path, capsys):
+    assert main(["train", "--out", str(tmp_path / "x")]) == 2
+    assert "--dataset and --root are required" in capsys.readouterr().err

@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from mpiqa.evaluation.metrics import (
+    all_metrics,
+    fit_logistic,
+    krcc,
+    plcc,
+    rmse,
+    srcc,
+    summarise_rounds,
+)
+
+
+@pytest.fixture
+def data():
+    rng = np.random.default_rng(0)
+    mos = rng.uniform(0, 1, 200)
+    pred = 1 / (1 + np.exp(-6 * (mos - 0.5))) + 0.05 * rng.standard_normal(200)  # monotone + noise
+    return pred, mos
+
+
+def test_correlations_match_scipy(data):
+    pred, mos = data
+    assert srcc(pred, mos) == pytest.approx(stats.spearmanr(pred, mos)[0])
+    assert krcc(pred, mos) == pytest.approx(stats.kendalltau(pred, mos)[0])
+    assert plcc(pred, mos, fitted=False) == pytest.approx(stats.pearsonr(pred, mos)[0])
+    assert rmse(pred, mos, fitted=False) == pytest.approx(np.sqrt(np.mean((pred - mos) ** 2)))
+
+
+def test_hand_made_ranks():
+    assert srcc([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert srcc([4, 3, 2, 1], [10, 20, 30, 40]) == pytest.approx(-1.0)
+    assert krcc([1, 3, 2], [1, 2, 3]) == pytest.approx(1 / 3)
+
+
+def test_logistic_fit_linearises_and_keeps_the_sign(data):
+    pred, mos = data
+    assert plcc(pred, mos) > plcc(pred, mos, fitted=False)  # the fit undoes the sigmoid
+    assert rmse(pred, mos) < rmse(pred, mos, fitted=False)
+    assert plcc(-pred, mos) < 0  # a model ranking backwards stays negative
+    mapped = fit_logistic(pred, mos)
+    assert np.all(np.diff(mapped[np.argsort(pred)]) >= -1e-9)  # increasing
+
+
+def test_all_metrics_and_rounds(data):
+    pred, mos = data
+    metrics = all_metrics(pred, mos)
+    assert (
+        set(metrics) == {"srcc", "krcc", "plcc", "plcc_raw", "rmse", "rmse_raw", "n"}
+        and metrics["n"] == 200
+    )
+    summary = summarise_rounds(
+        [{"srcc": 0.8, "n": 1}, {"srcc": 0.9, "n": 1}, {"srcc": 0.7, "n": 1}]
+    )
+    assert summary["srcc"] == {
+        "median": 0.8,
+        "mean": pytest.approx(0.8),
+        "std": pytest.approx(np.std([0.8, 0.9, 0.7])),
+    }
+    with pytest.raises(ValueError, match="at least 3"):
+        srcc([1, 2], [1, 2])
+    with pytest.raises(ValueError, match="differ in length"):
+        srcc([1, 2, 3], [1, 2])

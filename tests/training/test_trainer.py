@@ -1,0 +1,68 @@
+"""Training on a task with a known answer, and resume."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from mpiqa.data.datasets import load_dataset
+from mpiqa.data.splits import Split
+from mpiqa.evaluation.metrics import srcc
+from mpiqa.evaluation.predict import predict_records
+from mpiqa.training.checkpoint import load_checkpoint
+from mpiqa.training.config import TrainConfig
+from mpiqa.training.run import build_model, train_run
+
+
+def _config(root, epochs=15, **extra):
+    overrides = [
+        'data.dataset="csv"', f'data.root="{root}"', "data.val_fraction=0.3",
+        'backbone.arch="test-tiny"', 'backbone.weights="random"',
+        f"train.epochs={epochs}", "train.batch_size=32", "optim.lr=0.01",
+        'model.families=["quality"]', "model.visual_depth=2", "model.visual_tokens=4",
+        "model.train_visual_blocks=1",
+    ]  # fmt: skip
+    return TrainConfig().override(overrides + [f"{k}={v}" for k, v in extra.items()])
+
+
+def test_training_learns_blur_far_above_chance(blur_task, csv_task, tmp_path):
+    config = _config(blur_task)
+    result = train_run(config, tmp_path / "run")
+    dataset = load_dataset("csv", blur_task)
+    val = dataset.subset(Split.load(tmp_path / "run/split.json").val)
+    untrained, _ = build_model(config)
+    before = srcc(predict_records(untrained, val).scores, [r.score for r in val])
+    assert len(val) >= 50
+    assert result["best"]["srcc"] > 0.4 and result["best"]["srcc"] > before + 0.2
+    trained = load_checkpoint(tmp_path / "run/best.safetensors")
+    after = srcc(predict_records(trained, val).scores, [r.score for r in val])
+    assert after == pytest.approx(
+        result["best"]["srcc"], abs=1e-6
+    )  # the checkpoint is the selected model
+
+
+def test_resume_ends_where_the_uninterrupted_run_ends(blur_task, csv_task, tmp_path):
+    config = _config(blur_task, epochs=4)
+    train_run(config, tmp_path / "straight")
+    train_run(config, tmp_path / "interrupted", stop_after=2)
+    assert len(open(tmp_path / "interrupted/log.jsonl").readlines()) == 2  # stopped after 2 of 4
+    train_run(config, tmp_path / "interrupted", resume=True)
+    a = load_file(str(tmp_path / "straight/last.safetensors"))
+    b = load_file(str(tmp_path / "interrupted/last.safetensors"))
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    log = lambda d: [json.loads(line)["val"] for line in open(tmp_path / d / "log.jsonl")]  # noqa: E731
+    assert log("straight") == log("interrupted")
+
+
+def test_checkpoint_holds_only_trained_tensors(blur_task, csv_task, tmp_path):
+    config = _config(blur_task, epochs=1)
+    train_run(config, tmp_path / "run")
+    tensors = load_file(str(tmp_path / "run/best.safetensors"))
+    meta = json.loads((tmp_path / "run/best.json").read_text())
+    assert "text_prompts.quality.ctx" in tensors and "backbone.visual.conv1.weight" not in tensors
+    assert meta["backbone"]["arch"] == "test-tiny" and meta["mmp"]["visual_depth"] == 2
