@@ -8,8 +8,10 @@ tasks need:
 - gaussian blur: KADID's sigmas are (0.1, 0.5, 1, 2, 5), and sigma 0.1 does not change
   8-bit pixels. Ours are (0.5, 1, 2, 3, 5).
 - mean shift: KADID's shifts are (0, +0.08, -0.08, +0.15, -0.15). Level 1 leaves the
-  image unchanged, and levels 2 and 3 are equally strong. Ours grow in magnitude with
-  alternating sign: (+0.04, -0.08, +0.12, -0.16, +0.2).
+  image unchanged, and levels 2 and 3 are equally strong. Ours grow in magnitude,
+  (0.04, 0.08, 0.12, 0.16, 0.2), and go towards the side with more room (brighter for
+  an image whose mean is below 0.5). Otherwise clipping would make a large shift
+  towards a saturated side milder than a smaller one.
 - contrast change: KADID's (+0.3, +0.15, 0, -0.4, -0.6) S-curve amounts make level 3
   the identity. Ours scale contrast about the image mean by (0.8, 0.65, 0.5, 0.35, 0.2).
 - colour saturation 1 (HSV): KADID's factors (0.4, 0.2, 0.1, 0, -0.4) end in two
@@ -221,7 +223,9 @@ def darken(x: Array, amount: float, rng: np.random.Generator) -> Array:
 
 
 def mean_shift(x: Array, shift: float, rng: np.random.Generator) -> Array:
-    return np.clip(x + shift, 0, 1)
+    # towards the side with more room, so clipping never makes a stronger level milder
+    direction = 1.0 if x.mean() < 0.5 else -1.0
+    return np.clip(x + direction * shift, 0, 1)
 
 
 # --- spatial distortions ------------------------------------------------------------
@@ -333,7 +337,7 @@ DISTORTIONS: tuple[DistortionType, ...] = (
     DistortionType(15, "denoise", "noise", (0.001, 0.002, 0.003, 0.005, 0.01), denoise),
     DistortionType(16, "brighten", "brightness", (0.1, 0.2, 0.4, 0.7, 1.1), brighten),
     DistortionType(17, "darken", "brightness", (0.05, 0.1, 0.2, 0.4, 0.8), darken),
-    DistortionType(18, "mean_shift", "brightness", (0.04, -0.08, 0.12, -0.16, 0.2), mean_shift),
+    DistortionType(18, "mean_shift", "brightness", (0.04, 0.08, 0.12, 0.16, 0.2), mean_shift),
     DistortionType(19, "jitter", "spatial", (0.05, 0.1, 0.2, 0.5, 1.0), jitter),
     DistortionType(
         20, "non_eccentricity_patch", "spatial", (20, 40, 60, 80, 100), non_eccentricity_patch
