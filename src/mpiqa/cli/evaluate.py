@@ -3,18 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import logging
-from pathlib import Path
 
-from mpiqa.data.datasets import load_dataset
-from mpiqa.data.splits import Split
-from mpiqa.evaluation.metrics import all_metrics
-from mpiqa.evaluation.predict import predict_records
-from mpiqa.evaluation.report import write_report
+from mpiqa.evaluation.evaluate import evaluate_checkpoint, evaluate_model
 from mpiqa.models.registry import create_model, list_models
-from mpiqa.training.checkpoint import load_checkpoint
-
-logger = logging.getLogger("mpiqa.cli.evaluate")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -38,79 +29,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-def _records(dataset, part: str, split_file: Path | None):
-    if part == "all":
-        return dataset.records
-    if split_file is None or not split_file.is_file():
-        raise FileNotFoundError(
-            f"--split {part} needs a split file (--split-file, or split.json beside the checkpoint)"
-        )
-    keys = Split.load(split_file).parts()[part]
-    if not keys:
-        raise ValueError(f"the {part} part of {split_file} is empty")
-    return dataset.subset(keys)
-
-
-def evaluate_checkpoint(
-    checkpoint,
-    dataset_name,
-    root,
-    part,
-    out,
-    split_file=None,
-    check_images=True,
-    weights=None,
-    device="cpu",
-    batch_size=64,
-) -> dict:
-    model = load_checkpoint(checkpoint, weights=weights, device=device)
-    split_file = Path(split_file) if split_file else Path(checkpoint).parent / "split.json"
-    return _evaluate(
-        model,
-        dataset_name,
-        root,
-        part,
-        out,
-        split_file,
-        check_images,
-        batch_size,
-        name=Path(checkpoint).parent.name or "model",
-    )
-
-
-def _evaluate(
-    model, dataset_name, root, part, out, split_file, check_images, batch_size, name
-) -> dict:
-    dataset = load_dataset(dataset_name, root, check_images=check_images)
-    records = _records(dataset, part, split_file)
-    preds = predict_records(model, records, batch_size)
-    metrics = all_metrics(preds.scores, preds.targets)
-    write_report(
-        out,
-        f"{name} on {dataset.name} {part}",
-        metrics,
-        preds.scores,
-        preds.targets,
-        [r.key for r in records],
-        {"split": part, "dataset": dataset.name},
-    )
-    return metrics
-
-
 def run(args: argparse.Namespace) -> int:
-    split_file = Path(args.split_file) if args.split_file else None
     if args.checkpoint:
         metrics = evaluate_checkpoint(
-            args.checkpoint,
-            args.dataset,
-            args.root,
-            args.split,
-            args.out,
-            split_file,
-            weights=args.weights,
-            device=args.device,
-            batch_size=args.batch_size,
-        )
+            args.checkpoint, args.dataset, args.root, args.split, args.out, args.split_file,
+            weights=args.weights, device=args.device, batch_size=args.batch_size,
+        )  # fmt: skip
     else:
         model = create_model(
             args.model,
@@ -119,16 +43,16 @@ def run(args: argparse.Namespace) -> int:
             device=args.device,
             seed=args.seed,
         )
-        metrics = _evaluate(
+        metrics = evaluate_model(
             model,
             args.dataset,
             args.root,
             args.split,
             args.out,
-            split_file,
+            args.split_file,
             True,
             args.batch_size,
-            name=args.model,
+            args.model,
         )
     print(
         " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items())

@@ -10,17 +10,28 @@ from collections.abc import Sequence
 from mpiqa import __version__
 from mpiqa.backbones.convert import CheckpointError
 from mpiqa.backbones.pretrained import ChecksumError
+from mpiqa.cli import ablate as ablate_cmd
 from mpiqa.cli import distort as distort_cmd
 from mpiqa.cli import evaluate as evaluate_cmd
 from mpiqa.cli import list_datasets as list_datasets_cmd
 from mpiqa.cli import list_models as list_models_cmd
+from mpiqa.cli import meta_pretrain as meta_pretrain_cmd
 from mpiqa.cli import score as score_cmd
 from mpiqa.cli import train as train_cmd
 
 # Exit statuses, as documented in the README.
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
 
-_COMMANDS = (score_cmd, train_cmd, evaluate_cmd, distort_cmd, list_models_cmd, list_datasets_cmd)
+_COMMANDS = (
+    score_cmd,
+    train_cmd,
+    evaluate_cmd,
+    meta_pretrain_cmd,
+    ablate_cmd,
+    distort_cmd,
+    list_models_cmd,
+    list_datasets_cmd,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -7,7 +7,6 @@ import json
 import logging
 from pathlib import Path
 
-from mpiqa.evaluation.metrics import summarise_rounds
 from mpiqa.evaluation.report import rounds_table
 from mpiqa.training.config import TrainConfig
 
@@ -33,6 +32,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dataset", help="dataset adapter (mpiqa list-datasets)")
     p.add_argument("--root", help="dataset folder")
     p.add_argument("--config", help="TOML configuration file (see configs/)")
+    p.add_argument(
+        "--preset", help="a shipped configuration, e.g. grmp-paper (--config then overrides it)"
+    )
     p.add_argument("--backbone", metavar="ARCH")
     p.add_argument("--weights", metavar="FILE|random")
     p.add_argument("--protocol", choices=("random", "official"))
@@ -55,6 +57,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="start from these prompt tensors (e.g. meta-pre-training)",
     )
     p.add_argument(
+        "--grad-reg",
+        metavar="LAMBDA|off",
+        help="quality-aware gradient regularisation (GRMP-IQA), e.g. 5",
+    )
+    p.add_argument(
+        "--grad-reg-mode",
+        choices=("grmp", "prograd"),
+        help="grmp: the published rule; prograd: project only on conflict",
+    )
+    p.add_argument(
         "--rounds",
         type=int,
         default=1,
@@ -69,12 +81,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def build_config(args: argparse.Namespace) -> TrainConfig:
-    config = TrainConfig.load(args.config) if args.config else TrainConfig()
+    config = TrainConfig.preset(args.preset) if getattr(args, "preset", None) else TrainConfig()
+    if args.config:
+        config.override(_flatten(TrainConfig.load_raw(args.config)))
     flags = [
         f"{key}={_toml(getattr(args, name))}"
         for name, key in _FLAGS.items()
         if getattr(args, name, None) is not None
     ]
+    grad_reg = getattr(args, "grad_reg", None)
+    if grad_reg is not None:
+        off = grad_reg.lower() in ("off", "none", "0")
+        flags.append("train.grad_reg=none" if off else f"train.grad_reg={float(grad_reg)}")
+    if getattr(args, "grad_reg_mode", None):
+        flags.append(f'train.grad_reg_mode="{args.grad_reg_mode}"')
     config.override(flags + list(args.overrides))
     if not config.data.dataset or not config.data.root:
         raise ValueError(
@@ -83,7 +103,20 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
     return config
 
 
+def _flatten(data: dict) -> list[str]:
+    """TOML tables -> section.key=value overrides (so a --config file overrides a preset)."""
+    return [
+        f"{section}.{key}={_toml(value)}"
+        for section, values in data.items()
+        for key, value in values.items()
+    ]
+
+
 def _toml(value) -> str:
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    if value is None:
+        return "none"
     return (
         json.dumps(value)
         if isinstance(value, str)
@@ -94,42 +127,23 @@ def _toml(value) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mpiqa.cli.evaluate import evaluate_checkpoint
+    from mpiqa.training.rounds import run_rounds
     from mpiqa.training.run import train_run
 
     config = build_config(args)
     out = Path(args.out)
     if args.rounds <= 1:
         result = train_run(config, out, resume=args.resume, init_prompts=args.init_prompts)
+        best = result["best"]
         logger.warning(
             "best validation SRCC %.4f at epoch %s; checkpoint %s",
-            result["best"].get("srcc", float("nan")),
-            result["best"].get("epoch"),
+            best.get("srcc", float("nan")),
+            best.get("epoch"),
             out / "best.safetensors",
         )
         return 0
-    per_round = []
-    base_seed = config.data.split_seed
-    for r in range(args.rounds):
-        config.data.split_seed = base_seed + r
-        round_dir = out / f"round_{r}"
-        train_run(config, round_dir, resume=args.resume, init_prompts=args.init_prompts)
-        # the test part is scored once, after model selection on the validation part
-        metrics = evaluate_checkpoint(
-            round_dir / "best.safetensors",
-            config.data.dataset,
-            config.data.root,
-            "test",
-            round_dir / "test",
-            check_images=config.data.check_images,
-        )
-        per_round.append(metrics)
-    summary = summarise_rounds(per_round)
-    (out / "summary.json").write_text(
-        json.dumps({"rounds": per_round, "summary": summary, "config": config.to_dict()}, indent=1)
+    record = run_rounds(
+        config, out, args.rounds, init_prompts=args.init_prompts, resume=args.resume
     )
-    (out / "summary.md").write_text(
-        f"{config.data.dataset}, {args.rounds} rounds (test parts)\n\n" + rounds_table(summary)
-    )
-    print(rounds_table(summary))
+    print(rounds_table(record["summary"]))
     return 0

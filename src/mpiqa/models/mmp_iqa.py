@@ -45,6 +45,8 @@ class MMPConfig:
         coupling: "maple" derives visual prompts from the first family's text context.
         train_visual_blocks, train_text_blocks: also train the last K blocks of a tower
             (and its final layer norm).
+        train_text_context, train_visual_prompts: freeze one kind of prompt (ablations,
+            and GRMP-IQA's fine-tuning, which keeps the meta-learned visual prompts).
     """
 
     families: tuple[str, ...] = ("scene", "distortion")
@@ -59,6 +61,8 @@ class MMPConfig:
     coupling: Literal["none", "maple"] = "none"
     train_visual_blocks: int = 0
     train_text_blocks: int = 0
+    train_text_context: bool = True
+    train_visual_prompts: bool = True
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -91,6 +95,7 @@ class Prediction:
     quality: torch.Tensor  # (N, Q)
     scene: torch.Tensor | None = None  # (N, len(SCENES))
     distortion: torch.Tensor | None = None  # (N, len(DISTORTIONS))
+    image_features: torch.Tensor | None = None  # (N, embed_dim), normalised
 
 
 def _class_texts(family: str, quality: tuple[str, ...]) -> list[str]:
@@ -168,6 +173,12 @@ class MultiModalPromptIQA(IQAModel):
             self.visual_prompts.prompts.requires_grad_(False)  # replaced by the coupled prompts
         self._text_cache: tuple[tuple, dict[str, torch.Tensor]] | None = None
         self.freeze_backbone()
+        if not config.train_text_context:
+            self.text_prompts.requires_grad_(False)
+        if not config.train_visual_prompts and self.visual_prompts is not None:
+            self.visual_prompts.requires_grad_(False)
+            if self.coupling is not None:
+                self.coupling.requires_grad_(False)
 
     # ----------------------------------------------------------------- what trains
     def freeze_backbone(self) -> None:
@@ -239,7 +250,7 @@ class MultiModalPromptIQA(IQAModel):
                 classes[family] = joint.sum(dim=2)
         p_quality = torch.stack(quality).mean(dim=0)
         score = p_quality @ self.level_weights
-        return Prediction(score, p_quality, classes.get("scene"), classes.get("distortion"))
+        return Prediction(score, p_quality, classes.get("scene"), classes.get("distortion"), image)
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         return self.predict(pixels).score

@@ -13,6 +13,7 @@ from typing import Any
 
 from mpiqa.models.mmp_iqa import MMPConfig
 from mpiqa.training.losses import LossWeights
+from mpiqa.training.meta import MetaConfig
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -63,6 +64,8 @@ class LoopConfig:
     seed: int = 0
     flip: float = 0.5
     eval_batch_size: int = 64
+    grad_reg: float | None = None  # lambda of quality-aware gradient regularisation; None = off
+    grad_reg_mode: str = "grmp"  # grmp (published rule) | prograd (project only on conflict)
 
 
 @dataclass
@@ -73,6 +76,7 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: LoopConfig = field(default_factory=LoopConfig)
     loss: LossWeights = field(default_factory=LossWeights)
+    meta: MetaConfig = field(default_factory=MetaConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -89,6 +93,18 @@ class TrainConfig:
                 _assign(config, section, key, value, source)
         config.validate()
         return config
+
+    @classmethod
+    def preset(cls, name: str) -> TrainConfig:
+        """A configuration shipped with mpiqa (``mpiqa/training/presets/NAME.toml``)."""
+        from importlib import resources
+
+        presets = resources.files("mpiqa.training").joinpath("presets")
+        entry = presets.joinpath(f"{name}.toml")
+        if not entry.is_file():
+            known = sorted(e.name[:-5] for e in presets.iterdir() if e.name.endswith(".toml"))
+            raise ValueError(f"unknown preset {name!r}; known: {', '.join(known)}")
+        return cls.from_dict(tomllib.loads(entry.read_text()), source=f"preset {name}")
 
     @classmethod
     def load(cls, path: str | Path) -> TrainConfig:
@@ -131,9 +147,14 @@ class TrainConfig:
             raise ValueError(
                 f"train.precision must be fp32, bf16 or fp16, got {self.train.precision!r}"
             )
+        if self.train.grad_reg_mode not in ("grmp", "prograd"):
+            raise ValueError(
+                f"train.grad_reg_mode must be grmp or prograd, got {self.train.grad_reg_mode!r}"
+            )
         if self.train.epochs < 1 or self.train.batch_size < 1:
             raise ValueError("train.epochs and train.batch_size must be >= 1")
         self.model.__post_init__()
+        self.meta.validate()
 
 
 def _assign(config: TrainConfig, section: str, key: str, value: Any, source: str) -> None:

@@ -16,7 +16,8 @@ from mpiqa.models.mmp_iqa import MultiModalPromptIQA
 from mpiqa.prompts.vocab import DISTORTIONS, SCENES, distortion_class
 from mpiqa.training.checkpoint import backbone_record, write_json
 from mpiqa.training.config import TrainConfig
-from mpiqa.training.trainer import GradHook, Trainer
+from mpiqa.training.grad_reg import GradientRegulariser
+from mpiqa.training.trainer import Trainer
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +65,6 @@ def train_run(
     out_dir: str | Path,
     resume: bool = False,
     init_prompts: str | Path | None = None,
-    grad_hook: GradHook | None = None,
     stop_after: int | None = None,
 ) -> dict:
     """Train one run into ``out_dir`` (split.json, config.json, best.*, last.*, log.jsonl).
@@ -99,23 +99,35 @@ def train_run(
         len(split.val),
         len(split.test),
     )
+    backward = None
+    if config.train.grad_reg:
+        backward = GradientRegulariser(
+            model, lam=config.train.grad_reg, mode=config.train.grad_reg_mode
+        )
     trainer = Trainer(
-        model, train_set, dataset.subset(split.val), config, out_dir, backbone_info, grad_hook
+        model, train_set, dataset.subset(split.val), config, out_dir, backbone_info, backward
     )
     best = trainer.fit(resume=resume, stop_after=stop_after)
     return {"best": best, "split": {k: len(v) for k, v in split.parts().items()}}
 
 
 def load_prompt_init(model: MultiModalPromptIQA, path: str | Path) -> None:
-    """Start from prompt tensors of another run (e.g. meta-pre-training): every tensor of
-    the file must be a trainable tensor of the model, with the same shape."""
+    """Start from prompt tensors of another run (e.g. meta-pre-training). Tensors the
+    model lacks (visual prompts in a text-only ablation) are skipped; shapes must match."""
     from safetensors.torch import load_file
 
     tensors = load_file(str(path))
     params = dict(model.named_parameters())
-    for name, value in tensors.items():
-        if name not in params or params[name].shape != value.shape:
-            raise ValueError(f"{path}: tensor {name} {tuple(value.shape)} does not fit this model")
+    unused = sorted(set(tensors) - set(params))
+    if len(unused) == len(tensors):
+        raise ValueError(f"{path}: none of its tensors belongs to this model ({unused[:3]} ...)")
+    if unused:
+        logger.info("%s: not used by this model: %s", path, ", ".join(unused))
+    for name in set(tensors) & set(params):
+        if params[name].shape != tensors[name].shape:
+            raise ValueError(
+                f"{path}: tensor {name} {tuple(tensors[name].shape)} does not fit this model {tuple(params[name].shape)}"
+            )
     with torch.no_grad():
-        for name, value in tensors.items():
-            params[name].copy_(value)
+        for name in set(tensors) & set(params):
+            params[name].copy_(tensors[name])

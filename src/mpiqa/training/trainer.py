@@ -14,8 +14,9 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -32,8 +33,18 @@ from mpiqa.training.losses import total_loss
 
 logger = logging.getLogger(__name__)
 
-# Called after backward, before the optimiser step (gradient regularisation hooks in here).
-GradHook = Callable[[MultiModalPromptIQA, dict, object], None]
+
+class Backward(Protocol):
+    """How gradients are made from a batch's loss (gradient regularisation plugs in here)."""
+
+    def backward(
+        self, loss: torch.Tensor, prediction, batch: dict, params: list[torch.nn.Parameter]
+    ) -> None: ...
+
+
+class PlainBackward:
+    def backward(self, loss, prediction, batch, params) -> None:
+        loss.backward()
 
 
 def _collate(items: list[dict]) -> dict:
@@ -48,7 +59,7 @@ class Trainer:
     config: the run's configuration.
     out_dir: where ``best.*``, ``last.*``, ``state.pt`` and ``log.jsonl`` go.
     backbone_info: how to rebuild the backbone (written into checkpoints).
-    grad_hook: optional callback between backward and the optimiser step.
+    backward: how gradients are computed (default: plain backpropagation).
     """
 
     def __init__(
@@ -59,7 +70,7 @@ class Trainer:
         config: TrainConfig,
         out_dir: str | Path,
         backbone_info: dict,
-        grad_hook: GradHook | None = None,
+        backward: Backward | None = None,
     ) -> None:
         self.model = model
         self.train_set = train_set
@@ -67,7 +78,7 @@ class Trainer:
         self.config = config
         self.out_dir = Path(out_dir)
         self.backbone_info = backbone_info
-        self.grad_hook = grad_hook
+        self.backward = backward or PlainBackward()
         self.params = [p for _, p in model.trainable_parameters()]
         if not self.params:
             raise ValueError("the model has no trainable parameters")
@@ -124,9 +135,7 @@ class Trainer:
                 prediction = self.model.predict(batch["pixels"])
             loss, terms = total_loss(prediction, batch, self.config.loss)
             self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if self.grad_hook is not None:
-                self.grad_hook(self.model, batch, prediction)
+            self.backward.backward(loss, prediction, batch, self.params)
             self.optimizer.step()
             steps += 1
             for key, value in {"loss": float(loss.detach()), **terms}.items():

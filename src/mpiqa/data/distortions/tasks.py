@@ -87,10 +87,22 @@ def make_tasks(
     return tasks
 
 
-def render(item: DistortedItem, size: int) -> Image.Image:
-    """The distorted image: the source is resized (shorter side ``size``) and centre
-    cropped *before* distorting, so the distortion shows at the model's input scale."""
-    clean = center_crop(resize_shorter_side(load_image(item.source), size), size)
+def clean_image(source: str, size: int, cache: dict | None = None) -> Image.Image:
+    """The source resized (shorter side ``size``) and centre cropped, decoded once per
+    cache."""
+    key = (source, size)
+    if cache is not None and key in cache:
+        return cache[key]
+    image = center_crop(resize_shorter_side(load_image(source), size), size)
+    if cache is not None:
+        cache[key] = image
+    return image
+
+
+def render(item: DistortedItem, size: int, cache: dict | None = None) -> Image.Image:
+    """The distorted image. The source is resized and cropped *before* distorting, so the
+    distortion shows at the model's input scale."""
+    clean = clean_image(item.source, size, cache)
     if item.level == 0:
         return clean
     pixels = distort(clean, item.distortion, item.level, seed=item.seed)
@@ -100,9 +112,12 @@ def render(item: DistortedItem, size: int) -> Image.Image:
 class DistortedDataset(Dataset):
     """Items ``{"pixels", "score", "distortion", "level"}`` rendered on the fly."""
 
-    def __init__(self, items: Sequence[DistortedItem], size: int = 224) -> None:
+    def __init__(
+        self, items: Sequence[DistortedItem], size: int = 224, cache: dict | None = None
+    ) -> None:
         self.items = list(items)
         self.size = size
+        self.cache = cache
         self.distortion_ids = {name: i for i, name in enumerate(DISTORTION_NAMES)}
 
     def __len__(self) -> int:
@@ -111,7 +126,7 @@ class DistortedDataset(Dataset):
     def __getitem__(self, index: int) -> dict:
         item = self.items[index]
         return {
-            "pixels": normalize(to_tensor(render(item, self.size))),
+            "pixels": normalize(to_tensor(render(item, self.size, self.cache))),
             "score": torch.tensor(item.target),
             "distortion": self.distortion_ids[item.distortion],
             "level": item.level,

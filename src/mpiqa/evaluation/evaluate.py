@@ -1,0 +1,85 @@
+"""Evaluate a model on a part of a dataset split and write the report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mpiqa.data.datasets import load_dataset
+from mpiqa.data.splits import Split
+from mpiqa.evaluation.metrics import all_metrics
+from mpiqa.evaluation.predict import predict_records
+from mpiqa.evaluation.report import write_report
+from mpiqa.models.base import IQAModel
+
+
+def split_records(dataset, part: str, split_file: Path | None):
+    """Records of ``part`` ("train", "val", "test", or "all" of the dataset).
+
+    Raises:
+        FileNotFoundError: a part other than "all" without a split file.
+        ValueError: the part is empty.
+    """
+    if part == "all":
+        return dataset.records
+    if split_file is None or not Path(split_file).is_file():
+        raise FileNotFoundError(
+            f"--split {part} needs a split file (--split-file, or split.json beside the checkpoint)"
+        )
+    keys = Split.load(split_file).parts()[part]
+    if not keys:
+        raise ValueError(f"the {part} part of {split_file} is empty")
+    return dataset.subset(keys)
+
+
+def evaluate_model(
+    model: IQAModel,
+    dataset_name: str,
+    root,
+    part: str,
+    out,
+    split_file=None,
+    check_images=True,
+    batch_size=64,
+    name="model",
+) -> dict:
+    """Metrics of ``model`` on ``part``; writes metrics.json, table.md, scatter.png and
+    predictions.csv into ``out``."""
+    dataset = load_dataset(dataset_name, root, check_images=check_images)
+    records = split_records(dataset, part, Path(split_file) if split_file else None)
+    preds = predict_records(model, records, batch_size)
+    metrics = all_metrics(preds.scores, preds.targets)
+    extra = {"split": part, "dataset": dataset.name}
+    write_report(
+        out,
+        f"{name} on {dataset.name} {part}",
+        metrics,
+        preds.scores,
+        preds.targets,
+        [r.key for r in records],
+        extra,
+    )
+    return metrics
+
+
+def evaluate_checkpoint(
+    checkpoint,
+    dataset_name,
+    root,
+    part,
+    out,
+    split_file=None,
+    check_images=True,
+    weights=None,
+    device="cpu",
+    batch_size=64,
+) -> dict:
+    """As :func:`evaluate_model` for a training checkpoint; the split defaults to the
+    ``split.json`` of the checkpoint's run."""
+    from mpiqa.training.checkpoint import load_checkpoint
+
+    model = load_checkpoint(checkpoint, weights=weights, device=device)
+    split_file = Path(split_file) if split_file else Path(checkpoint).parent / "split.json"
+    name = Path(checkpoint).parent.name or "model"
+    return evaluate_model(
+        model, dataset_name, root, part, out, split_file, check_images, batch_size, name
+    )

@@ -1,0 +1,120 @@
+"""Quality-aware gradient regularisation (GRMP-IQA, Li et al.).
+
+During fine-tuning, a frozen teacher (the backbone with no prompts) gives each image a
+distribution over scene categories from "a photo of a {scene}." prompts. The student
+(the prompted model) gives its own, from its image features against the same scene
+texts. The gradient g_s of KL(teacher || student) shows the direction that moves the
+model's semantics. Per parameter tensor, the quality gradient g_q is then regulated:
+
+- ``grmp`` (the published implementation): where <g_q, g_s> > 0,
+  g = g_q - lambda * <g_q, g_s> / ||g_s||^2 * g_s; otherwise g = g_q.
+- ``prograd`` (ProGrad, Zhu et al. 2023): only on conflict, <g_q, g_s> < 0,
+  g = g_q - <g_q, g_s> / ||g_s||^2 * g_s; otherwise g = g_q.
+
+A missing gradient counts as zero, and so does a zero-norm g_s, which leaves g = g_q.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+
+from mpiqa.backbones.clip import CLIP
+from mpiqa.backbones.tokenizer import tokenize
+from mpiqa.prompts.vocab import SCENE_PHRASES, SCENES
+
+Mode = Literal["grmp", "prograd"]
+
+
+def regulate(
+    g_q: Sequence[torch.Tensor | None],
+    g_s: Sequence[torch.Tensor | None],
+    lam: float = 5.0,
+    mode: Mode = "grmp",
+) -> list[torch.Tensor | None]:
+    """The regulated gradient of each parameter tensor (see the module docstring)."""
+    if mode not in ("grmp", "prograd"):
+        raise ValueError(f"mode must be grmp or prograd, got {mode!r}")
+    out: list[torch.Tensor | None] = []
+    for q, s in zip(g_q, g_s, strict=True):
+        if q is None:
+            out.append(None)
+            continue
+        if s is None:
+            out.append(q)
+            continue
+        dot = torch.sum(q * s)
+        norm2 = torch.sum(s * s)
+        if norm2 == 0:
+            out.append(q)
+        elif mode == "grmp" and dot > 0:
+            out.append(q - lam * dot / norm2 * s)
+        elif mode == "prograd" and dot < 0:
+            out.append(q - dot / norm2 * s)
+        else:
+            out.append(q)
+    return out
+
+
+class SceneTeacher(torch.nn.Module):
+    """Frozen CLIP without prompts: scene probabilities of images, and the scene text
+    features the student is compared on."""
+
+    def __init__(self, backbone: CLIP, copy_backbone: bool) -> None:
+        super().__init__()
+        # A copy only when the student trains backbone blocks: otherwise the student's
+        # backbone *is* the frozen model, and the teacher is it without prompts.
+        self.backbone = copy.deepcopy(backbone).requires_grad_(False) if copy_backbone else backbone
+        texts = [f"a photo of {SCENE_PHRASES[s]}." for s in SCENES]
+        device = backbone.logit_scale.device
+        with torch.no_grad():
+            features = self.backbone.encode_text(
+                tokenize(texts, backbone.context_length).to(device)
+            )
+        self.register_buffer("scene_text", F.normalize(features, dim=-1), persistent=False)
+
+    @torch.no_grad()
+    def scene_probs(self, pixels: torch.Tensor) -> torch.Tensor:
+        image = F.normalize(self.backbone.encode_image(pixels), dim=-1)
+        return (self.backbone.logit_scale.exp() * image @ self.scene_text.t()).float().softmax(-1)
+
+    def student_log_probs(self, image_features: torch.Tensor) -> torch.Tensor:
+        logits = self.backbone.logit_scale.exp().detach() * image_features @ self.scene_text.t()
+        return logits.float().log_softmax(-1)
+
+
+class GradientRegulariser:
+    """A trainer backward strategy: computes g_q and g_s and writes the regulated
+    gradient into ``.grad``.
+
+    Args:
+        model: the prompt model being fine-tuned.
+        lam: lambda of the ``grmp`` rule (5 in the paper).
+        mode: ``grmp`` or ``prograd``.
+    """
+
+    def __init__(self, model, lam: float = 5.0, mode: Mode = "grmp") -> None:
+        trains_backbone = any(p.requires_grad for p in model.backbone.parameters())
+        self.teacher = SceneTeacher(model.backbone, copy_backbone=trains_backbone)
+        self.lam = lam
+        self.mode = mode
+        self.last_kl = float("nan")
+
+    def backward(
+        self, loss: torch.Tensor, prediction, batch: dict, params: list[torch.nn.Parameter]
+    ) -> None:
+        g_q = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
+        target = self.teacher.scene_probs(batch["pixels"])
+        student = self.teacher.student_log_probs(prediction.image_features)
+        kl = F.kl_div(student, target, reduction="batchmean")
+        if kl.requires_grad:
+            g_s = torch.autograd.grad(kl, params, allow_unused=True)
+        else:  # no trained tensor moves the image features (text prompts only): g_s = 0
+            g_s = [None] * len(params)
+        self.last_kl = float(kl.detach())
+        for param, grad in zip(params, regulate(g_q, g_s, self.lam, self.mode), strict=True):
+            param.grad = grad

@@ -1,0 +1,53 @@
+"""The n-round protocol: n seeded splits, train on each, score each test part once after
+model selection on its validation part, and summarise (median, mean +- std)."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+from mpiqa.evaluation.evaluate import evaluate_checkpoint
+from mpiqa.evaluation.metrics import summarise_rounds
+from mpiqa.evaluation.report import rounds_table
+from mpiqa.training.config import TrainConfig
+from mpiqa.training.run import train_run
+
+
+def run_rounds(
+    config: TrainConfig, out: str | Path, rounds: int, init_prompts=None, resume: bool = False
+) -> dict:
+    """Writes ``round_<r>/`` per round and ``summary.json`` / ``summary.md``; returns the
+    summary. Split seeds are data.split_seed + r; the training seed stays fixed."""
+    out = Path(out)
+    per_round, seeds = [], []
+    for r in range(rounds):
+        round_config = copy.deepcopy(config)
+        round_config.data.split_seed = config.data.split_seed + r
+        seeds.append(round_config.data.split_seed)
+        round_dir = out / f"round_{r}"
+        train_run(round_config, round_dir, resume=resume, init_prompts=init_prompts)
+        per_round.append(
+            evaluate_checkpoint(
+                round_dir / "best.safetensors",
+                config.data.dataset,
+                config.data.root,
+                "test",
+                round_dir / "test",
+                check_images=config.data.check_images,
+            )
+        )
+    summary = summarise_rounds(per_round)
+    record = {
+        "rounds": per_round,
+        "split_seeds": seeds,
+        "train_seed": config.train.seed,
+        "summary": summary,
+        "config": config.to_dict(),
+    }
+    (out / "summary.json").write_text(json.dumps(record, indent=1, default=str))
+    (out / "summary.md").write_text(
+        f"{config.data.dataset}, {rounds} rounds, split seeds {seeds} (test parts)\n\n"
+        + rounds_table(summary)
+    )
+    return record
