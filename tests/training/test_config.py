@@ -42,3 +42,27 @@ def test_bad_toml_names_the_file(tmp_path):
     (tmp_path / "c.toml").write_text("[optim]\nlr = = 1\n")
     with pytest.raises(ValueError, match="c.toml"):
         TrainConfig.load(tmp_path / "c.toml")
+
+
+def test_grmp_paper_preset_is_the_published_configuration():
+    config = TrainConfig.preset("grmp-paper")
+    model = config.model
+    assert config.backbone.arch == "ViT-B-16"
+    assert (model.families, model.quality_levels, model.n_ctx, model.class_specific) == (
+        ("quality",),
+        2,
+        4,
+        False,
+    )
+    assert (model.visual_tokens, model.visual_depth, model.visual_projection) == (100, 12, True)
+    assert (model.train_visual_blocks, model.train_text_blocks) == (4, 4)
+    assert (config.optim.optimizer, config.optim.lr, config.optim.weight_decay) == (
+        "sgd",
+        1e-3,
+        1e-4,
+    )
+    assert (config.data.resize, config.data.image_size) == (244, 224)
+    assert config.loss.quality_kind == "bce" and config.train.grad_reg == 5.0
+    assert (config.meta.inner_lr, config.meta.outer_lr) == (1e-4, 0.01)
+    with pytest.raises(ValueError, match="unknown preset"):
+        TrainConfig.preset("sota")
