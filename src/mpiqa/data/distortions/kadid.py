@@ -20,8 +20,9 @@ tasks need:
   (1.5, 2, 3, 6, 9).
 - colour diffusion: the chroma channels are blurred with sigma = 1.5 * amount + 2 and
   amplified by (1 + amount / 10). This is our reading of KADID's description.
-- quantization: per-channel thresholds at equally spaced quantiles, each bin mapped to
-  its mean. This approximates multi-level Otsu thresholds cheaply.
+- quantization: KADID thresholds each channel with multi-level Otsu. Ours uses
+  equal-width bins over each channel's range, each mapped to its mean. Quantile
+  thresholds collapse on flat images, and then fewer levels could give more error.
 - denoise: Gaussian noise, then a 5x5 Wiener filter. KADID does not document which
   denoiser it used.
 - the sizes in pixels of colour shifts, non-eccentricity patches and colour blocks scale with the
@@ -278,7 +279,7 @@ def quantization(x: Array, levels: float, rng: np.random.Generator) -> Array:
     out = np.empty_like(x)
     for c in range(3):
         channel = x[..., c]
-        edges = np.quantile(channel, np.linspace(0, 1, int(levels) + 1)[1:-1])
+        edges = np.linspace(channel.min(), channel.max(), int(levels) + 1)[1:-1]
         bins = np.digitize(channel, edges)
         sums = np.bincount(bins.ravel(), weights=channel.ravel(), minlength=int(levels))
         counts = np.bincount(bins.ravel(), minlength=int(levels))
