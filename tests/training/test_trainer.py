@@ -66,3 +66,10 @@ def test_checkpoint_holds_only_trained_tensors(blur_task, csv_task, tmp_path):
     meta = json.loads((tmp_path / "run/best.json").read_text())
     assert "text_prompts.quality.ctx" in tensors and "backbone.visual.conv1.weight" not in tensors
     assert meta["backbone"]["arch"] == "test-tiny" and meta["mmp"]["visual_depth"] == 2
+
+
+def test_bf16_training_runs_and_stays_finite(blur_task, csv_task, tmp_path):
+    config = _config(blur_task, epochs=1, **{"train.precision": '"bf16"'})
+    result = train_run(config, tmp_path / "bf16")
+    log = json.loads(open(tmp_path / "bf16/log.jsonl").readline())
+    assert torch.isfinite(torch.tensor(log["train"]["loss"])) and -1 <= result["best"]["srcc"] <= 1
