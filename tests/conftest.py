@@ -36,3 +36,16 @@ def micro_dir() -> Path:
 def pytest_configure(config):
     # Keep the suite inside its time budget on 2 cores.
     os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+
+@pytest.fixture
+def csv_task(monkeypatch):
+    """Point the 'csv' adapter at the task's layout (image folder and content column)."""
+    from mpiqa.data.datasets import base
+
+    spec = base._DATASETS["csv"]
+
+    def loader(root, check_images=True):
+        return spec.loader(root, check_images, image_dir="imgs", content_column="content")
+
+    monkeypatch.setitem(base._DATASETS, "csv", base.DatasetSpec("csv", spec.description, loader))

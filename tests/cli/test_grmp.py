@@ -18,19 +18,7 @@ MODEL = [
 ]
 
 
-def _csv_task(monkeypatch):
-    from mpiqa.data.datasets import base
-
-    spec = base._DATASETS["csv"]
-    monkeypatch.setitem(
-        base._DATASETS, "csv",
-        base.DatasetSpec("csv", "", lambda r, check_images=True: spec.loader(r, check_images, image_dir="imgs", content_column="content")),
-    )  # fmt: skip
-
-
-def test_meta_pretrain_then_few_shot_with_grad_reg_then_ablation(
-    shared_data, tmp_path, monkeypatch
-):
+def test_meta_pretrain_then_few_shot_with_grad_reg_then_ablation(shared_data, tmp_path, csv_task):
     meta = tmp_path / "meta"
     assert main([
         "meta-pretrain", "--root", str(shared_data / "pristine"), "--limit", "8", "--backbone", "test-tiny",
@@ -43,7 +31,6 @@ def test_meta_pretrain_then_few_shot_with_grad_reg_then_ablation(
         and json.loads((meta / "meta_prompts.json").read_text())["meta"]["algorithm"] == "reptile"
     )
 
-    _csv_task(monkeypatch)
     root = make_blur_task(tmp_path / "task", n_contents=16, size=32)
     run = tmp_path / "fewshot"
     assert main([

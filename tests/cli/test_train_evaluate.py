@@ -20,15 +20,8 @@ TINY = [
 ]
 
 
-def test_train_evaluate_and_score_with_explanations(tmp_path, monkeypatch, capsys):
+def test_train_evaluate_and_score_with_explanations(tmp_path, csv_task, capsys):
     root = make_blur_task(tmp_path / "task", n_contents=12, size=32)
-    from mpiqa.data.datasets import base
-
-    spec = base._DATASETS["csv"]
-    monkeypatch.setitem(
-        base._DATASETS, "csv",
-        base.DatasetSpec("csv", "", lambda r, check_images=True: spec.loader(r, check_images, image_dir="imgs", content_column="content")),
-    )  # fmt: skip
     run = tmp_path / "run"
     assert (
         main(
@@ -104,15 +97,8 @@ def test_train_evaluate_and_score_with_explanations(tmp_path, monkeypatch, capsy
     assert len(rows) == 2 and rows[1][2] and rows[1][4]
 
 
-def test_rounds_protocol_writes_a_summary(tmp_path, monkeypatch):
+def test_rounds_protocol_writes_a_summary(tmp_path, csv_task):
     root = make_blur_task(tmp_path / "task", n_contents=10, size=32)
-    from mpiqa.data.datasets import base
-
-    spec = base._DATASETS["csv"]
-    monkeypatch.setitem(
-        base._DATASETS, "csv",
-        base.DatasetSpec("csv", "", lambda r, check_images=True: spec.loader(r, check_images, image_dir="imgs", content_column="content")),
-    )  # fmt: skip
     out = tmp_path / "rounds"
     assert (
         main(

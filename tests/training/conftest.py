@@ -41,16 +41,3 @@ def make_blur_task(root, n_contents: int = 40, size: int = 48, seed: int = 0):
 @pytest.fixture(scope="session")
 def blur_task(tmp_path_factory):
     return make_blur_task(tmp_path_factory.mktemp("blur_task"))
-
-
-@pytest.fixture
-def csv_task(monkeypatch):
-    """Point the 'csv' adapter at the task's layout (image folder and content column)."""
-    from mpiqa.data.datasets import base
-
-    spec = base._DATASETS["csv"]
-
-    def loader(root, check_images=True):
-        return spec.loader(root, check_images, image_dir="imgs", content_column="content")
-
-    monkeypatch.setitem(base._DATASETS, "csv", base.DatasetSpec("csv", spec.description, loader))

@@ -49,6 +49,27 @@ def _make(key, path, raw, scale, higher_better, **fields) -> Record:
     return Record(key, path, raw, normalise(raw, scale, higher_better), **fields)
 
 
+def _named_records(
+    root, folder, label, entries, scale, distortions, dataset, check_images
+) -> list[Record]:
+    """Records of datasets whose file names encode (reference, type, level) as the three
+    groups of ``match``; entries: (name, raw score, match)."""
+    paths = resolve_images(folder, [e[0] for e in entries], dataset, label, check_images)
+    return [
+        _make(
+            label_key(root, folder, name),
+            path,
+            raw,
+            scale,
+            True,
+            content=f"I{m.group(1)}",
+            distortion=distortions[int(m.group(2)) - 1],
+            level=int(m.group(3)),
+        )  # fmt: skip
+        for (name, raw, m), path in zip(entries, paths, strict=True)
+    ]
+
+
 @register_dataset(
     "tid2013",
     "TID2013 (Ponomarenko et al. 2015): 3,000 images, 25 references, 24 distortions x 5 levels, MOS 0-9",
@@ -72,20 +93,9 @@ def load_tid2013(root: Path, check_images: bool = True) -> IQADataset:
             )
         entries.append((parts[1], parse_float(parts[0], f"{label}:{line}", "MOS"), match))
     folder = find_dir(root, ["distorted_images"], "TID2013", check_images)
-    paths = resolve_images(folder, [e[0] for e in entries], "TID2013", label, check_images)
-    records = [
-        _make(
-            label_key(root, folder, name),
-            path,
-            raw,
-            (0.0, 9.0),
-            True,
-            content=f"I{m.group(1)}",
-            distortion=TID2013_DISTORTIONS[int(m.group(2)) - 1],
-            level=int(m.group(3)),
-        )  # fmt: skip
-        for (name, raw, m), path in zip(entries, paths, strict=True)
-    ]
+    records = _named_records(
+        root, folder, label, entries, (0.0, 9.0), TID2013_DISTORTIONS, "TID2013", check_images
+    )
     return IQADataset("tid2013", root, records, (0.0, 9.0), True, True, TID2013_DISTORTIONS)
 
 
@@ -112,20 +122,9 @@ def load_kadid10k(root: Path, check_images: bool = True) -> IQADataset:
                 (row["dist_img"], parse_float(row["dmos"], f"{label}:{line}", "dmos"), match)
             )
     folder = find_dir(root, ["images"], "KADID-10k", check_images)
-    paths = resolve_images(folder, [e[0] for e in entries], "KADID-10k", label, check_images)
-    records = [
-        _make(
-            label_key(root, folder, name),
-            path,
-            raw,
-            (1.0, 5.0),
-            True,
-            content=f"I{m.group(1)}",
-            distortion=KADID10K_DISTORTIONS[int(m.group(2)) - 1],
-            level=int(m.group(3)),
-        )  # fmt: skip
-        for (name, raw, m), path in zip(entries, paths, strict=True)
-    ]
+    records = _named_records(
+        root, folder, label, entries, (1.0, 5.0), KADID10K_DISTORTIONS, "KADID-10k", check_images
+    )
     return IQADataset("kadid10k", root, records, (1.0, 5.0), True, True, KADID10K_DISTORTIONS)
 
 
