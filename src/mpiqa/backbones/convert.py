@@ -138,6 +138,37 @@ def _from_hf_layout(state: StateDict) -> StateDict:
     return out
 
 
+def to_hf_vision_state_dict(state: StateDict) -> StateDict:
+    """mpiqa's image-tower tensors in the key layout of transformers'
+    ``CLIPVisionModelWithProjection`` (for side-by-side benchmarks and interoperability)."""
+    plain = {v: k for k, v in _HF_PLAIN.items() if k.startswith("vision_model")}
+    norms = {v: k for k, v in _HF_NORMS.items() if k.startswith("vision_model")}
+    block = {v: k for k, v in _HF_BLOCK.items()}
+    out: StateDict = {}
+    pattern = re.compile(r"^visual\.transformer\.resblocks\.(\d+)\.(.+?)[._](weight|bias)$")
+    for key, value in state.items():
+        if not key.startswith("visual."):
+            continue
+        if key in plain:
+            out[plain[key]] = value
+        elif key == "visual.proj":
+            out["visual_projection.weight"] = value.t().contiguous()
+        elif key.rsplit(".", 1)[0] in norms:
+            base, leaf = key.rsplit(".", 1)
+            out[f"{norms[base]}.{leaf}"] = value
+        elif match := pattern.match(key):
+            index, module, leaf = match.groups()
+            prefix = f"vision_model.encoder.layers.{index}."
+            if module == "attn.in_proj":
+                for name, part in zip("qkv", value.chunk(3), strict=True):
+                    out[f"{prefix}self_attn.{name}_proj.{leaf}"] = part.contiguous()
+            else:
+                out[f"{prefix}{block[module]}.{leaf}"] = value
+        else:
+            raise CheckpointError(f"no transformers key for {key}")
+    return out
+
+
 def detect_layout(state: StateDict) -> Format:
     if "vision_model.embeddings.patch_embedding.weight" in state:
         return "hf"

@@ -11,6 +11,7 @@ from mpiqa import __version__
 from mpiqa.backbones.convert import CheckpointError
 from mpiqa.backbones.pretrained import ChecksumError
 from mpiqa.cli import ablate as ablate_cmd
+from mpiqa.cli import benchmark as benchmark_cmd
 from mpiqa.cli import distort as distort_cmd
 from mpiqa.cli import evaluate as evaluate_cmd
 from mpiqa.cli import list_datasets as list_datasets_cmd
@@ -31,6 +32,7 @@ _COMMANDS = (
     distort_cmd,
     list_models_cmd,
     list_datasets_cmd,
+    benchmark_cmd,
 )
 
 

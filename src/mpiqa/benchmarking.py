@@ -1,0 +1,209 @@
+"""Scoring throughput against transformers and against the machine's roofline.
+
+For one architecture with random weights at its input size:
+- images/s of mpiqa's zero-shot scorer (image tower + prompt logits) on preprocessed input;
+- images/s of ``transformers.CLIPVisionModelWithProjection`` holding the same weights
+  (their ratio), when transformers is installed;
+- the roofline: the measured matmul FLOP/s of this device and precision, divided by the
+  model's FLOPs per image, and the fraction of it reached;
+- peak resident memory of the process.
+
+A benchmark measures speed; it is not part of the test suite.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import platform
+import resource
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import torch
+
+from mpiqa.backbones.config import CLIPConfig, get_config
+from mpiqa.backbones.factory import build_random_clip
+from mpiqa.models.clip_iqa import CLIPIQA
+
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def vision_flops_per_image(config: CLIPConfig, image_size: int | None = None) -> float:
+    """Multiply-adds x 2 of the image tower for one image (matmuls and convolution;
+    norms, softmax and activations are left out, as is usual for rooflines)."""
+    v = config.vision
+    size = image_size or v.image_size
+    patches = (size // v.patch_size) ** 2
+    tokens = patches + 1
+    width, hidden = v.width, int(v.width * v.mlp_ratio)
+    patch_embed = patches * 3 * v.patch_size**2 * width
+    per_block = (
+        tokens * width * 3 * width
+        + 2 * tokens * tokens * width
+        + tokens * width * width
+        + 2 * tokens * width * hidden
+    )
+    projection = width * config.embed_dim
+    return 2.0 * (patch_embed + v.layers * per_block + projection)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _time(fn: Callable[[], object], device: torch.device, warmup: int, iters: int) -> float:
+    """Median seconds per call."""
+    for _ in range(warmup):
+        fn()
+    _sync(device)
+    times = []
+    for _ in range(iters):
+        start = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2]
+
+
+def matmul_flops(
+    device: torch.device, dtype: torch.dtype, size: int = 2048, iters: int = 5
+) -> float:
+    """Measured FLOP/s of a large ``linear`` (size x size x size) under the same autocast
+    as the model: the practical peak of this device and precision. (A bare bf16 ``@`` on a
+    CPU without native bf16 takes a slower path than the model's autocast linears.)"""
+    x = torch.randn(size, size, device=device)
+    w = torch.randn(size, size, device=device)
+
+    @torch.inference_mode()
+    def run():
+        with _autocast(device, dtype):
+            return torch.nn.functional.linear(x, w)
+
+    seconds = _time(run, device, warmup=2, iters=iters)
+    return 2.0 * size**3 / seconds
+
+
+@dataclass
+class BenchmarkResult:
+    arch: str
+    precision: str
+    device: str
+    batch_size: int
+    threads: int
+    images_per_s: float
+    transformers_images_per_s: float | None
+    ratio_vs_transformers: float | None
+    gflops_per_image: float
+    matmul_tflops: float
+    roofline_images_per_s: float
+    roofline_fraction: float
+    peak_rss_mb: float
+    machine: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def table(self) -> str:
+        rows = [
+            ("mpiqa", f"{self.images_per_s:.1f}", f"{self.roofline_fraction:.1%}"),
+        ]
+        if self.transformers_images_per_s is not None:
+            hf_fraction = self.transformers_images_per_s / self.roofline_images_per_s
+            rows.append(
+                ("transformers", f"{self.transformers_images_per_s:.1f}", f"{hf_fraction:.1%}")
+            )
+        rows.append(("roofline", f"{self.roofline_images_per_s:.1f}", "100%"))
+        lines = [
+            f"{self.arch} {self.precision} on {self.device} ({self.machine}), batch {self.batch_size}, {self.threads} threads",
+            f"{self.gflops_per_image:.2f} GFLOP/image; matmul {self.matmul_tflops:.3f} TFLOP/s; peak RSS {self.peak_rss_mb:.0f} MB",
+            "| implementation | images/s | of roofline |",
+            "|---|---:|---:|",
+            *[f"| {a} | {b} | {c} |" for a, b, c in rows],
+        ]
+        if self.ratio_vs_transformers is not None:
+            lines.append(f"mpiqa / transformers: {self.ratio_vs_transformers:.2f}x")
+        return "\n".join(lines)
+
+
+def _autocast(device: torch.device, dtype: torch.dtype):
+    if dtype == torch.float32:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def run_benchmark(
+    arch: str = "ViT-B-16",
+    precision: str = "fp32",
+    device: str = "cpu",
+    batch_size: int = 32,
+    warmup: int = 2,
+    iters: int = 5,
+    compare: bool = True,
+) -> BenchmarkResult:
+    """Measure; see the module docstring. ``compare=False`` skips transformers."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
+    dev = torch.device(device)
+    dtype = PRECISIONS[precision]
+    config = get_config(arch)
+    model = CLIPIQA(build_random_clip(config, seed=0)).to(dev).eval()
+    pixels = torch.randn(
+        batch_size, 3, config.vision.image_size, config.vision.image_size, device=dev
+    )
+
+    @torch.inference_mode()
+    def ours():
+        with _autocast(dev, dtype):
+            return model(pixels)
+
+    seconds = _time(ours, dev, warmup, iters)
+    hf_rate = None
+    if compare:
+        hf = _transformers_vision(model.backbone, config)
+        if hf is not None:
+            hf = hf.to(dev).eval()
+
+            @torch.inference_mode()
+            def theirs():
+                with _autocast(dev, dtype):
+                    return hf(pixel_values=pixels).image_embeds
+
+            hf_rate = batch_size / _time(theirs, dev, warmup, iters)
+    flops = vision_flops_per_image(config)
+    peak = matmul_flops(dev, dtype)
+    rate = batch_size / seconds
+    roofline = peak / flops
+    rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return BenchmarkResult(
+        arch=config.name or arch, precision=precision, device=str(dev), batch_size=batch_size,
+        threads=torch.get_num_threads(), images_per_s=rate, transformers_images_per_s=hf_rate,
+        ratio_vs_transformers=rate / hf_rate if hf_rate else None, gflops_per_image=flops / 1e9,
+        matmul_tflops=peak / 1e12, roofline_images_per_s=roofline, roofline_fraction=rate / roofline,
+        peak_rss_mb=rss_kb / 1024, machine=f"{platform.machine()} {platform.processor() or ''}".strip(),
+    )  # fmt: skip
+
+
+def _transformers_vision(backbone, config: CLIPConfig):
+    """transformers' CLIP vision model with the same weights, or None if not installed."""
+    try:
+        from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+    except ImportError:
+        return None
+    from mpiqa.backbones.convert import to_hf_vision_state_dict
+
+    v = config.vision
+    hf_config = CLIPVisionConfig(
+        hidden_size=v.width, intermediate_size=int(v.width * v.mlp_ratio), num_attention_heads=v.heads,
+        num_hidden_layers=v.layers, image_size=v.image_size, patch_size=v.patch_size,
+        projection_dim=config.embed_dim, hidden_act=config.act,
+    )  # fmt: skip
+    model = CLIPVisionModelWithProjection(hf_config)
+    result = model.load_state_dict(to_hf_vision_state_dict(backbone.state_dict()), strict=False)
+    missing = [k for k in result.missing_keys if not k.endswith("position_ids")]
+    if missing or result.unexpected_keys:
+        raise RuntimeError(
+            f"transformers model does not hold our weights: missing {missing[:3]}, unexpected {result.unexpected_keys[:3]}"
+        )
+    return model

@@ -1,0 +1,34 @@
+"""The benchmark's pieces: FLOP count, the comparison model, the report (no timing asserts)."""
+
+from __future__ import annotations
+
+import torch
+
+from mpiqa.backbones import build_random_clip, get_config
+from mpiqa.benchmarking import _transformers_vision, run_benchmark, vision_flops_per_image
+
+
+def test_flops_by_hand_for_test_tiny():
+    # 32 px / 8 = 16 patches + 1 token, width 64, mlp 256, 2 blocks, embed 32
+    patch_embed = 16 * 3 * 64 * 64
+    block = 17 * 64 * 192 + 2 * 17 * 17 * 64 + 17 * 64 * 64 + 2 * 17 * 64 * 256
+    assert vision_flops_per_image(get_config("test-tiny")) == 2 * (
+        patch_embed + 2 * block + 64 * 32
+    )
+
+
+def test_transformers_model_holds_exactly_our_weights():
+    backbone = build_random_clip("test-small-gelu", seed=3)
+    hf = _transformers_vision(backbone, backbone.config).eval()
+    pixels = torch.randn(2, 3, 48, 48)
+    with torch.no_grad():
+        ours, theirs = backbone.encode_image(pixels), hf(pixel_values=pixels).image_embeds
+    assert (ours - theirs).abs().max() <= 1e-4
+
+
+def test_benchmark_reports_every_figure():
+    result = run_benchmark("test-tiny", "fp32", batch_size=2, warmup=1, iters=1)
+    data = result.to_dict()
+    for key in ("images_per_s", "ratio_vs_transformers", "roofline_fraction", "peak_rss_mb"):
+        assert data[key] is not None and data[key] > 0, key
+    assert "transformers" in result.table() and "roofline" in result.table()
