@@ -133,3 +133,68 @@ def test_rounds_protocol_writes_a_summary(tmp_path, csv_task):
 def test_train_needs_dataset_and_root(tmp_path, capsys):
     assert main(["train", "--out", str(tmp_path / "x")]) == 2
     assert "--dataset and --root are required" in capsys.readouterr().err
+
+
+def test_checkpoint_explanations_in_every_crop_mode(tmp_path, csv_task, capsys):
+    root = make_blur_task(tmp_path / "task", n_contents=10, size=40)
+    run = tmp_path / "run"
+    assert (
+        main(
+            [
+                "train",
+                "--dataset",
+                "csv",
+                "--root",
+                str(root),
+                *TINY,
+                "--epochs",
+                "1",
+                "--out",
+                str(run),
+            ]
+        )
+        == 0
+    )
+    images = [str(root / "imgs" / "c00_L0.png"), str(root / "imgs" / "c01_L5.png")]
+    outputs = {}
+    for crop in ("center", "multi", "full"):
+        capsys.readouterr()
+        args = [
+            "score",
+            *images,
+            "--checkpoint",
+            str(run / "best.safetensors"),
+            "--crop",
+            crop,
+            "--workers",
+            "0",
+            "--no-progress",
+        ]
+        assert main(args) == 0
+        rows = list(csv.reader(capsys.readouterr().out.splitlines()))
+        assert len(rows) == 3 and all(r[2] and r[4] and 0 <= float(r[1]) <= 1 for r in rows[1:])
+        outputs[crop] = [r[1] for r in rows[1:]]
+    assert outputs["center"] != outputs["multi"]
+
+
+def test_cuda_requested_without_cuda(tmp_path, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    assert (
+        main(
+            [
+                "score",
+                str(tmp_path),
+                "--device",
+                "cuda",
+                "--backbone",
+                "test-tiny",
+                "--weights",
+                "random",
+            ]
+        )
+        == 2
+    )
+    assert "CUDA is not available" in capsys.readouterr().err
