@@ -6,13 +6,17 @@ import argparse
 import contextlib
 import csv
 import logging
+import shutil
 import sys
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TextIO
 
 import torch
 from tqdm import tqdm
 
+from mpiqa import distributed
 from mpiqa.data.files import discover_images
 from mpiqa.data.images import DEFAULT_MAX_PIXELS, ImageDecodeError
 from mpiqa.data.transforms import CROP_MODES
@@ -139,80 +143,137 @@ def _check_device(device: str) -> None:
         raise ValueError(f"--device {device}: CUDA is not available on this machine")
 
 
-def run(args: argparse.Namespace) -> int:
-    _check_device(args.device)
-    found = discover_images(args.paths, recursive=args.recursive)
-    if found.ignored:
-        shown = ", ".join(found.ignored[:3]) + (" ..." if len(found.ignored) > 3 else "")
-        logger.info("left out %d file(s) without an image extension: %s", len(found.ignored), shown)
-    if not found.files:
-        raise FileNotFoundError(f"no image files in {' '.join(args.paths)}")
-    if args.weights == "random" and not args.checkpoint:
-        logger.warning(
-            "--weights random: randomly initialised backbone (seed %d); its scores mean nothing",
-            args.seed,
-        )
+def _build_model(args: argparse.Namespace, device: str):
     if args.checkpoint:
-        model = load_checkpoint(
+        return load_checkpoint(
             args.checkpoint,
             weights=args.weights,
-            device=args.device,
+            device=device,
             crop=args.crop,
             n_crops=args.n_crops,
         )
-    else:
-        model = create_model(
-            args.model,
-            weights=args.weights,
-            backbone=args.backbone,
-            device=args.device,
-            seed=args.seed,
-            crop=args.crop,
-            n_crops=args.n_crops,
-        )
-    columns = list(model.extra_columns)
+    return create_model(
+        args.model, weights=args.weights, backbone=args.backbone, device=device,
+        seed=args.seed, crop=args.crop, n_crops=args.n_crops,
+    )  # fmt: skip
+
+
+def _score_into(
+    writer, model, paths: list[str], args, columns, show_progress: bool, index_of=None
+) -> tuple[int, bool]:
+    """Score ``paths`` and write one row each (prefixed by its global index when
+    ``index_of`` is given). Returns (number failed, stopped by --on-error fail)."""
     failed = 0
-    with _open_output(args.out) as out:
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(["path", "score", *columns])
-        results = score_files(
-            model,
-            found.files,
-            batch_size=args.batch_size,
-            workers=args.workers,
-            on_error=args.on_error,
-            max_pixels=args.max_pixels,
-        )
-        progress = tqdm(
-            total=len(found.files),
-            unit="img",
-            file=sys.stderr,
-            disable=True if args.no_progress else None,
-        )
-        try:
-            for result in results:
-                progress.update()
-                if result.error is not None:
-                    failed += 1
-                    progress.clear()
-                    print(f"mpiqa: error: {result.path}: {result.error}", file=sys.stderr)
-                    continue
-                extra = result.extra or {}
-                writer.writerow(
-                    [result.path, f"{result.score:.6f}", *(extra.get(c, "") for c in columns)]
-                )
-                out.flush()
-        except ImageDecodeError as err:
-            progress.close()
-            print(f"mpiqa: error: {err} (stopping: --on-error fail)", file=sys.stderr)
-            return 1
+    results = score_files(
+        model,
+        paths,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        on_error=args.on_error,
+        max_pixels=args.max_pixels,
+    )
+    progress = tqdm(
+        total=len(paths),
+        unit="img",
+        file=sys.stderr,
+        disable=True if args.no_progress or not show_progress else None,
+    )
+    try:
+        for position, result in enumerate(results):
+            progress.update()
+            if result.error is not None:
+                failed += 1
+                progress.clear()
+                print(f"mpiqa: error: {result.path}: {result.error}", file=sys.stderr)
+                continue
+            extra = result.extra or {}
+            row = [result.path, f"{result.score:.6f}", *(extra.get(c, "") for c in columns)]
+            writer.writerow(row if index_of is None else [index_of[position], *row])
+    except ImageDecodeError as err:
+        print(f"mpiqa: error: {err} (stopping: --on-error fail)", file=sys.stderr)
+        return failed + 1, True
+    finally:
         progress.close()
+    return failed, False
+
+
+def _merge_parts(
+    part_dir: Path, world_size: int, header: list[str], destination: str | None
+) -> None:
+    """Rows of every rank's part, back in the order of the file list."""
+    rows = []
+    for rank in range(world_size):
+        with open(part_dir / f"part{rank}.csv", newline="", encoding="utf-8") as f:
+            rows += [(int(r[0]), r[1:]) for r in csv.reader(f)]
+    rows.sort(key=lambda item: item[0])
+    with _open_output(destination) as out:
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(header)
+        writer.writerows(row for _, row in rows)
+
+
+def run(args: argparse.Namespace) -> int:
+    _check_device(args.device)
+    context = distributed.init_from_env(args.device)
+    device = (
+        f"cuda:{context.local_rank}" if context.active and args.device == "cuda" else args.device
+    )
+    try:
+        found = discover_images(args.paths, recursive=args.recursive)
+        if found.ignored and context.is_main:
+            shown = ", ".join(found.ignored[:3]) + (" ..." if len(found.ignored) > 3 else "")
+            logger.info(
+                "left out %d file(s) without an image extension: %s", len(found.ignored), shown
+            )
+        if not found.files:
+            raise FileNotFoundError(f"no image files in {' '.join(args.paths)}")
+        if args.weights == "random" and not args.checkpoint and context.is_main:
+            logger.warning(
+                "--weights random: randomly initialised backbone (seed %d); its scores mean nothing",
+                args.seed,
+            )
+        model = _build_model(args, device)
+        columns = list(model.extra_columns)
+        header = ["path", "score", *columns]
+        if not context.active:
+            with _open_output(args.out) as out:
+                writer = csv.writer(out, lineterminator="\n")
+                writer.writerow(header)
+                failed, stopped = _score_into(
+                    writer, model, found.files, args, columns, show_progress=True
+                )
+        else:
+            # torchrun: each rank scores every world_size-th file into its own part; rank 0
+            # merges the parts in file order, so the CSV equals the single-process one.
+            part_dir = distributed.broadcast_object(
+                tempfile.mkdtemp(prefix="mpiqa-score-") if context.is_main else None, context
+            )
+            mine = distributed.shard(found.files, context)
+            with open(
+                Path(part_dir) / f"part{context.rank}.csv", "w", newline="", encoding="utf-8"
+            ) as part:
+                failed, stopped = _score_into(
+                    csv.writer(part, lineterminator="\n"), model, [p for _, p in mine], args, columns,
+                    show_progress=context.is_main, index_of=[i for i, _ in mine],
+                )  # fmt: skip
+            failed = distributed.sum_over_ranks(failed, context)
+            stopped = bool(distributed.sum_over_ranks(int(stopped), context))
+            distributed.barrier(context)
+            if context.is_main:
+                _merge_parts(Path(part_dir), context.world_size, header, args.out)
+                shutil.rmtree(part_dir, ignore_errors=True)
+            distributed.barrier(context)
+    finally:
+        distributed.shutdown(context)
+    if stopped:
+        return 1
     scored = len(found.files) - failed
     if failed:
-        print(
-            f"mpiqa: {failed} of {len(found.files)} file(s) could not be scored; {scored} scored",
-            file=sys.stderr,
-        )
+        if context.is_main:
+            print(
+                f"mpiqa: {failed} of {len(found.files)} file(s) could not be scored; {scored} scored",
+                file=sys.stderr,
+            )
         return 1
     logger.info("scored %d file(s)%s", scored, f" into {args.out}" if args.out else "")
     return 0

@@ -1,0 +1,74 @@
+"""Running under ``torchrun``: process-group set-up and sharding.
+
+``torchrun --nproc_per_node=N -m mpiqa score ...`` starts N processes that share the
+work. gloo is used on the CPU and NCCL on GPUs. Outside torchrun (no ``WORLD_SIZE`` in
+the environment) everything runs in one process.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class Context:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def active(self) -> bool:
+        return self.world_size > 1
+
+
+def init_from_env(device: str = "cpu") -> Context:
+    """Join the process group torchrun describes in the environment; a single-process
+    context when there is none."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Context()
+    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    if not dist.is_initialized():
+        backend = "nccl" if torch.device(device).type == "cuda" else "gloo"
+        dist.init_process_group(backend=backend)
+    return Context(rank, world, local)
+
+
+def shard(items: Sequence, context: Context) -> list[tuple[int, object]]:
+    """(index, item) pairs of this rank: every world_size-th item, so ranks get similar work."""
+    return [(i, items[i]) for i in range(context.rank, len(items), context.world_size)]
+
+
+def sum_over_ranks(value: int, context: Context) -> int:
+    if not context.active:
+        return value
+    tensor = torch.tensor([value], dtype=torch.long)
+    dist.all_reduce(tensor)
+    return int(tensor.item())
+
+
+def broadcast_object(obj, context: Context):
+    if not context.active:
+        return obj
+    holder = [obj]
+    dist.broadcast_object_list(holder, src=0)
+    return holder[0]
+
+
+def barrier(context: Context) -> None:
+    if context.active:
+        dist.barrier()
+
+
+def shutdown(context: Context) -> None:
+    if context.active and dist.is_initialized():
+        dist.destroy_process_group()
