@@ -14,6 +14,7 @@ from mpiqa.cli import ablate as ablate_cmd
 from mpiqa.cli import benchmark as benchmark_cmd
 from mpiqa.cli import distort as distort_cmd
 from mpiqa.cli import evaluate as evaluate_cmd
+from mpiqa.cli import export as export_cmd
 from mpiqa.cli import list_datasets as list_datasets_cmd
 from mpiqa.cli import list_models as list_models_cmd
 from mpiqa.cli import meta_pretrain as meta_pretrain_cmd
@@ -33,6 +34,7 @@ _COMMANDS = (
     list_models_cmd,
     list_datasets_cmd,
     benchmark_cmd,
+    export_cmd,
 )
 
 

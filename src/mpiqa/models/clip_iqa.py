@@ -72,5 +72,7 @@ class CLIPIQA(IQAModel):
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         image = F.normalize(self.backbone.encode_image(pixels), dim=-1)
         logits = self.backbone.logit_scale.exp() * image @ self.text_features.t()
-        probs = logits.view(len(pixels), len(self.pairs), 2).softmax(dim=-1)
+        probs = logits.view(pixels.shape[0], len(self.pairs), 2).softmax(
+            dim=-1
+        )  # shape[0]: traceable
         return probs[..., 0].mean(dim=-1)

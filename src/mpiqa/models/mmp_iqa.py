@@ -244,7 +244,7 @@ class MultiModalPromptIQA(IQAModel):
         quality, classes = [], {}
         for family, text in self._text_features().items():
             logits = scale * image @ text.t().to(image.dtype)
-            joint = logits.float().softmax(dim=-1).view(len(pixels), _n_classes(family), n_q)
+            joint = logits.float().softmax(dim=-1).view(pixels.shape[0], _n_classes(family), n_q)
             quality.append(joint.sum(dim=1))
             if family != "quality":
                 classes[family] = joint.sum(dim=2)
