@@ -14,7 +14,7 @@ p(high)). Every choice here is a field of :class:`MMPConfig`.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from typing import Literal
 
 import torch
@@ -63,7 +63,6 @@ class MMPConfig:
     train_text_blocks: int = 0
     train_text_context: bool = True
     train_visual_prompts: bool = True
-    extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.families = tuple(self.families)
