@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import json
 
+import pytest
+
 from mpiqa.cli.main import main
 from tests.training.conftest import make_blur_task
 
@@ -181,7 +183,7 @@ def test_cuda_requested_without_cuda(tmp_path, capsys):
     import torch
 
     if torch.cuda.is_available():
-        return
+        pytest.skip("this machine has CUDA: the error path cannot be exercised")
     assert (
         main(
             [
