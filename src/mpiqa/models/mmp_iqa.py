@@ -206,8 +206,10 @@ class MultiModalPromptIQA(IQAModel):
 
     # ----------------------------------------------------------------- forward
     def _text_features(self) -> dict[str, torch.Tensor]:
-        params = [p for _, p in self.trainable_parameters() if not _is_visual(p, self)]
-        key = tuple((id(p), p._version) for p in params)
+        # Text features depend on the text prompts and the text tower alone; in-place
+        # updates (optimiser steps, loads) bump a tensor's _version and so refresh the cache.
+        params = [*self.text_prompts.parameters(), *self.backbone.text.parameters()]
+        key = tuple((id(p), p._version, p.device) for p in params)
         if (
             not torch.is_grad_enabled()
             and self._text_cache is not None
@@ -299,9 +301,3 @@ class MultiModalPromptIQA(IQAModel):
             extras.append(row)
         return torch.stack(scores), extras
 
-
-def _is_visual(param: nn.Parameter, model: MultiModalPromptIQA) -> bool:
-    visual_ids = {id(p) for p in model.backbone.visual.parameters()}
-    if model.visual_prompts is not None:
-        visual_ids |= {id(p) for p in model.visual_prompts.parameters()}
-    return id(param) in visual_ids
