@@ -300,4 +300,3 @@ class MultiModalPromptIQA(IQAModel):
                     row[f"{family}_prob"] = f"{float(probs.max()):.4f}"
             extras.append(row)
         return torch.stack(scores), extras
-

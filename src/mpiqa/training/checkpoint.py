@@ -49,6 +49,27 @@ def backbone_record(arch: str, weights: str | None, seed: int) -> dict[str, Any]
     return record
 
 
+def assign_tensors(
+    model: torch.nn.Module, tensors: dict[str, torch.Tensor], source: str | Path = ""
+) -> None:
+    """Copy ``tensors`` into the model's parameters of the same names, in place.
+
+    Raises:
+        ValueError: a name the model lacks, or a shape that differs (naming ``source``).
+    """
+    params = dict(model.named_parameters())
+    for name, value in tensors.items():
+        if name not in params:
+            raise ValueError(f"{source}: the model has no tensor {name}")
+        if params[name].shape != value.shape:
+            raise ValueError(
+                f"{source}: tensor {name} {tuple(value.shape)} does not fit this model {tuple(params[name].shape)}"
+            )
+    with torch.no_grad():
+        for name, value in tensors.items():
+            params[name].copy_(value)
+
+
 def save_checkpoint(
     path: str | Path, model: MultiModalPromptIQA, backbone: dict, extra: dict | None = None
 ) -> Path:
@@ -116,8 +137,5 @@ def load_checkpoint(
             f"{path}: tensors do not match the model: missing {sorted(expected - set(tensors))[:5]}, "
             f"unexpected {sorted(set(tensors) - expected)[:5]}"
         )
-    params = dict(model.named_parameters())
-    with torch.no_grad():
-        for name, value in tensors.items():
-            params[name].copy_(value)
+    assign_tensors(model, tensors, path)
     return model.to(device).eval()

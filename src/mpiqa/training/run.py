@@ -14,7 +14,7 @@ from mpiqa.data.records import IQADataset, Record
 from mpiqa.data.splits import Split, few_shot, official_split, random_split
 from mpiqa.models.mmp_iqa import MultiModalPromptIQA
 from mpiqa.prompts.vocab import DISTORTIONS, SCENES, distortion_class
-from mpiqa.training.checkpoint import backbone_record, write_json
+from mpiqa.training.checkpoint import assign_tensors, backbone_record, write_json
 from mpiqa.training.config import TrainConfig
 from mpiqa.training.grad_reg import GradientRegulariser
 from mpiqa.training.trainer import Trainer
@@ -117,17 +117,10 @@ def load_prompt_init(model: MultiModalPromptIQA, path: str | Path) -> None:
     from safetensors.torch import load_file
 
     tensors = load_file(str(path))
-    params = dict(model.named_parameters())
-    unused = sorted(set(tensors) - set(params))
+    names = {name for name, _ in model.named_parameters()}
+    unused = sorted(set(tensors) - names)
     if len(unused) == len(tensors):
         raise ValueError(f"{path}: none of its tensors belongs to this model ({unused[:3]} ...)")
     if unused:
         logger.info("%s: not used by this model: %s", path, ", ".join(unused))
-    for name in set(tensors) & set(params):
-        if params[name].shape != tensors[name].shape:
-            raise ValueError(
-                f"{path}: tensor {name} {tuple(tensors[name].shape)} does not fit this model {tuple(params[name].shape)}"
-            )
-    with torch.no_grad():
-        for name in set(tensors) & set(params):
-            params[name].copy_(tensors[name])
+    assign_tensors(model, {k: v for k, v in tensors.items() if k in names}, path)

@@ -27,7 +27,7 @@ from mpiqa.data.records import Record
 from mpiqa.evaluation.metrics import all_metrics
 from mpiqa.evaluation.predict import predict_records
 from mpiqa.models.mmp_iqa import MultiModalPromptIQA
-from mpiqa.training.checkpoint import _atomic, save_checkpoint
+from mpiqa.training.checkpoint import _atomic, assign_tensors, save_checkpoint
 from mpiqa.training.config import TrainConfig
 from mpiqa.training.losses import total_loss
 
@@ -45,10 +45,6 @@ class Backward(Protocol):
 class PlainBackward:
     def backward(self, loss, prediction, batch, params) -> None:
         loss.backward()
-
-
-def _collate(items: list[dict]) -> dict:
-    return torch.utils.data.default_collate(items)
 
 
 class Trainer:
@@ -122,7 +118,7 @@ class Trainer:
         return DataLoader(
             self.train_set, batch_size=loop.batch_size, shuffle=True, generator=generator,
             num_workers=workers, worker_init_fn=seed_worker if workers else None,
-            collate_fn=_collate, drop_last=len(self.train_set) > loop.batch_size,
+drop_last=len(self.train_set) > loop.batch_size,
         )  # fmt: skip
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
@@ -176,10 +172,7 @@ class Trainer:
 
         state = torch.load(state_path, map_location="cpu", weights_only=True)
         tensors = load_file(str(self.out_dir / "last.safetensors"))
-        params = dict(self.model.named_parameters())
-        with torch.no_grad():
-            for name, value in tensors.items():
-                params[name].copy_(value)
+        assign_tensors(self.model, tensors, self.out_dir / "last.safetensors")
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.epoch = int(state["epoch"])
