@@ -22,28 +22,15 @@ TINY = [
 ]
 
 
+def _train(root, *args: str) -> int:
+    """``mpiqa train`` on the blur task with the tiny random backbone."""
+    return main(["train", "--dataset", "csv", "--root", str(root), *TINY, *args])
+
+
 def test_train_evaluate_and_score_with_explanations(tmp_path, csv_task, capsys):
     root = make_blur_task(tmp_path / "task", n_contents=12, size=32)
     run = tmp_path / "run"
-    assert (
-        main(
-            [
-                "train",
-                "--dataset",
-                "csv",
-                "--root",
-                str(root),
-                *TINY,
-                "--epochs",
-                "2",
-                "--batch-size",
-                "16",
-                "--out",
-                str(run),
-            ]
-        )
-        == 0
-    )
+    assert _train(root, "--epochs", "2", "--batch-size", "16", "--out", str(run)) == 0
     for name in ("best.safetensors", "best.json", "split.json", "config.json", "log.jsonl"):
         assert (run / name).is_file(), name
 
@@ -102,25 +89,7 @@ def test_train_evaluate_and_score_with_explanations(tmp_path, csv_task, capsys):
 def test_rounds_protocol_writes_a_summary(tmp_path, csv_task):
     root = make_blur_task(tmp_path / "task", n_contents=10, size=32)
     out = tmp_path / "rounds"
-    assert (
-        main(
-            [
-                "train",
-                "--dataset",
-                "csv",
-                "--root",
-                str(root),
-                *TINY,
-                "--epochs",
-                "1",
-                "--rounds",
-                "2",
-                "--out",
-                str(out),
-            ]
-        )
-        == 0
-    )
+    assert _train(root, "--epochs", "1", "--rounds", "2", "--out", str(out)) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert len(summary["rounds"]) == 2 and set(summary["summary"]["srcc"]) == {
         "median",
@@ -140,23 +109,7 @@ def test_train_needs_dataset_and_root(tmp_path, capsys):
 def test_checkpoint_explanations_in_every_crop_mode(tmp_path, csv_task, capsys):
     root = make_blur_task(tmp_path / "task", n_contents=10, size=40)
     run = tmp_path / "run"
-    assert (
-        main(
-            [
-                "train",
-                "--dataset",
-                "csv",
-                "--root",
-                str(root),
-                *TINY,
-                "--epochs",
-                "1",
-                "--out",
-                str(run),
-            ]
-        )
-        == 0
-    )
+    assert _train(root, "--epochs", "1", "--out", str(run)) == 0
     images = [str(root / "imgs" / "c00_L0.png"), str(root / "imgs" / "c01_L5.png")]
     outputs = {}
     for crop in ("center", "multi", "full"):
