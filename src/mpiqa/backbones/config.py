@@ -15,6 +15,7 @@ from importlib import resources
 from typing import Any, Literal
 
 Activation = Literal["quick_gelu", "gelu"]
+Stem = Literal["patch", "efficientnet-lite0"]
 
 
 @dataclass(frozen=True)
@@ -25,10 +26,32 @@ class VisionConfig:
     layers: int = 12
     heads: int = 12
     mlp_ratio: float = 4.0
+    # "patch": a strided convolution cuts patches (ViT). "efficientnet-lite0": a hybrid
+    # tower whose tokens are the cells of a convolutional feature map; ``stem_stages`` of
+    # its 7 stages are kept and ``patch_size`` must equal their total stride.
+    stem: Stem = "patch"
+    stem_stages: int = 7
+    # Hybrid only: stages whose outputs, pooled onto the last stage's grid, are concatenated
+    # into the tokens (a feature pyramid); empty = the last stage's output alone.
+    stem_taps: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "stem_taps", tuple(int(t) for t in self.stem_taps))
+        if any(not 1 <= t <= self.stem_stages for t in self.stem_taps):
+            raise ValueError(f"stem_taps {self.stem_taps} must lie in 1..{self.stem_stages}")
 
     @property
     def grid_size(self) -> int:
         return self.image_size // self.patch_size
+
+    @property
+    def token_channels(self) -> int:
+        """Channels of what ``conv1`` turns into tokens: pixels, or the stem's features."""
+        if self.stem == "patch":
+            return 3
+        from mpiqa.backbones.efficientnet import stem_channels, tap_channels
+
+        return tap_channels(self.stem_taps) if self.stem_taps else stem_channels(self.stem_stages)
 
 
 @dataclass(frozen=True)
@@ -57,6 +80,19 @@ class CLIPConfig:
             if cfg.width % cfg.heads:
                 raise ValueError(
                     f"{tower} width {cfg.width} is not divisible by its {cfg.heads} heads"
+                )
+        vision = self.vision
+        if vision.stem not in ("patch", "efficientnet-lite0"):
+            raise ValueError(f"unknown vision stem {vision.stem!r}")
+        if vision.stem != "patch":
+            from mpiqa.backbones.efficientnet import stem_stride
+
+            if not 1 <= vision.stem_stages <= 7:
+                raise ValueError(f"stem_stages must be in 1..7, got {vision.stem_stages}")
+            if vision.patch_size != stem_stride(vision.stem_stages):
+                raise ValueError(
+                    f"patch_size {vision.patch_size} must equal the stride "
+                    f"{stem_stride(vision.stem_stages)} of {vision.stem_stages} stem stages"
                 )
         if self.vision.image_size % self.vision.patch_size:
             raise ValueError(
@@ -91,6 +127,9 @@ class CLIPConfig:
                 v.width,
                 v.layers,
                 v.mlp_ratio,
+                v.stem,
+                v.stem_stages,
+                v.token_channels,
                 t.context_length,
                 t.vocab_size,
                 t.width,

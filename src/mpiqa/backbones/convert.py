@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file as load_safetensors
 
 from mpiqa.backbones.config import (
@@ -29,6 +30,12 @@ from mpiqa.backbones.config import (
     TextConfig,
     VisionConfig,
     registered_config_with_shapes,
+)
+from mpiqa.backbones.efficientnet import (
+    stages_for_blocks,
+    stem_channels,
+    stem_stride,
+    tap_channels,
 )
 from mpiqa.backbones.torchscript import is_torchscript_archive, load_torchscript_state_dict
 
@@ -51,6 +58,22 @@ _TEXT_TOP_LEVEL = (
 
 class CheckpointError(ValueError):
     """A checkpoint file that mpiqa cannot read as a CLIP model; the message names it."""
+
+
+MPIQA_FORMAT = "mpiqa-clip/1"
+
+
+def embedded_config(path: str | Path) -> CLIPConfig | None:
+    """The architecture stored in the header of an mpiqa backbone file
+    (``mpiqa pretrain-backbone``), or None for any other file."""
+    path = Path(path)
+    if path.suffix != ".safetensors" or not path.is_file():
+        return None
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+    if meta.get("format") != MPIQA_FORMAT:
+        return None
+    return CLIPConfig.from_dict(json.loads(meta["config"]), name=meta.get("arch"))
 
 
 def read_tensors(path: Path) -> StateDict:
@@ -193,6 +216,24 @@ def _count_blocks(state: StateDict, prefix: str) -> int:
     return max(indices) + 1 if indices else 0
 
 
+def _count_stem_blocks(state: StateDict) -> int:
+    pattern = re.compile(r"^visual\.stem\._blocks\.(\d+)\.")
+    indices = {int(m.group(1)) for k in state if (m := pattern.match(k))}
+    return max(indices) + 1 if indices else 0
+
+
+def _infer_taps(stages: int, channels: int) -> tuple[int, ...]:
+    """The pyramid taps behind ``channels`` token channels: the last stage alone, or the
+    last k stages (what files without an embedded config can hold)."""
+    if channels == stem_channels(stages):
+        return ()
+    for first in range(stages, 0, -1):
+        taps = tuple(range(first, stages + 1))
+        if tap_channels(taps) == channels:
+            return taps
+    raise ValueError(f"{channels} token channels match no run of stem stages")
+
+
 def shapes_config(state: StateDict) -> CLIPConfig:
     """Everything about the architecture that the tensor shapes determine. Heads cannot be
     read from shapes: they are set by OpenAI's convention (width // 64, at least 1) and
@@ -200,6 +241,16 @@ def shapes_config(state: StateDict) -> CLIPConfig:
     try:
         conv = state["visual.conv1.weight"]
         v_width, patch = conv.shape[0], conv.shape[-1]
+        stem: dict[str, Any] = {}
+        stem_blocks = _count_stem_blocks(state)
+        if stem_blocks:
+            stages = stages_for_blocks(stem_blocks)
+            patch = stem_stride(stages)
+            stem = {
+                "stem": "efficientnet-lite0",
+                "stem_stages": stages,
+                "stem_taps": _infer_taps(stages, conv.shape[1]),
+            }
         grid = math.isqrt(state["visual.positional_embedding"].shape[0] - 1)
         t_width = state["text.ln_final.weight"].shape[0]
         vision = VisionConfig(
@@ -209,6 +260,7 @@ def shapes_config(state: StateDict) -> CLIPConfig:
             layers=_count_blocks(state, "visual."),
             heads=max(1, v_width // 64),
             mlp_ratio=state["visual.transformer.resblocks.0.mlp.c_fc.weight"].shape[0] / v_width,
+            **stem,
         )
         text = TextConfig(
             context_length=state["text.positional_embedding"].shape[0],
@@ -221,6 +273,8 @@ def shapes_config(state: StateDict) -> CLIPConfig:
         return CLIPConfig(embed_dim=state["visual.proj"].shape[1], vision=vision, text=text)
     except KeyError as err:
         raise CheckpointError(f"checkpoint lacks the tensor {err.args[0]}") from None
+    except ValueError as err:
+        raise CheckpointError(f"unreadable convolutional stem: {err}") from None
 
 
 def _hf_config(config_json: dict[str, Any], shapes: CLIPConfig) -> CLIPConfig:

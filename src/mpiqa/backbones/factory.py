@@ -10,8 +10,13 @@ import torch
 
 from mpiqa.backbones.clip import CLIP
 from mpiqa.backbones.config import Activation, CLIPConfig, get_config
-from mpiqa.backbones.convert import CheckpointError, read_checkpoint, resolve_config
-from mpiqa.backbones.pretrained import DEFAULT_TAG, get_pretrained, resolve_pretrained
+from mpiqa.backbones.convert import (
+    CheckpointError,
+    embedded_config,
+    read_checkpoint,
+    resolve_config,
+)
+from mpiqa.backbones.pretrained import default_tag, get_pretrained, resolve_pretrained
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +35,7 @@ def build_random_clip(arch: str | CLIPConfig = DEFAULT_ARCH, seed: int = 0) -> C
 
 def _split_tag(source: str) -> tuple[str, str]:
     name, _, tag = source.partition(":")
-    return name, tag or DEFAULT_TAG
+    return name, tag or default_tag(name)
 
 
 def load_clip(
@@ -82,6 +87,7 @@ def load_clip(
                 ) from None
         path = resolve_pretrained(name, tag)
         hint = hint or get_config(name)
+    hint = hint or embedded_config(path)
     state, fmt, hf_config = read_checkpoint(path)
     config = resolve_config(state, fmt, hint=hint, hf_config=hf_config)
     if act is not None:

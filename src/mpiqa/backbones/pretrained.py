@@ -48,6 +48,12 @@ class PretrainedFile:
     sha256: str
     url: str | None = None
     hf_hub: str | None = None
+    packaged: bool = False  # shipped inside the package (mpiqa/weights/), no download
+
+
+def packaged_path(file: str) -> Path:
+    """Where a file shipped in ``mpiqa/weights/`` lies."""
+    return Path(str(resources.files("mpiqa").joinpath("weights", file)))
 
 
 @lru_cache(maxsize=1)
@@ -66,8 +72,14 @@ def list_pretrained() -> list[tuple[str, str]]:
     return sorted(_registry())
 
 
-def get_pretrained(arch: str, tag: str = DEFAULT_TAG) -> PretrainedFile | None:
-    return _registry().get((canonical_name(arch), tag))
+def get_pretrained(arch: str, tag: str | None = None) -> PretrainedFile | None:
+    return _registry().get((canonical_name(arch), tag or default_tag(arch)))
+
+
+def default_tag(arch: str) -> str:
+    """``openai`` where registered, else the architecture's only registered tag."""
+    tags = [t for a, t in _registry() if a == canonical_name(arch)]
+    return tags[0] if len(tags) == 1 else DEFAULT_TAG
 
 
 def find_by_sha256(digest: str) -> PretrainedFile | None:
@@ -133,6 +145,11 @@ def _download_hub(repo_id: str) -> Path:
 
 
 def _cached(entry: PretrainedFile) -> Path | None:
+    if entry.packaged:
+        path = packaged_path(entry.file)
+        if path.is_file():
+            verify_sha256(path, entry.sha256)
+            return path
     for folder in (cache_dir(), Path.home() / ".cache" / "clip"):
         candidate = folder / entry.file
         if candidate.is_file():
@@ -145,7 +162,7 @@ def _cached(entry: PretrainedFile) -> Path | None:
     return None
 
 
-def resolve_pretrained(arch: str, tag: str = DEFAULT_TAG) -> Path:
+def resolve_pretrained(arch: str, tag: str | None = None) -> Path:
     """Local path of the registered weights for ``arch``/``tag``, downloading if allowed.
 
     Raises:
@@ -153,6 +170,7 @@ def resolve_pretrained(arch: str, tag: str = DEFAULT_TAG) -> Path:
         ChecksumError: a cached file does not match its registered SHA-256.
         WeightsNotFoundError: not cached, and offline or every download failed.
     """
+    tag = tag or default_tag(arch)
     entry = get_pretrained(arch, tag)
     if entry is None:
         known = ", ".join(f"{a}:{t}" for a, t in list_pretrained())

@@ -7,7 +7,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from mpiqa.backbones.config import Activation, VisionConfig
+from mpiqa.backbones.efficientnet import (
+    INPUT_MEAN,
+    INPUT_STD,
+    EfficientNetLite,
+    tap_channels,
+)
 from mpiqa.backbones.layers import BlockHook, Transformer, init_transformer_
+from mpiqa.data.transforms import CLIP_MEAN, CLIP_STD
 
 
 class VisionTransformer(nn.Module):
@@ -23,7 +30,24 @@ class VisionTransformer(nn.Module):
         super().__init__()
         self.config = config
         width = config.width
-        self.conv1 = nn.Conv2d(3, width, config.patch_size, stride=config.patch_size, bias=False)
+        if config.stem == "patch":
+            self.stem = None
+            self.conv1 = nn.Conv2d(
+                3, width, config.patch_size, stride=config.patch_size, bias=False
+            )
+        else:
+            self.stem = EfficientNetLite(config.stem_stages, frozen_norm=True)
+            channels = (
+                tap_channels(config.stem_taps) if config.stem_taps else self.stem.out_channels
+            )
+            self.conv1 = nn.Conv2d(channels, width, 1, bias=False)
+            # CLIP-normalised pixels -> the stem's own normalisation, as one affine map.
+            clip_mean, clip_std = torch.tensor(CLIP_MEAN), torch.tensor(CLIP_STD)
+            mean, std = torch.tensor(INPUT_MEAN), torch.tensor(INPUT_STD)
+            self.register_buffer("stem_scale", (clip_std / std).view(3, 1, 1), persistent=False)
+            self.register_buffer(
+                "stem_shift", ((clip_mean - mean) / std).view(3, 1, 1), persistent=False
+            )
         scale = width**-0.5
         self.class_embedding = nn.Parameter(scale * torch.randn(width))
         self.positional_embedding = nn.Parameter(
@@ -58,7 +82,19 @@ class VisionTransformer(nn.Module):
 
     def embed(self, pixels: torch.Tensor) -> torch.Tensor:
         """(N, 3, H, W) normalised pixels -> (N, 1 + patches, width) tokens after ln_pre."""
-        x = self.conv1(pixels.to(self.conv1.weight.dtype))
+        return self.embed_features(self.stem_features(pixels))
+
+    def stem_features(self, pixels: torch.Tensor) -> torch.Tensor:
+        """The hybrid stem's feature map, or the pixels unchanged for a patch stem. Split
+        out so that training with a frozen stem can compute it once per image."""
+        pixels = pixels.to(self.conv1.weight.dtype)
+        if self.stem is None:
+            return pixels
+        return self.stem(pixels * self.stem_scale + self.stem_shift, self.config.stem_taps)
+
+    def embed_features(self, features: torch.Tensor) -> torch.Tensor:
+        """:meth:`stem_features` output -> (N, 1 + cells, width) tokens after ln_pre."""
+        x = self.conv1(features.to(self.conv1.weight.dtype))
         n, width, grid_h, grid_w = x.shape
         x = x.flatten(2).transpose(1, 2)
         cls = self.class_embedding.to(x.dtype).expand(n, 1, width)

@@ -18,6 +18,7 @@ from mpiqa.cli import export as export_cmd
 from mpiqa.cli import list_datasets as list_datasets_cmd
 from mpiqa.cli import list_models as list_models_cmd
 from mpiqa.cli import meta_pretrain as meta_pretrain_cmd
+from mpiqa.cli import pretrain_backbone as pretrain_backbone_cmd
 from mpiqa.cli import score as score_cmd
 from mpiqa.cli import train as train_cmd
 
@@ -29,6 +30,7 @@ _COMMANDS = (
     train_cmd,
     evaluate_cmd,
     meta_pretrain_cmd,
+    pretrain_backbone_cmd,
     ablate_cmd,
     distort_cmd,
     list_models_cmd,

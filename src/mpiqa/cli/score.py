@@ -20,13 +20,14 @@ from mpiqa import distributed
 from mpiqa.data.files import discover_images
 from mpiqa.data.images import DEFAULT_MAX_PIXELS, ImageDecodeError
 from mpiqa.data.transforms import CROP_MODES
-from mpiqa.models.registry import create_model, list_models
+from mpiqa.models.registry import DEFAULT_MODEL, create_model, list_models
 from mpiqa.scoring import score_files
 from mpiqa.training.checkpoint import load_checkpoint
 
-logger = logging.getLogger("mpiqa.cli.score")
+# A CLIP named by --backbone / --weights without --model is scored zero-shot.
+ZERO_SHOT_MODEL = "clip-iqa"
 
-DEFAULT_MODEL = "clip-iqa"
+logger = logging.getLogger("mpiqa.cli.score")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -43,9 +44,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-r", "--recursive", action="store_true", help="descend into sub-folders")
     p.add_argument(
         "--model",
-        default=DEFAULT_MODEL,
+        default=None,
         choices=list_models(),
-        help="quality model (default %(default)s)",
+        help=f"quality model (default {DEFAULT_MODEL}, which ships with mpiqa; "
+        f"{ZERO_SHOT_MODEL} when --backbone or --weights names a CLIP)",
     )
     p.add_argument(
         "--backbone",
@@ -152,8 +154,9 @@ def _build_model(args: argparse.Namespace, device: str):
             crop=args.crop,
             n_crops=args.n_crops,
         )
+    name = args.model or (ZERO_SHOT_MODEL if args.backbone or args.weights else DEFAULT_MODEL)
     return create_model(
-        args.model, weights=args.weights, backbone=args.backbone, device=device,
+        name, weights=args.weights, backbone=args.backbone, device=device,
         seed=args.seed, crop=args.crop, n_crops=args.n_crops,
     )  # fmt: skip
 

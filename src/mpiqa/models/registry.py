@@ -93,3 +93,23 @@ def _clip_iqa(backbone=None, weights=None, seed=0, **kwargs) -> IQAModel:
 @register_model("clip-iqa-ensemble", "zero-shot CLIP-IQA averaged over 6 quality antonym pairs")
 def _clip_iqa_ensemble(backbone=None, weights=None, seed=0, **kwargs) -> IQAModel:
     return CLIPIQA(_load_backbone(backbone, weights, seed), pairs=ENSEMBLE_PAIRS, **kwargs)
+
+
+DEFAULT_MODEL = "mpiqa-tiny"
+
+
+@register_model(
+    "mpiqa-tiny",
+    "offline default: multi-modal prompts on a compact CLIP pre-trained by mpiqa (weights ship in the package)",
+)
+def _mpiqa_tiny(backbone=None, weights=None, seed=0, **kwargs) -> IQAModel:
+    # Imported here: training modules are not needed to build the zero-shot models.
+    from mpiqa.backbones.pretrained import packaged_path
+    from mpiqa.training.checkpoint import load_checkpoint
+
+    if backbone not in (None, "mpiqa-tiny") or weights is not None:
+        raise ValueError(
+            "mpiqa-tiny ships its own weights: leave out --backbone/--weights "
+            "(score another trained prompt model with --checkpoint)"
+        )
+    return load_checkpoint(packaged_path("mpiqa-tiny.safetensors"), **kwargs)

