@@ -66,3 +66,30 @@ def test_grmp_paper_preset_is_the_published_configuration():
     assert (config.meta.inner_lr, config.meta.outer_lr) == (1e-4, 0.01)
     with pytest.raises(ValueError, match="unknown preset"):
         TrainConfig.preset("sota")
+
+
+@pytest.mark.parametrize("command", ["train", "meta-pretrain"])
+@pytest.mark.parametrize("name", ["mmp-iqa", "mpiqa-tiny"])
+def test_cli_config_file_overrides_defaults_and_flags_override_it(command, name):
+    from mpiqa.cli import meta_pretrain, train
+    from mpiqa.cli.main import build_parser
+
+    root = Path(__file__).resolve().parents[2]
+    config_file = str(root / "configs" / f"{name}.toml")
+    extra = ["--dataset", "csv"] if command == "train" else []
+    argv = [command, "--config", config_file, "--root", "x", "--out", "y", "--seed", "7", *extra]
+    args = build_parser().parse_args(argv)
+    file = TrainConfig.load(root / "configs" / f"{name}.toml")
+    if command == "train":
+        config = train.build_config(args)
+        assert config.model == file.model and config.train.seed == 7
+    else:
+        config = meta_pretrain.build_config(args)
+        assert config.meta.seed == 7 and config.model.families == file.model.families
+        assert config.meta.epochs == file.meta.epochs
+    assert config.backbone.arch == file.backbone.arch
+
+
+def test_missing_config_file_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.toml"):
+        TrainConfig.load_raw(tmp_path / "nope.toml")

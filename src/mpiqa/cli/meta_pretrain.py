@@ -56,7 +56,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-def run(args: argparse.Namespace) -> int:
+def build_config(args: argparse.Namespace) -> TrainConfig:
+    """Preset, then --config, then flags and --set; only the prompts are meta-learned."""
     config = TrainConfig.preset(args.preset) if args.preset else TrainConfig()
     if args.config:
         config.override(_flatten(TrainConfig.load_raw(args.config)))
@@ -75,6 +76,11 @@ def run(args: argparse.Namespace) -> int:
             "model.train_visual_prompts=true",
         ]
     )
+    return config
+
+
+def run(args: argparse.Namespace) -> int:
+    config = build_config(args)
     torch.manual_seed(config.meta.seed)
     model, backbone_info = build_model(config)
     trainer = MetaTrainer(

@@ -106,14 +106,25 @@ class TrainConfig:
             raise ValueError(f"unknown preset {name!r}; known: {', '.join(known)}")
         return cls.from_dict(tomllib.loads(entry.read_text()), source=f"preset {name}")
 
+    @staticmethod
+    def load_raw(path: str | Path) -> dict[str, Any]:
+        """The TOML tables of a config file, unvalidated (to lay over a preset).
+
+        Raises:
+            FileNotFoundError: no such file. ValueError: not TOML (naming file and line).
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"config file not found: {path}")
+        try:
+            return tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as err:
+            raise ValueError(f"{path}: {err}") from None
+
     @classmethod
     def load(cls, path: str | Path) -> TrainConfig:
         """Raises ValueError naming the file (and TOML line) when it cannot be read."""
-        try:
-            data = tomllib.loads(Path(path).read_text())
-        except tomllib.TOMLDecodeError as err:
-            raise ValueError(f"{path}: {err}") from None
-        return cls.from_dict(data, source=str(path))
+        return cls.from_dict(cls.load_raw(path), source=str(path))
 
     def override(self, assignments: list[str]) -> TrainConfig:
         """Apply ``section.key=value`` strings (values parsed as TOML, else as text)."""

@@ -1,0 +1,81 @@
+"""Turn a trained run into a model that ships inside the package (``mpiqa/weights/``).
+
+``python -m mpiqa.training.package --backbone B.safetensors --checkpoint best.safetensors``
+copies the backbone and the prompt checkpoint under the model's name, points the
+checkpoint at the registered backbone (no absolute paths of the machine that trained it)
+and registers the backbone's SHA-256 in ``backbones/pretrained.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+from importlib import resources
+from pathlib import Path
+
+from mpiqa.backbones.convert import embedded_config
+from mpiqa.backbones.pretrained import sha256_of
+from mpiqa.training.checkpoint import read_checkpoint_meta, write_json
+
+logger = logging.getLogger(__name__)
+
+TAG = "mpiqa"
+
+
+def package_model(
+    backbone: str | Path,
+    checkpoint: str | Path,
+    name: str = "mpiqa-tiny",
+    weights_dir: str | Path | None = None,
+    registry: str | Path | None = None,
+) -> dict:
+    """Copy a backbone and a prompt checkpoint into ``weights_dir`` as ``{name}-backbone``
+    and ``{name}``; returns the registry entry written.
+
+    Raises:
+        ValueError: the backbone file has no embedded config (not from pretrain-backbone),
+            or its architecture is not ``name``.
+    """
+    backbone, checkpoint = Path(backbone), Path(checkpoint)
+    config = embedded_config(backbone)
+    if config is None or config.name != name:
+        raise ValueError(
+            f"{backbone}: not an mpiqa backbone of architecture {name} "
+            f"(found {config.name if config else 'no embedded config'})"
+        )
+    package = Path(str(resources.files("mpiqa")))
+    weights_dir = Path(weights_dir) if weights_dir else package / "weights"
+    registry = Path(registry) if registry else package / "backbones" / "pretrained.json"
+    weights_dir.mkdir(parents=True, exist_ok=True)
+    backbone_file = f"{name}-backbone.safetensors"
+    shutil.copyfile(backbone, weights_dir / backbone_file)
+    digest = sha256_of(weights_dir / backbone_file)
+    meta = read_checkpoint_meta(checkpoint)
+    meta["backbone"] = {"arch": name, "weights": None, "seed": 0, "sha256": digest}
+    shutil.copyfile(checkpoint, weights_dir / f"{name}.safetensors")
+    write_json(weights_dir / f"{name}.json", meta)
+    entry = {"file": backbone_file, "sha256": digest, "packaged": True}
+    table = json.loads(registry.read_text())
+    table[name] = {TAG: entry}
+    registry.write_text(json.dumps(table, indent=2) + "\n")
+    logger.info("packaged %s into %s (backbone sha256 %s)", name, weights_dir, digest)
+    return entry
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m mpiqa.training.package", description=__doc__)
+    parser.add_argument(
+        "--backbone", required=True, help="backbone.safetensors of pretrain-backbone"
+    )
+    parser.add_argument("--checkpoint", required=True, help="best.safetensors of mpiqa train")
+    parser.add_argument("--name", default="mpiqa-tiny")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+    package_model(args.backbone, args.checkpoint, args.name)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
