@@ -32,3 +32,22 @@ def test_benchmark_reports_every_figure():
     for key in ("images_per_s", "ratio_vs_transformers", "roofline_fraction", "peak_rss_mb"):
         assert data[key] is not None and data[key] > 0, key
     assert "transformers" in result.table() and "roofline" in result.table()
+
+
+def test_hybrid_flops_count_the_stem_by_hand():
+    from mpiqa.backbones.efficientnet import stem_macs
+
+    # test-hybrid: stem conv on 16x16 (32 -> 16), block 0 (32 -> 16 ch, depthwise 3x3),
+    # blocks 1-2 (16 -> 24, expand 6, stride 2 then 1) -> 8x8 cells
+    expected = (
+        16 * 16 * 3 * 9 * 32
+        + 16 * 16 * 32 * (9 + 16)
+        + 16 * 16 * 16 * 96 + 8 * 8 * 96 * (9 + 24)
+        + 8 * 8 * 24 * 144 + 8 * 8 * 144 * (9 + 24)
+    )  # fmt: skip
+    assert stem_macs(2, 32) == expected
+    # 64 cells of 24 channels -> width 64; 65 tokens through 2 blocks; embed 32
+    block = 65 * 64 * 192 + 2 * 65 * 65 * 64 + 65 * 64 * 64 + 2 * 65 * 64 * 256
+    assert vision_flops_per_image(get_config("test-hybrid")) == 2 * (
+        expected + 64 * 24 * 64 + 2 * block + 64 * 32
+    )

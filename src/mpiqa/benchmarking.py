@@ -37,7 +37,12 @@ def vision_flops_per_image(config: CLIPConfig, image_size: int | None = None) ->
     patches = (size // v.patch_size) ** 2
     tokens = patches + 1
     width, hidden = v.width, int(v.width * v.mlp_ratio)
-    patch_embed = patches * 3 * v.patch_size**2 * width
+    if v.stem == "patch":
+        patch_embed = patches * 3 * v.patch_size**2 * width
+    else:
+        from mpiqa.backbones.efficientnet import stem_macs
+
+        patch_embed = stem_macs(v.stem_stages, size) + patches * v.token_channels * width
     per_block = (
         tokens * width * 3 * width
         + 2 * tokens * tokens * width
@@ -186,7 +191,10 @@ def run_benchmark(
 
 
 def _transformers_vision(backbone, config: CLIPConfig):
-    """transformers' CLIP vision model with the same weights, or None if not installed."""
+    """transformers' CLIP vision model with the same weights, or None if not installed
+    or the tower is a hybrid (transformers has no such CLIP)."""
+    if config.vision.stem != "patch":
+        return None
     try:
         from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
     except ImportError:

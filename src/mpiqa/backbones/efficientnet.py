@@ -162,6 +162,20 @@ def stages_for_blocks(blocks: int) -> int:
     raise ValueError(f"{blocks} blocks are not a whole number of EfficientNet-Lite0 stages")
 
 
+def stem_macs(stages: int, size: int) -> int:
+    """Multiply-adds of the first ``stages`` stages on a ``size`` x ``size`` image
+    (convolutions only, as rooflines count)."""
+    side = math.ceil(size / 2)
+    macs = side * side * 3 * 9 * STEM_CHANNELS
+    for c_in, c_out, kernel, stride, expand in _block_specs(stages):
+        hidden = c_in * expand
+        if expand != 1:
+            macs += side * side * c_in * hidden
+        side = math.ceil(side / stride)
+        macs += side * side * hidden * (kernel * kernel + c_out)
+    return macs
+
+
 def stem_channels(stages: int) -> int:
     return LITE0_STAGES[stages - 1].channels
 
