@@ -87,7 +87,8 @@ def load_clip(
                 ) from None
         path = resolve_pretrained(name, tag)
         hint = hint or get_config(name)
-    hint = hint or embedded_config(path)
+    embedded = embedded_config(path)
+    hint = hint or embedded
     state, fmt, hf_config = read_checkpoint(path)
     config = resolve_config(state, fmt, hint=hint, hf_config=hf_config)
     if act is not None:
@@ -99,5 +100,10 @@ def load_clip(
             f"{path}: missing {result.missing_keys[:5]} ({len(result.missing_keys)}), "
             f"unexpected {result.unexpected_keys[:5]} ({len(result.unexpected_keys)})"
         )
-    logger.info("loaded %s weights from %s (architecture %s)", fmt, path, config.name or "inferred")
+    logger.info(
+        "loaded %s weights from %s (architecture %s)",
+        "mpiqa" if embedded else fmt,
+        path,
+        config.name or "inferred",
+    )
     return model.float().eval().to(device)
