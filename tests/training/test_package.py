@@ -26,7 +26,12 @@ def test_package_copies_rewrites_and_registers(tmp_path):
         "seed": 0,
         "sha256": sha256_of(backbone_file),
     }
-    checkpoint = save_checkpoint(tmp_path / "run/best.safetensors", model, info)
+    config = {
+        "backbone": {"weights": str(backbone_file)},
+        "data": {"split_file": "/somewhere/split.json"},
+    }
+    checkpoint = save_checkpoint(tmp_path / "run/best.safetensors", model, info, {"config": config})
+    (tmp_path / "run/split.json").write_text(json.dumps({"train": ["a.png"]}))
     registry = tmp_path / "pretrained.json"
     registry.write_text(json.dumps({"ViT-B-32": {"openai": {"file": "x", "sha256": "y"}}}))
     weights = tmp_path / "weights"
@@ -36,6 +41,10 @@ def test_package_copies_rewrites_and_registers(tmp_path):
     assert entry["sha256"] == sha256_of(weights / "test-hybrid-backbone.safetensors")
     meta = json.loads((weights / "test-hybrid.json").read_text())
     assert meta["backbone"]["weights"] is None and meta["backbone"]["sha256"] == entry["sha256"]
+    assert "/" not in json.dumps(meta["config"]["backbone"]) + json.dumps(
+        meta["config"]["data"]["split_file"]
+    )
+    assert json.loads((weights / "test-hybrid-split.json").read_text())["train"] == ["a.png"]
     # the packaged checkpoint still loads, given its backbone file
     loaded = load_checkpoint(
         weights / "test-hybrid.safetensors",

@@ -32,7 +32,8 @@ def package_model(
     registry: str | Path | None = None,
 ) -> dict:
     """Copy a backbone and a prompt checkpoint into ``weights_dir`` as ``{name}-backbone``
-    and ``{name}``; returns the registry entry written.
+    and ``{name}``, and the run's ``split.json`` as ``{name}-split.json``; returns the
+    registry entry written.
 
     Raises:
         ValueError: the backbone file has no embedded config (not from pretrain-backbone),
@@ -54,6 +55,14 @@ def package_model(
     digest = sha256_of(weights_dir / backbone_file)
     meta = read_checkpoint_meta(checkpoint)
     meta["backbone"] = {"arch": name, "weights": None, "seed": 0, "sha256": digest}
+    # Paths of the training machine mean nothing elsewhere; the split ships beside the
+    # weights, so users can tell which images the model has seen.
+    config = meta.get("config", {})
+    config.get("backbone", {})["weights"] = None
+    split = checkpoint.parent / "split.json"
+    if split.is_file():
+        shutil.copyfile(split, weights_dir / f"{name}-split.json")
+        config.get("data", {})["split_file"] = f"{name}-split.json"
     shutil.copyfile(checkpoint, weights_dir / f"{name}.safetensors")
     write_json(weights_dir / f"{name}.json", meta)
     entry = {"file": backbone_file, "sha256": digest, "packaged": True}
