@@ -72,3 +72,14 @@ def barrier(context: Context) -> None:
 def shutdown(context: Context) -> None:
     if context.active and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def shutdown_if_initialized() -> None:
+    """Leave the process group, if this process joined one (end of a torchrun command)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def env_rank() -> int:
+    """This process's torchrun rank (0 outside torchrun), readable before any set-up."""
+    return int(os.environ.get("RANK", "0"))

@@ -7,6 +7,7 @@ import json
 import logging
 from pathlib import Path
 
+from mpiqa import distributed
 from mpiqa.evaluation.report import rounds_table
 from mpiqa.training.config import TrainConfig
 
@@ -127,20 +128,29 @@ def _toml(value) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mpiqa.training.rounds import run_rounds
-    from mpiqa.training.run import train_run
 
     config = build_config(args)
     out = Path(args.out)
+    try:
+        return _run(args, config, out)
+    finally:
+        distributed.shutdown_if_initialized()
+
+
+def _run(args: argparse.Namespace, config: TrainConfig, out: Path) -> int:
+    from mpiqa.training.rounds import run_rounds
+    from mpiqa.training.run import train_run
+
     if args.rounds <= 1:
         result = train_run(config, out, resume=args.resume, init_prompts=args.init_prompts)
         best = result["best"]
-        logger.warning(
-            "best validation SRCC %.4f at epoch %s; checkpoint %s",
-            best.get("srcc", float("nan")),
-            best.get("epoch"),
-            out / "best.safetensors",
-        )
+        if distributed.env_rank() == 0:
+            logger.warning(
+                "best validation SRCC %.4f at epoch %s; checkpoint %s",
+                best.get("srcc", float("nan")),
+                best.get("epoch"),
+                out / "best.safetensors",
+            )
         return 0
     record = run_rounds(
         config, out, args.rounds, init_prompts=args.init_prompts, resume=args.resume

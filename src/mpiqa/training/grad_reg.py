@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from mpiqa.backbones.clip import CLIP
 from mpiqa.backbones.tokenizer import tokenize
 from mpiqa.prompts.vocab import SCENE_PHRASES, SCENES
+from mpiqa.training.data_parallel import GradientSync
 
 Mode = Literal["grmp", "prograd"]
 
@@ -97,24 +98,30 @@ class GradientRegulariser:
         mode: ``grmp`` or ``prograd``.
     """
 
+    sums_gradients = True  # the rule is not linear: g_q and g_s are summed before it
+
     def __init__(self, model, lam: float = 5.0, mode: Mode = "grmp") -> None:
         trains_backbone = any(p.requires_grad for p in model.backbone.parameters())
         self.teacher = SceneTeacher(model.backbone, copy_backbone=trains_backbone)
         self.lam = lam
         self.mode = mode
         self.last_kl = float("nan")
+        self.sync = GradientSync()  # the trainer replaces it under torchrun
 
     def backward(
         self, loss: torch.Tensor, prediction, batch: dict, params: list[torch.nn.Parameter]
     ) -> None:
+        sync = self.sync
         g_q = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
+        g_q = sync.sum_gradients(g_q, params)
         target = self.teacher.scene_probs(batch["pixels"])
         student = self.teacher.student_log_probs(prediction.image_features)
-        kl = F.kl_div(student, target, reduction="batchmean")
+        # "batchmean" over the global batch: this rank's sum over the global count
+        kl = F.kl_div(student, target, reduction="sum") / sync.global_count(len(target))
         if kl.requires_grad:
-            g_s = torch.autograd.grad(kl, params, allow_unused=True)
+            g_s = sync.sum_gradients(torch.autograd.grad(kl, params, allow_unused=True), params)
         else:  # no trained tensor moves the image features (text prompts only): g_s = 0
             g_s = [None] * len(params)
-        self.last_kl = float(kl.detach())
+        self.last_kl = sync.sum_float(float(kl.detach()))
         for param, grad in zip(params, regulate(g_q, g_s, self.lam, self.mode), strict=True):
             param.grad = grad

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+from mpiqa import distributed
 from mpiqa.backbones.factory import build_random_clip, load_clip
 from mpiqa.data.datasets import load_dataset
 from mpiqa.data.loading import RecordDataset, TrainTransform
@@ -69,18 +70,25 @@ def train_run(
 ) -> dict:
     """Train one run into ``out_dir`` (split.json, config.json, best.*, last.*, log.jsonl).
 
+    Under ``torchrun`` the processes train data-parallel on slices of each global batch
+    (see :mod:`mpiqa.training.data_parallel`); rank 0 writes the files.
+
     Returns:
         {"best": best validation metrics and epoch, "split": sizes of the parts}.
     """
     out_dir = Path(out_dir)
+    context = distributed.init_from_env(config.train.device)
+    if context.active and config.train.device == "cuda":
+        config.train.device = f"cuda:{context.local_rank}"
     torch.manual_seed(config.train.seed)
     dataset = load_dataset(
         config.data.dataset, config.data.root, check_images=config.data.check_images
     )
     split = make_split(dataset, config)
     out_dir.mkdir(parents=True, exist_ok=True)
-    split.save(out_dir / "split.json")
-    write_json(out_dir / "config.json", config.to_dict())
+    if context.is_main:
+        split.save(out_dir / "split.json")
+        write_json(out_dir / "config.json", config.to_dict())
     model, backbone_info = build_model(config)
     if init_prompts is not None:
         load_prompt_init(model, init_prompts)
@@ -92,21 +100,24 @@ def train_run(
         scenes=SCENES,
         seed=config.train.seed,
     )
-    logger.info(
-        "%s: train %d, val %d, test %d images",
-        dataset.name,
-        len(split.train),
-        len(split.val),
-        len(split.test),
-    )
+    if context.is_main:
+        logger.info(
+            "%s: train %d, val %d, test %d images%s",
+            dataset.name,
+            len(split.train),
+            len(split.val),
+            len(split.test),
+            f"; {context.world_size} processes" if context.active else "",
+        )
     backward = None
     if config.train.grad_reg:
         backward = GradientRegulariser(
             model, lam=config.train.grad_reg, mode=config.train.grad_reg_mode
         )
     trainer = Trainer(
-        model, train_set, dataset.subset(split.val), config, out_dir, backbone_info, backward
-    )
+        model, train_set, dataset.subset(split.val), config, out_dir, backbone_info, backward,
+        context,
+    )  # fmt: skip
     best = trainer.fit(resume=resume, stop_after=stop_after)
     return {"best": best, "split": {k: len(v) for k, v in split.parts().items()}}
 

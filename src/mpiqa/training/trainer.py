@@ -24,18 +24,28 @@ from torch.utils.data import DataLoader
 
 from mpiqa.data.loading import RecordDataset, seed_worker
 from mpiqa.data.records import Record
+from mpiqa.distributed import Context
 from mpiqa.evaluation.metrics import all_metrics
 from mpiqa.evaluation.predict import predict_records
 from mpiqa.models.mmp_iqa import MultiModalPromptIQA
 from mpiqa.training.checkpoint import _atomic, assign_tensors, save_checkpoint
 from mpiqa.training.config import TrainConfig
+from mpiqa.training.data_parallel import GlobalBatchSampler, GradientSync
 from mpiqa.training.losses import total_loss
 
 logger = logging.getLogger(__name__)
 
 
 class Backward(Protocol):
-    """How gradients are made from a batch's loss (gradient regularisation plugs in here)."""
+    """How gradients are made from a batch's loss (gradient regularisation plugs in here).
+
+    ``loss`` is the global batch's loss; ``prediction`` and ``batch`` are this rank's
+    slice. A strategy that sums gradients over ranks itself (because it transforms them
+    non-linearly) sets ``sums_gradients = True`` and uses ``sync``; otherwise the trainer
+    sums ``.grad`` afterwards.
+    """
+
+    sync: GradientSync
 
     def backward(
         self, loss: torch.Tensor, prediction, batch: dict, params: list[torch.nn.Parameter]
@@ -43,6 +53,11 @@ class Backward(Protocol):
 
 
 class PlainBackward:
+    sums_gradients = False
+
+    def __init__(self) -> None:
+        self.sync = GradientSync()
+
     def backward(self, loss, prediction, batch, params) -> None:
         loss.backward()
 
@@ -56,6 +71,9 @@ class Trainer:
     out_dir: where ``best.*``, ``last.*``, ``state.pt`` and ``log.jsonl`` go.
     backbone_info: how to rebuild the backbone (written into checkpoints).
     backward: how gradients are computed (default: plain backpropagation).
+    context: the torchrun process group (default: one process). With N processes each
+        handles 1/N of every global batch (``config.train.batch_size``, which N must
+        divide) and of the validation images; only rank 0 writes files.
     """
 
     def __init__(
@@ -67,7 +85,17 @@ class Trainer:
         out_dir: str | Path,
         backbone_info: dict,
         backward: Backward | None = None,
+        context: Context | None = None,
     ) -> None:
+        self.context = context or Context()
+        world = self.context.world_size
+        if config.train.batch_size % world:
+            raise ValueError(
+                f"train.batch_size {config.train.batch_size} must be a multiple of the "
+                f"number of processes ({world}): it is the global batch"
+            )
+        if len(train_set) < world:
+            raise ValueError(f"{len(train_set)} training images for {world} processes")
         self.model = model
         self.train_set = train_set
         self.val_records = list(val_records)
@@ -75,6 +103,8 @@ class Trainer:
         self.out_dir = Path(out_dir)
         self.backbone_info = backbone_info
         self.backward = backward or PlainBackward()
+        self.sync = GradientSync(self.context, model.device)
+        self.backward.sync = self.sync
         self.params = [p for _, p in model.trainable_parameters()]
         if not self.params:
             raise ValueError("the model has no trainable parameters")
@@ -115,10 +145,15 @@ class Trainer:
             int(np.random.SeedSequence([loop.seed, epoch]).generate_state(1)[0])
         )
         workers = loop.workers if loop.workers is not None else 0
+        sampler = GlobalBatchSampler(
+            len(self.train_set), loop.batch_size, generator,
+            drop_last=len(self.train_set) > loop.batch_size, context=self.context,
+        )  # fmt: skip
+        # the loader draws its workers' base seed from the same generator before the
+        # sampler runs, as with shuffle=True: batches equal those of earlier versions
         return DataLoader(
-            self.train_set, batch_size=loop.batch_size, shuffle=True, generator=generator,
-            num_workers=workers, worker_init_fn=seed_worker if workers else None,
-drop_last=len(self.train_set) > loop.batch_size,
+            self.train_set, batch_sampler=sampler, num_workers=workers, generator=generator,
+            worker_init_fn=seed_worker if workers else None,
         )  # fmt: skip
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
@@ -129,9 +164,14 @@ drop_last=len(self.train_set) > loop.batch_size,
             batch["pixels"] = batch["pixels"].to(self.model.device)
             with self._autocast():
                 prediction = self.model.predict(batch["pixels"])
-            loss, terms = total_loss(prediction, batch, self.config.loss)
+            loss, terms = total_loss(
+                self.sync.global_prediction(prediction), self.sync.global_batch(batch),
+                self.config.loss,
+            )  # fmt: skip
             self.optimizer.zero_grad(set_to_none=True)
             self.backward.backward(loss, prediction, batch, self.params)
+            if not getattr(self.backward, "sums_gradients", False):
+                self.sync.sum_param_gradients(self.params)
             self.optimizer.step()
             steps += 1
             for key, value in {"loss": float(loss.detach()), **terms}.items():
@@ -143,14 +183,30 @@ drop_last=len(self.train_set) > loop.batch_size,
         if len(self.val_records) < 3:
             return {}
         data = self.config.data
+        rank, world = self.context.rank, self.context.world_size
+        mine = self.val_records[rank::world]
         preds = predict_records(
-            self.model, self.val_records, self.config.train.eval_batch_size,
+            self.model, mine, self.config.train.eval_batch_size,
             image_size=data.image_size, resize=data.resize,
         )  # fmt: skip
-        return all_metrics(preds.scores, preds.targets)
+        scores, targets = preds.scores, preds.targets
+        if self.context.active:
+            # every rank gets all scores back in record order, so all take the same decisions
+            device = self.model.device
+            gathered = [
+                self.sync.gather(torch.from_numpy(np.asarray(a, dtype=np.float64)).to(device))
+                for a in (scores, targets)
+            ]
+            scores, targets = np.empty(len(self.val_records)), np.empty(len(self.val_records))
+            for r in range(world):
+                scores[r::world] = gathered[0][r].cpu().numpy()
+                targets[r::world] = gathered[1][r].cpu().numpy()
+        return all_metrics(scores, targets)
 
     # ----------------------------------------------------------------- persistence
     def _save_state(self) -> None:
+        if not self.context.is_main:
+            return
         save_checkpoint(
             self.out_dir / "last", self.model, self.backbone_info, {"epoch": self.epoch}
         )
@@ -188,7 +244,9 @@ drop_last=len(self.train_set) > loop.batch_size,
         if resume:
             self.resume()
         done_now = 0
-        with open(self.out_dir / "log.jsonl", "a") as log:
+        main = self.context.is_main
+        log_file = open(self.out_dir / "log.jsonl", "a") if main else contextlib.nullcontext()
+        with log_file as log:
             while self.epoch < self.config.train.epochs:
                 if stop_after is not None and done_now >= stop_after:
                     break
@@ -204,8 +262,9 @@ drop_last=len(self.train_set) > loop.batch_size,
                     "seconds": round(time.perf_counter() - start, 2),
                 }
                 self.history.append(entry)
-                log.write(json.dumps(entry) + "\n")
-                log.flush()
+                if main:
+                    log.write(json.dumps(entry) + "\n")
+                    log.flush()
                 # constant predictions give a NaN correlation: rank them below any real one
                 srcc = val.get("srcc", float("nan")) if val else float("nan")
                 improved = bool(val) and (srcc if math.isfinite(srcc) else -1.0) > self.best["srcc"]
@@ -217,15 +276,19 @@ drop_last=len(self.train_set) > loop.batch_size,
                     )
                     if val and not math.isfinite(srcc):
                         self.best["srcc"] = -1.0
-                    save_checkpoint(
-                        self.out_dir / "best",
-                        self.model,
-                        self.backbone_info,
-                        {"epoch": self.epoch, "val": val, "config": self.config.to_dict()},
-                    )
+                    if main:
+                        save_checkpoint(
+                            self.out_dir / "best",
+                            self.model,
+                            self.backbone_info,
+                            {"epoch": self.epoch, "val": val, "config": self.config.to_dict()},
+                        )
                 self._save_state()
-                logger.info(
+                if main:
+                    logger.info(
                     "epoch %d/%d loss %.4f val srcc %s (%.1fs)", self.epoch, self.config.train.epochs,
                     train_terms.get("loss", float("nan")), f"{val['srcc']:.4f}" if val else "n/a", entry["seconds"],
                 )  # fmt: skip
+        if self.context.active:
+            torch.distributed.barrier()  # files are complete before any rank returns
         return self.best
