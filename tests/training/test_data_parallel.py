@@ -9,8 +9,10 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 from safetensors.torch import load_file
 from torch.utils.data import DataLoader
 
@@ -91,3 +93,34 @@ def test_two_process_training_equals_single_process(tmp_path, extra):
         assert y["train"]["loss"] == pytest.approx(x["train"]["loss"], rel=1e-4)
         assert y["val"]["srcc"] == pytest.approx(x["val"]["srcc"], abs=1e-6)
     assert (double / "split.json").read_text() == (single / "split.json").read_text()
+
+
+def test_two_process_meta_pretraining_equals_single_process(tmp_path):
+    clean = tmp_path / "clean"
+    clean.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(clean / f"{i}.png")
+    args = [
+        "meta-pretrain", "--root", str(clean), "--backbone", "test-tiny", "--weights", "random",
+        "--epochs", "1", "--set", "meta.n_support=4", "--set", "meta.n_query=4",
+        "--set", "meta.inner_steps=2", "--set", "model.visual_depth=2",
+        "--set", "model.visual_tokens=2",
+    ]  # fmt: skip
+    single, double = tmp_path / "single", tmp_path / "double"
+    assert main([*args, "--out", str(single)]) == 0
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+         "-m", "mpiqa", *args, "--out", str(double)],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    a, b = load_file(str(single / "last.safetensors")), load_file(str(double / "last.safetensors"))
+    assert a.keys() == b.keys() and a
+    for name in a:
+        torch.testing.assert_close(b[name], a[name], rtol=1e-4, atol=1e-6, msg=name)
+    log_a = [json.loads(line) for line in (single / "log.jsonl").read_text().splitlines()]
+    log_b = [json.loads(line) for line in (double / "log.jsonl").read_text().splitlines()]
+    for x, y in zip(log_a, log_b, strict=True):
+        assert y["train_query_loss"] == pytest.approx(x["train_query_loss"], rel=1e-5)
+        assert y["val_query_loss"] == pytest.approx(x["val_query_loss"], rel=1e-5)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from mpiqa import distributed
 from mpiqa.cli.train import _flatten, _toml
 from mpiqa.training.config import TrainConfig
 from mpiqa.training.meta import MetaTrainer, task_source
@@ -81,14 +82,22 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
 
 def run(args: argparse.Namespace) -> int:
     config = build_config(args)
-    torch.manual_seed(config.meta.seed)
-    model, backbone_info = build_model(config)
-    trainer = MetaTrainer(
-        model, task_source(config.meta), config.meta, args.out, backbone_info, config.loss
-    )
-    result = trainer.fit(resume=args.resume)
-    logger.warning(
-        "meta-pre-training done: held-out query loss %.4f on %s; prompts in %s",
-        result["best_val_query_loss"], ", ".join(result["val_types"]), Path(args.out) / "meta_prompts.safetensors",
-    )  # fmt: skip
+    context = distributed.init_from_env(config.train.device)
+    if context.active and config.train.device == "cuda":
+        config.train.device = f"cuda:{context.local_rank}"
+    try:
+        torch.manual_seed(config.meta.seed)
+        model, backbone_info = build_model(config)
+        trainer = MetaTrainer(
+            model, task_source(config.meta), config.meta, args.out, backbone_info, config.loss,
+            context,
+        )  # fmt: skip
+        result = trainer.fit(resume=args.resume)
+    finally:
+        distributed.shutdown(context)
+    if context.is_main:
+        logger.warning(
+            "meta-pre-training done: held-out query loss %.4f on %s; prompts in %s",
+            result["best_val_query_loss"], ", ".join(result["val_types"]), Path(args.out) / "meta_prompts.safetensors",
+        )  # fmt: skip
     return 0

@@ -10,6 +10,10 @@ model before every task, so no model is deep-copied. Algorithms:
 
 Here phi is theta after ``inner_steps`` Adam steps on the task's support set.
 
+Under ``torchrun`` each process adapts every N-th task of each meta-batch (and of the
+held-out tasks) and the updates are summed over processes: the same theta as one
+process, up to float summation order.
+
 Differences from the authors' published code, on purpose:
 
 - Their task learner is never reset to the meta-parameters between tasks. Ours starts
@@ -20,6 +24,7 @@ Differences from the authors' published code, on purpose:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import random
@@ -35,8 +40,10 @@ from mpiqa.data.distortions.kadid import DISTORTION_NAMES
 from mpiqa.data.distortions.tasks import DistortedDataset, make_tasks
 from mpiqa.data.files import discover_images
 from mpiqa.data.loading import EvalTransform, RecordDataset
+from mpiqa.distributed import Context
 from mpiqa.models.mmp_iqa import MultiModalPromptIQA
 from mpiqa.training.checkpoint import _atomic, save_checkpoint, write_json
+from mpiqa.training.data_parallel import GradientSync
 from mpiqa.training.losses import LossWeights, total_loss
 
 logger = logging.getLogger(__name__)
@@ -187,6 +194,7 @@ class MetaTrainer:
     out_dir: ``meta_prompts.*`` (best), ``last.*``, ``state.pt``, ``log.jsonl``.
     backbone_info: written into the checkpoints.
     loss: loss weights of the task learner (scene / distortion terms do not apply).
+    context: the torchrun process group (default: one process); rank 0 writes the files.
     """
 
     def __init__(
@@ -197,7 +205,10 @@ class MetaTrainer:
         out_dir: str | Path,
         backbone_info: dict,
         loss: LossWeights | None = None,
+        context: Context | None = None,
     ) -> None:
+        self.context = context or Context()
+        self.sync = GradientSync(self.context, model.device)
         self.model = model
         self.loss_weights = loss or LossWeights(quality=1.0, rank=0.0, scene=0.0, distortion=0.0)
         self.source = source
@@ -242,11 +253,14 @@ class MetaTrainer:
         with torch.no_grad():
             return float(self._loss(task.query))
 
-    def meta_step(self, tasks: Sequence[Task]) -> float:
+    def meta_step(self, tasks: Sequence[Task], n_tasks: int | None = None) -> float:
+        """One outer update from ``tasks`` (this process's share of a meta-batch of
+        ``n_tasks``, default ``len(tasks)``). Returns the meta-batch's mean query loss."""
+        n_tasks = len(tasks) if n_tasks is None else n_tasks
         updates = [torch.zeros_like(t) for t in self.theta]
-        query_losses = []
+        query_loss = 0.0
         for task in tasks:
-            query_losses.append(self.adapt(task))
+            query_loss += self.adapt(task)
             if self.config.algorithm == "reptile":
                 for u, p, t in zip(updates, self.params, self.theta, strict=True):
                     u += p.detach() - t
@@ -255,17 +269,40 @@ class MetaTrainer:
                 for u, g in zip(updates, grads, strict=True):
                     if g is not None:
                         u -= g
+        updates = self.sync.sum_gradients(updates, self.theta)
         with torch.no_grad():
             for t, u in zip(self.theta, updates, strict=True):
-                t += self.config.outer_lr * u / len(tasks)
-        return float(np.mean(query_losses))
+                t += self.config.outer_lr * u / n_tasks
+        return self.sync.sum_float(query_loss) / n_tasks
+
+    def _mine(self, items: Sequence) -> list:
+        return list(items[self.context.rank :: self.context.world_size])
 
     def validate(self) -> float:
         """Mean query loss after adaptation on the held-out types (same draw every epoch)."""
         if not self.val_types:
             return float("nan")
-        tasks = self.source.tasks(self.val_types, epoch=-1, config=self.config, size=self.size)
-        return float(np.mean([self.adapt(task) for task in tasks]))
+        mine = self._mine(self.val_types)
+        tasks = self.source.tasks(mine, epoch=-1, config=self.config, size=self.size)
+        total = self.sync.sum_float(sum(self.adapt(task) for task in tasks))
+        return total / len(self.val_types)
+
+    def train_epoch(self) -> list[float]:
+        """One pass over the training types in meta-batches; per-batch mean query losses.
+        Each process builds only its own tasks (tasks are seeded per type)."""
+        rng = random.Random(f"{self.config.seed}:order:{self.epoch}")
+        types = list(self.train_types)
+        rng.shuffle(types)
+        per_batch = self.config.tasks_per_batch
+        batches = [types[i : i + per_batch] for i in range(0, len(types), per_batch)]
+        mine = [self._mine(batch) for batch in batches]
+        tasks = iter(
+            self.source.tasks([t for b in mine for t in b], self.epoch, self.config, self.size)
+        )
+        return [
+            self.meta_step([next(tasks) for _ in part], len(batch))
+            for batch, part in zip(batches, mine, strict=True)
+        ]
 
     # ------------------------------------------------------------------ persistence
     def _save(self, name: str, extra: dict) -> None:
@@ -278,6 +315,8 @@ class MetaTrainer:
         )
 
     def _save_state(self) -> None:
+        if not self.context.is_main:
+            return
         self._save("last", {"epoch": self.epoch})
         state = {
             "epoch": self.epoch,
@@ -302,25 +341,21 @@ class MetaTrainer:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         if resume:
             self.resume()
-        write_json(
-            self.out_dir / "meta_config.json",
-            {
-                "meta": asdict(self.config),
-                "train_types": self.train_types,
-                "val_types": self.val_types,
-            },
-        )
+        main = self.context.is_main
+        if main:
+            write_json(
+                self.out_dir / "meta_config.json",
+                {
+                    "meta": asdict(self.config),
+                    "train_types": self.train_types,
+                    "val_types": self.val_types,
+                },
+            )
         done = 0
-        with open(self.out_dir / "log.jsonl", "a") as log:
+        log_file = open(self.out_dir / "log.jsonl", "a") if main else contextlib.nullcontext()
+        with log_file as log:
             while self.epoch < self.config.epochs and (stop_after is None or done < stop_after):
-                rng = random.Random(f"{self.config.seed}:order:{self.epoch}")
-                types = list(self.train_types)
-                rng.shuffle(types)
-                tasks = self.source.tasks(types, self.epoch, self.config, self.size)
-                step_losses = [
-                    self.meta_step(tasks[i : i + self.config.tasks_per_batch])
-                    for i in range(0, len(tasks), self.config.tasks_per_batch)
-                ]
+                step_losses = self.train_epoch()
                 val = self.validate()
                 self.epoch += 1
                 done += 1
@@ -330,12 +365,15 @@ class MetaTrainer:
                     "val_query_loss": val,
                 }
                 self.history.append(entry)
-                log.write(json.dumps(entry) + "\n")
-                log.flush()
                 if not np.isfinite(val) or val < self.best:
                     self.best = val if np.isfinite(val) else self.best
-                    self._save("meta_prompts", {"epoch": self.epoch, "val_query_loss": val})
+                    if main:
+                        self._save("meta_prompts", {"epoch": self.epoch, "val_query_loss": val})
                 self._save_state()
+                if not main:
+                    continue
+                log.write(json.dumps(entry) + "\n")
+                log.flush()
                 logger.info(
                     "meta epoch %d/%d: train query loss %.4f, held-out query loss %.4f",
                     self.epoch,
@@ -343,5 +381,7 @@ class MetaTrainer:
                     entry["train_query_loss"],
                     val,
                 )
+        if self.context.active:
+            torch.distributed.barrier()  # files are complete before any rank returns
         self._load(self.theta)
         return {"best_val_query_loss": self.best, "val_types": self.val_types, "epochs": self.epoch}
