@@ -1,4 +1,5 @@
-"""Exported models (prompts folded in) match eager mode within 1e-4, at any batch size."""
+"""Exported models (prompts folded in) match eager mode within 1e-4, at any batch size,
+as TorchScript and as ONNX (run by onnxruntime)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import torch
 
 import mpiqa
 from mpiqa.backbones import build_random_clip
-from mpiqa.export import export_torchscript, load_exported
+from mpiqa.cli.main import main
+from mpiqa.export import export, run_exported
 from mpiqa.models.mmp_iqa import MMPConfig, MultiModalPromptIQA
 
 
@@ -22,57 +24,49 @@ def _prompt_model():
     return model.eval()
 
 
-@pytest.mark.parametrize(
-    "make",
-    [lambda: mpiqa.create_model("clip-iqa", weights="random", backbone="test-tiny"), _prompt_model],
-)
-def test_torchscript_parity(tmp_path, make):
-    model = make()
-    path = export_torchscript(model, tmp_path / "model.pt")
-    exported = load_exported(path)
+MODELS = {
+    "clip-iqa": lambda: mpiqa.create_model("clip-iqa", weights="random", backbone="test-tiny"),
+    "prompts": _prompt_model,
+}
+SUFFIX = {"torchscript": "pt", "onnx": "onnx"}
+
+
+def _check(model, path):
     for batch in (1, 3, 5):
         pixels = torch.randn(batch, 3, model.image_size, model.image_size)
         with torch.no_grad():
-            eager, scripted = model(pixels), exported(pixels)
-        assert scripted.shape == (batch,)
-        assert (eager - scripted).abs().max() <= 1e-4
+            eager = model(pixels)
+        exported = run_exported(path, pixels)
+        assert exported.shape == (batch,)
+        assert (eager - exported).abs().max() <= 1e-4
 
 
-def test_cli_export_reports_parity(tmp_path, capsys):
-    from mpiqa.cli.main import main
+@pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_export_parity(tmp_path, name, fmt):
+    if fmt == "onnx":
+        pytest.importorskip("onnxscript")
+        pytest.importorskip("onnxruntime")
+    model = MODELS[name]()
+    _check(model, export(model, tmp_path / f"model.{SUFFIX[fmt]}", fmt))
 
-    assert (
-        main(
-            [
-                "export",
-                "--model",
-                "clip-iqa",
-                "--backbone",
-                "test-tiny",
-                "--weights",
-                "random",
-                "--out",
-                str(tmp_path / "m.pt"),
-            ]
-        )
-        == 0
-    )
-    assert "largest difference from eager mode" in capsys.readouterr().out
-    assert (
-        main(
-            [
-                "export",
-                "--model",
-                "clip-iqa",
-                "--backbone",
-                "test-tiny",
-                "--weights",
-                "random",
-                "--format",
-                "onnx",
-                "--out",
-                str(tmp_path / "m.onnx"),
-            ]
-        )
-        == 2
-    )
+
+def test_shipped_default_model_exports_to_onnx(tmp_path):
+    # the hybrid stem (TF "same" padding, depthwise convolutions, pooled feature pyramid)
+    pytest.importorskip("onnxscript")
+    pytest.importorskip("onnxruntime")
+    model = mpiqa.create_model("mpiqa-tiny")
+    _check(model, export(model, tmp_path / "mpiqa-tiny.onnx", "onnx"))
+
+
+@pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
+def test_cli_export_reports_parity(tmp_path, capsys, fmt):
+    if fmt == "onnx":
+        pytest.importorskip("onnxscript")
+    out = tmp_path / f"m.{SUFFIX[fmt]}"
+    args = ["export", "--model", "clip-iqa", "--backbone", "test-tiny", "--weights", "random"]
+    assert main([*args, "--out", str(out)]) == 0  # the format follows the suffix
+    assert f"({fmt}); largest difference from eager mode" in capsys.readouterr().out
+    wrong = tmp_path / ("m.pt" if fmt == "onnx" else "m.onnx")
+    assert main([*args, "--format", fmt, "--out", str(wrong)]) == 2
+    assert "must end in .onnx" in capsys.readouterr().err

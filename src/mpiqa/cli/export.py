@@ -1,45 +1,61 @@
-"""``mpiqa export``: a trained or zero-shot model as one TorchScript file."""
+"""``mpiqa export``: a trained or zero-shot model as one TorchScript or ONNX file."""
 
 from __future__ import annotations
 
 import argparse
 import logging
+from pathlib import Path
 
-import torch
-
-from mpiqa.export import export_torchscript, load_exported
+from mpiqa.export import FORMATS, export, parity
 from mpiqa.models.registry import create_model, list_models
 from mpiqa.training.checkpoint import load_checkpoint
 
 logger = logging.getLogger("mpiqa.cli.export")
 
+PARITY_TOLERANCE = 1e-4
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("export", help="export a model (prompts folded in) for deployment")
+    p = sub.add_parser(
+        "export",
+        help="export a model (prompts folded in) for deployment",
+        description="Write the model as one file from CLIP-normalised pixels (N, 3, S, S) to "
+        "scores (N,), then check it against eager mode on 3 random images.",
+    )
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--checkpoint", metavar="FILE")
     source.add_argument("--model", choices=list_models())
     p.add_argument("--backbone", metavar="ARCH")
     p.add_argument("--weights", metavar="FILE|random")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--format", choices=("torchscript", "onnx"), default="torchscript")
+    p.add_argument(
+        "--format", choices=FORMATS, default=None,
+        help="default: from --out's suffix (.onnx: onnx), else torchscript",
+    )  # fmt: skip
     p.add_argument("--out", required=True, metavar="FILE")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.format == "onnx":
-        raise ValueError("--format onnx is not implemented yet; use --format torchscript")
+    fmt = args.format or ("onnx" if Path(args.out).suffix == ".onnx" else "torchscript")
+    if (fmt == "onnx") != (Path(args.out).suffix == ".onnx"):
+        raise ValueError(f"--out {args.out}: ONNX files, and only they, must end in .onnx")
     if args.checkpoint:
         model = load_checkpoint(args.checkpoint, weights=args.weights)
     else:
         model = create_model(
             args.model, weights=args.weights, backbone=args.backbone, seed=args.seed
         )
-    path = export_torchscript(model, args.out)
-    # parity check on a fresh batch of another size
-    pixels = torch.randn(3, 3, model.image_size, model.image_size)
-    with torch.no_grad():
-        difference = float((load_exported(path)(pixels) - model(pixels)).abs().max())
-    print(f"wrote {path}; largest difference from eager mode on 3 random images: {difference:.2e}")
+    path = export(model, args.out, fmt)
+    try:
+        difference = parity(model, path)
+    except ImportError:
+        logger.warning("wrote %s; onnxruntime is not installed, so parity was not checked", path)
+        return 0
+    print(
+        f"wrote {path} ({fmt}); largest difference from eager mode on 3 random images: {difference:.2e}"
+    )
+    if difference > PARITY_TOLERANCE:
+        logger.error("the exported model differs from eager mode by more than %g", PARITY_TOLERANCE)
+        return 1
     return 0
