@@ -106,6 +106,7 @@ class BenchmarkResult:
     roofline_fraction: float
     peak_rss_mb: float
     machine: str
+    compiled: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -121,7 +122,8 @@ class BenchmarkResult:
             )
         rows.append(("roofline", f"{self.roofline_images_per_s:.1f}", "100%"))
         lines = [
-            f"{self.arch} {self.precision} on {self.device} ({self.machine}), batch {self.batch_size}, {self.threads} threads",
+            f"{self.arch} {self.precision} on {self.device} ({self.machine}), batch {self.batch_size}, {self.threads} threads"
+            + (", torch.compile (both)" if self.compiled else ""),
             f"{self.gflops_per_image:.2f} GFLOP/image; matmul {self.matmul_tflops:.3f} TFLOP/s; peak RSS {self.peak_rss_mb:.0f} MB",
             "| implementation | images/s | of roofline |",
             "|---|---:|---:|",
@@ -146,14 +148,19 @@ def run_benchmark(
     warmup: int = 2,
     iters: int = 5,
     compare: bool = True,
+    compile: bool = False,
 ) -> BenchmarkResult:
-    """Measure; see the module docstring. ``compare=False`` skips transformers."""
+    """Measure; see the module docstring. ``compare=False`` skips transformers;
+    ``compile=True`` runs both implementations through ``torch.compile`` (the warm-up
+    calls, at least one, pay the compilation)."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
     dev = torch.device(device)
     dtype = PRECISIONS[precision]
     config = get_config(arch)
     model = CLIPIQA(build_random_clip(config, seed=0)).to(dev).eval()
+    run_model = torch.compile(model) if compile else model
+    warmup = max(warmup, 1) if compile else warmup
     pixels = torch.randn(
         batch_size, 3, config.vision.image_size, config.vision.image_size, device=dev
     )
@@ -161,7 +168,7 @@ def run_benchmark(
     @torch.inference_mode()
     def ours():
         with _autocast(dev, dtype):
-            return model(pixels)
+            return run_model(pixels)
 
     seconds = _time(ours, dev, warmup, iters)
     hf_rate = None
@@ -169,6 +176,7 @@ def run_benchmark(
         hf = _transformers_vision(model.backbone, config)
         if hf is not None:
             hf = hf.to(dev).eval()
+            hf = torch.compile(hf) if compile else hf
 
             @torch.inference_mode()
             def theirs():
@@ -187,6 +195,7 @@ def run_benchmark(
         ratio_vs_transformers=rate / hf_rate if hf_rate else None, gflops_per_image=flops / 1e9,
         matmul_tflops=peak / 1e12, roofline_images_per_s=roofline, roofline_fraction=rate / roofline,
         peak_rss_mb=rss_kb / 1024, machine=f"{platform.machine()} {platform.processor() or ''}".strip(),
+        compiled=compile,
     )  # fmt: skip
 
 

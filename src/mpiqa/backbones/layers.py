@@ -14,6 +14,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from mpiqa.backbones.config import Activation
 
@@ -81,6 +82,8 @@ class Transformer(nn.Module):
         super().__init__()
         self.width = width
         self.causal = causal
+        # recompute each block's activations in backward instead of storing them
+        self.grad_checkpointing = False
         self.resblocks = nn.ModuleList(
             ResidualBlock(width, heads, mlp_ratio, act) for _ in range(layers)
         )
@@ -89,7 +92,10 @@ class Transformer(nn.Module):
         for i, block in enumerate(self.resblocks):
             if block_hook is not None:
                 x = block_hook(i, x)
-            x = block(x, causal=self.causal)
+            if self.grad_checkpointing and torch.is_grad_enabled():
+                x = checkpoint(block, x, self.causal, use_reentrant=False)
+            else:
+                x = block(x, causal=self.causal)
         return x
 
 

@@ -22,12 +22,25 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--no-compare", action="store_true", help="skip transformers")
     p.add_argument("--json", metavar="OUT", help="write the figures here")
+    p.add_argument(
+        "--compile", action="store_true",
+        help="run both implementations through torch.compile (needs a C++ compiler on CPU)",
+    )  # fmt: skip
+    p.add_argument(
+        "--train", action="store_true",
+        help="time training steps instead: prompts only vs prompts + last --blocks image "
+        "blocks, each with and without gradient checkpointing, and one meta step",
+    )  # fmt: skip
+    p.add_argument("--blocks", type=int, default=2, help="K of the last-K-blocks set-up")
+    p.add_argument("--no-meta", action="store_true", help="with --train: skip the meta step")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.train:
+        return _run_train(args)
     result = run_benchmark(
         args.arch,
         args.precision,
@@ -36,8 +49,33 @@ def run(args: argparse.Namespace) -> int:
         args.warmup,
         args.iters,
         compare=not args.no_compare,
+        compile=args.compile,
     )
     print(result.table())
     if args.json:
         Path(args.json).write_text(json.dumps(result.to_dict(), indent=1))
+    return 0
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from mpiqa.training import benchmark as bench
+
+    if args.precision != "fp32":
+        raise ValueError("--train measures fp32 steps only")
+    results = [
+        bench.prompt_step(
+            args.arch, args.batch_size, blocks, ckpt, args.device, args.warmup, args.iters
+        )
+        for blocks in (0, args.blocks)
+        for ckpt in (False, True)
+    ]
+    if not args.no_meta:
+        results.append(bench.meta_step(args.arch, device=args.device))
+    print(f"{args.arch}, {args.device}, {torch.get_num_threads()} threads")
+    print(bench.table(results))
+    if args.json:
+        Path(args.json).write_text(
+            json.dumps({"arch": args.arch, "device": args.device, "threads": torch.get_num_threads(),
+                        "steps": bench.to_dicts(results)}, indent=1)
+        )  # fmt: skip
     return 0

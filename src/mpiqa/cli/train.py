@@ -68,6 +68,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="grmp: the published rule; prograd: project only on conflict",
     )
     p.add_argument(
+        "--grad-checkpointing",
+        action="store_true",
+        help="recompute transformer activations in backward: less memory, slower steps",
+    )
+    p.add_argument(
         "--rounds",
         type=int,
         default=1,
@@ -94,6 +99,8 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
     if grad_reg is not None:
         off = grad_reg.lower() in ("off", "none", "0")
         flags.append("train.grad_reg=none" if off else f"train.grad_reg={float(grad_reg)}")
+    if getattr(args, "grad_checkpointing", False):
+        flags.append("train.grad_checkpointing=true")
     if getattr(args, "grad_reg_mode", None):
         flags.append(f'train.grad_reg_mode="{args.grad_reg_mode}"')
     config.override(flags + list(args.overrides))

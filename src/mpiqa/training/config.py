@@ -66,6 +66,7 @@ class LoopConfig:
     eval_batch_size: int = 64
     grad_reg: float | None = None  # lambda of quality-aware gradient regularisation; None = off
     grad_reg_mode: str = "grmp"  # grmp (published rule) | prograd (project only on conflict)
+    grad_checkpointing: bool = False  # recompute block activations in backward (less memory)
 
 
 @dataclass

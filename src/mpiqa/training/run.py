@@ -50,6 +50,7 @@ def build_model(config: TrainConfig) -> tuple[MultiModalPromptIQA, dict]:
         backbone = build_random_clip(spec.arch, seed=spec.seed)
     else:
         backbone = load_clip(spec.weights or spec.arch, arch=spec.arch)
+    backbone.set_grad_checkpointing(config.train.grad_checkpointing)
     model = MultiModalPromptIQA(backbone, config.model).to(config.train.device)
     return model, backbone_record(spec.arch, spec.weights, spec.seed)
 
