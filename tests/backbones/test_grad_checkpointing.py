@@ -6,6 +6,7 @@ import torch
 
 from mpiqa.backbones import build_random_clip
 from mpiqa.models.mmp_iqa import MMPConfig, MultiModalPromptIQA
+from mpiqa.training.benchmark import saved_bytes
 
 
 def _step(checkpointing: bool) -> tuple[dict[str, torch.Tensor], int]:
@@ -16,16 +17,8 @@ def _step(checkpointing: bool) -> tuple[dict[str, torch.Tensor], int]:
         backbone, MMPConfig(visual_depth=2, visual_tokens=2, train_visual_blocks=1)
     ).train()
     pixels = torch.randn(4, 3, model.image_size, model.image_size)
-    saved = 0
-
-    def pack(tensor: torch.Tensor) -> torch.Tensor:
-        nonlocal saved
-        saved += tensor.numel() * tensor.element_size()
-        return tensor
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        loss = model.predict(pixels).score.square().mean()
-    loss.backward()
+    prediction, saved = saved_bytes(lambda: model.predict(pixels))
+    prediction.score.square().mean().backward()
     grads = {n: p.grad.clone() for n, p in model.trainable_parameters() if p.grad is not None}
     return grads, saved
 

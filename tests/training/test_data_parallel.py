@@ -56,6 +56,37 @@ def test_sampler_slices_each_global_batch_across_ranks():
         assert sorted(a + b) == sorted(whole) and not set(a) & set(b) and len(a) == len(b) == 4
 
 
+def _run_single_and_double(args: list[str], tmp_path) -> tuple:
+    """``mpiqa ARGS`` in this process and under ``torchrun --nproc_per_node=2``; their
+    run directories."""
+    single, double = tmp_path / "single", tmp_path / "double"
+    assert main([*args, "--out", str(single)]) == 0
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+         "-m", "mpiqa", *args, "--out", str(double)],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    return single, double
+
+
+def _same_prompts(single, double, atol: float) -> dict[str, torch.Tensor]:
+    a, b = load_file(str(single / "last.safetensors")), load_file(str(double / "last.safetensors"))
+    assert a.keys() == b.keys() and a
+    for name in a:
+        torch.testing.assert_close(b[name], a[name], rtol=1e-4, atol=atol, msg=name)
+    return a
+
+
+def _logs(single, double) -> list[tuple[dict, dict]]:
+    def read(run):
+        return [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+
+    log_a, log_b = read(single), read(double)
+    assert len(log_a) == len(log_b) > 0
+    return list(zip(log_a, log_b, strict=True))
+
+
 TINY = [
     "--dataset", "csv", "--backbone", "test-tiny", "--weights", "random",
     "--set", "model.visual_depth=2", "--set", "model.visual_tokens=2",
@@ -70,26 +101,15 @@ def test_two_process_training_equals_single_process(tmp_path, extra):
     labels = root / "labels.csv"
     lines = labels.read_text().splitlines()
     labels.write_text("\n".join([lines[0], *("imgs/" + line for line in lines[1:])]) + "\n")
-    single, double = tmp_path / "single", tmp_path / "double"
-    assert main(["train", "--root", str(root), *TINY, *extra, "--out", str(single)]) == 0
-    result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-         "-m", "mpiqa", "train", "--root", str(root), *TINY, *extra, "--out", str(double)],
-        capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
-    a, b = load_file(str(single / "last.safetensors")), load_file(str(double / "last.safetensors"))
-    assert a.keys() == b.keys() and a
-    for name in a:
-        torch.testing.assert_close(b[name], a[name], rtol=1e-4, atol=1e-5, msg=name)
+    single, double = _run_single_and_double(["train", "--root", str(root), *TINY, *extra], tmp_path)
+    a = _same_prompts(single, double, atol=1e-5)
     # the prompts moved far more than the tolerance, so the check above has teeth
     args = build_parser().parse_args(["train", "--root", str(root), *TINY, "--out", "x"])
     initial = dict(build_model(build_config(args))[0].trainable_parameters())
     assert max(float((a[k] - initial[k].detach()).abs().max()) for k in a) > 1e-3
-    log_a = [json.loads(line) for line in (single / "log.jsonl").read_text().splitlines()]
-    log_b = [json.loads(line) for line in (double / "log.jsonl").read_text().splitlines()]
-    assert len(log_a) == len(log_b) == 2
-    for x, y in zip(log_a, log_b, strict=True):
+    logs = _logs(single, double)
+    assert len(logs) == 2
+    for x, y in logs:
         assert y["train"]["loss"] == pytest.approx(x["train"]["loss"], rel=1e-4)
         assert y["val"]["srcc"] == pytest.approx(x["val"]["srcc"], abs=1e-6)
     assert (double / "split.json").read_text() == (single / "split.json").read_text()
@@ -107,20 +127,8 @@ def test_two_process_meta_pretraining_equals_single_process(tmp_path):
         "--set", "meta.inner_steps=2", "--set", "model.visual_depth=2",
         "--set", "model.visual_tokens=2",
     ]  # fmt: skip
-    single, double = tmp_path / "single", tmp_path / "double"
-    assert main([*args, "--out", str(single)]) == 0
-    result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-         "-m", "mpiqa", *args, "--out", str(double)],
-        capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
-    a, b = load_file(str(single / "last.safetensors")), load_file(str(double / "last.safetensors"))
-    assert a.keys() == b.keys() and a
-    for name in a:
-        torch.testing.assert_close(b[name], a[name], rtol=1e-4, atol=1e-6, msg=name)
-    log_a = [json.loads(line) for line in (single / "log.jsonl").read_text().splitlines()]
-    log_b = [json.loads(line) for line in (double / "log.jsonl").read_text().splitlines()]
-    for x, y in zip(log_a, log_b, strict=True):
+    single, double = _run_single_and_double(args, tmp_path)
+    _same_prompts(single, double, atol=1e-6)
+    for x, y in _logs(single, double):
         assert y["train_query_loss"] == pytest.approx(x["train_query_loss"], rel=1e-5)
         assert y["val_query_loss"] == pytest.approx(x["val_query_loss"], rel=1e-5)

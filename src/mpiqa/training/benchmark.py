@@ -52,7 +52,7 @@ def _median_time(fn: Callable[[], object], device: torch.device, warmup: int, it
     return sorted(times)[len(times) // 2]
 
 
-def _saved_bytes(fn: Callable[[], torch.Tensor]) -> tuple[torch.Tensor, int]:
+def saved_bytes(fn: Callable[[], torch.Tensor]) -> tuple[torch.Tensor, int]:
     """Run ``fn`` (a forward pass) and count the bytes autograd saves for backward."""
     saved = 0
 
@@ -106,7 +106,7 @@ def prompt_step(
 
     seconds = _median_time(step, dev, warmup, iters)
     optimizer.zero_grad(set_to_none=True)
-    prediction, saved = _saved_bytes(lambda: model.predict(batch["pixels"]))
+    prediction, saved = saved_bytes(lambda: model.predict(batch["pixels"]))
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
     total_loss(prediction, batch, weights)[0].backward()
