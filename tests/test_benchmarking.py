@@ -51,3 +51,14 @@ def test_hybrid_flops_count_the_stem_by_hand():
     assert vision_flops_per_image(get_config("test-hybrid")) == 2 * (
         expected + 64 * 24 * 64 + 2 * block + 64 * 32
     )
+
+
+def test_interleaved_timing_calls_each_function_in_rotating_rounds():
+    from mpiqa.benchmarking import _time_interleaved
+
+    calls: list[str] = []
+    fns = {name: (lambda name=name: calls.append(name)) for name in "abc"}
+    seconds = _time_interleaved(fns, torch.device("cpu"), warmup=1, iters=3)
+    assert set(seconds) == {"a", "b", "c"} and all(s >= 0 for s in seconds.values())
+    # one warm-up round, then rounds starting at a, b, c in turn
+    assert "".join(calls) == "abc" + "abc" + "bca" + "cab"

@@ -22,9 +22,13 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from mpiqa import runtime
 from mpiqa.backbones.config import CLIPConfig, get_config
 from mpiqa.backbones.factory import build_random_clip
 from mpiqa.models.clip_iqa import CLIPIQA
+
+# The roofline's matmul: large enough to reach the practical peak of a CPU or GPU.
+MATMUL_SIZE = 2048
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -58,26 +62,33 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _time(fn: Callable[[], object], device: torch.device, warmup: int, iters: int) -> float:
-    """Median seconds per call."""
+def median_time(fn: Callable[[], object], device: torch.device, warmup: int, iters: int) -> float:
+    """Median seconds per call, after ``warmup`` untimed calls."""
+    return _time_interleaved({"fn": fn}, device, warmup, iters)["fn"]
+
+
+def _time_interleaved(
+    fns: dict[str, Callable[[], object]], device: torch.device, warmup: int, iters: int
+) -> dict[str, float]:
+    """Median seconds per call of each function, timed in rounds that call every function
+    once (in a rotating order), so that a machine whose speed drifts during the run (a
+    shared host, thermal limits) affects each alike and their ratios stay fair."""
+    names = list(fns)
     for _ in range(warmup):
-        fn()
+        for name in names:
+            fns[name]()
     _sync(device)
-    times = []
-    for _ in range(iters):
-        start = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2]
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for i in range(iters):
+        for name in names[i % len(names) :] + names[: i % len(names)]:
+            start = time.perf_counter()
+            fns[name]()
+            _sync(device)
+            times[name].append(time.perf_counter() - start)
+    return {name: sorted(t)[len(t) // 2] for name, t in times.items()}
 
 
-def matmul_flops(
-    device: torch.device, dtype: torch.dtype, size: int = 2048, iters: int = 5
-) -> float:
-    """Measured FLOP/s of a large ``linear`` (size x size x size) under the same autocast
-    as the model: the practical peak of this device and precision. (A bare bf16 ``@`` on a
-    CPU without native bf16 takes a slower path than the model's autocast linears.)"""
+def _matmul(device: torch.device, dtype: torch.dtype, size: int) -> Callable[[], object]:
     x = torch.randn(size, size, device=device)
     w = torch.randn(size, size, device=device)
 
@@ -86,7 +97,16 @@ def matmul_flops(
         with _autocast(device, dtype):
             return torch.nn.functional.linear(x, w)
 
-    seconds = _time(run, device, warmup=2, iters=iters)
+    return run
+
+
+def matmul_flops(
+    device: torch.device, dtype: torch.dtype, size: int = MATMUL_SIZE, iters: int = 5
+) -> float:
+    """Measured FLOP/s of a large ``linear`` (size x size x size) under the same autocast
+    as the model: the practical peak of this device and precision. (A bare bf16 ``@`` on a
+    CPU without native bf16 takes a slower path than the model's autocast linears.)"""
+    seconds = median_time(_matmul(device, dtype, size), device, warmup=2, iters=iters)
     return 2.0 * size**3 / seconds
 
 
@@ -107,6 +127,8 @@ class BenchmarkResult:
     peak_rss_mb: float
     machine: str
     compiled: bool = False
+    # mpiqa.runtime.tune_malloc in effect (process-wide: both implementations share it)
+    malloc_tuned: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -123,7 +145,8 @@ class BenchmarkResult:
         rows.append(("roofline", f"{self.roofline_images_per_s:.1f}", "100%"))
         lines = [
             f"{self.arch} {self.precision} on {self.device} ({self.machine}), batch {self.batch_size}, {self.threads} threads"
-            + (", torch.compile (both)" if self.compiled else ""),
+            + (", torch.compile (both)" if self.compiled else "")
+            + (", malloc tuned (both)" if self.malloc_tuned else ""),
             f"{self.gflops_per_image:.2f} GFLOP/image; matmul {self.matmul_tflops:.3f} TFLOP/s; peak RSS {self.peak_rss_mb:.0f} MB",
             "| implementation | images/s | of roofline |",
             "|---|---:|---:|",
@@ -170,8 +193,7 @@ def run_benchmark(
         with _autocast(dev, dtype):
             return run_model(pixels)
 
-    seconds = _time(ours, dev, warmup, iters)
-    hf_rate = None
+    fns = {"mpiqa": ours, "matmul": _matmul(dev, dtype, MATMUL_SIZE)}
     if compare:
         hf = _transformers_vision(model.backbone, config)
         if hf is not None:
@@ -183,10 +205,12 @@ def run_benchmark(
                 with _autocast(dev, dtype):
                     return hf(pixel_values=pixels).image_embeds
 
-            hf_rate = batch_size / _time(theirs, dev, warmup, iters)
+            fns["transformers"] = theirs
+    seconds = _time_interleaved(fns, dev, warmup, iters)
+    hf_rate = batch_size / seconds["transformers"] if "transformers" in seconds else None
     flops = vision_flops_per_image(config)
-    peak = matmul_flops(dev, dtype)
-    rate = batch_size / seconds
+    peak = 2.0 * MATMUL_SIZE**3 / seconds["matmul"]
+    rate = batch_size / seconds["mpiqa"]
     roofline = peak / flops
     rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return BenchmarkResult(
@@ -195,7 +219,7 @@ def run_benchmark(
         ratio_vs_transformers=rate / hf_rate if hf_rate else None, gflops_per_image=flops / 1e9,
         matmul_tflops=peak / 1e12, roofline_images_per_s=roofline, roofline_fraction=rate / roofline,
         peak_rss_mb=rss_kb / 1024, machine=f"{platform.machine()} {platform.processor() or ''}".strip(),
-        compiled=compile,
+        compiled=compile, malloc_tuned=runtime.malloc_tuned(),
     )  # fmt: skip
 
 

@@ -7,7 +7,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from mpiqa import __version__
+from mpiqa import __version__, runtime
 from mpiqa.backbones.convert import CheckpointError
 from mpiqa.backbones.pretrained import ChecksumError
 from mpiqa.cli import ablate as ablate_cmd
@@ -72,6 +72,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _configure_logging(args.verbose, args.quiet)
+    # Every command runs forward passes on large tensors; see mpiqa.runtime for why.
+    runtime.tune_malloc()
     try:
         return int(args.run(args) or EXIT_OK)
     except (FileNotFoundError, KeyError, CheckpointError, ChecksumError, ValueError) as err:

@@ -12,13 +12,13 @@ A benchmark measures speed; it is not part of the test suite.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import torch
 
 from mpiqa.backbones.factory import build_random_clip
+from mpiqa.benchmarking import median_time
 from mpiqa.models.mmp_iqa import MMPConfig, MultiModalPromptIQA
 from mpiqa.training.losses import LossWeights, total_loss
 from mpiqa.training.meta import MetaConfig, MetaTrainer, Task, TaskSource
@@ -35,21 +35,6 @@ class StepResult:
     gradients_mb: float
     frozen_with_grad: int  # frozen tensors that got a .grad: must be 0
     cuda_peak_mb: float | None
-
-
-def _median_time(fn: Callable[[], object], device: torch.device, warmup: int, iters: int) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(iters):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2]
 
 
 def saved_bytes(fn: Callable[[], torch.Tensor]) -> tuple[torch.Tensor, int]:
@@ -104,7 +89,7 @@ def prompt_step(
         loss.backward()
         optimizer.step()
 
-    seconds = _median_time(step, dev, warmup, iters)
+    seconds = median_time(step, dev, warmup, iters)
     optimizer.zero_grad(set_to_none=True)
     prediction, saved = saved_bytes(lambda: model.predict(batch["pixels"]))
     if dev.type == "cuda":
@@ -150,7 +135,7 @@ def meta_step(
     source = _RandomTasks(config.tasks_per_batch + config.n_val_types)
     trainer = MetaTrainer(model, source, config, "unused", backbone_info={})
     tasks = source.tasks(trainer.train_types[: config.tasks_per_batch], 0, config, model.image_size)
-    seconds = _median_time(lambda: trainer.meta_step(tasks), torch.device(device), 0, iters)
+    seconds = median_time(lambda: trainer.meta_step(tasks), torch.device(device), 0, iters)
     images = config.tasks_per_batch * (config.inner_steps * config.n_support + config.n_query)
     params = trainer.params
     return StepResult(
