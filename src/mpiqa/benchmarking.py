@@ -89,6 +89,9 @@ def _time_interleaved(
 
 
 def _matmul(device: torch.device, dtype: torch.dtype, size: int) -> Callable[[], object]:
+    """A large ``linear`` (size x size x size, 2 size³ FLOPs) under the same autocast as
+    the model: its FLOP/s are the practical peak of this device and precision. (A bare
+    bf16 ``@`` on a CPU without native bf16 takes a slower path than autocast linears.)"""
     x = torch.randn(size, size, device=device)
     w = torch.randn(size, size, device=device)
 
@@ -98,16 +101,6 @@ def _matmul(device: torch.device, dtype: torch.dtype, size: int) -> Callable[[],
             return torch.nn.functional.linear(x, w)
 
     return run
-
-
-def matmul_flops(
-    device: torch.device, dtype: torch.dtype, size: int = MATMUL_SIZE, iters: int = 5
-) -> float:
-    """Measured FLOP/s of a large ``linear`` (size x size x size) under the same autocast
-    as the model: the practical peak of this device and precision. (A bare bf16 ``@`` on a
-    CPU without native bf16 takes a slower path than the model's autocast linears.)"""
-    seconds = median_time(_matmul(device, dtype, size), device, warmup=2, iters=iters)
-    return 2.0 * size**3 / seconds
 
 
 @dataclass

@@ -124,11 +124,7 @@ class GradientSync:
         }  # fmt: skip
 
     def global_count(self, n: int) -> int:
-        if not self.active:
-            return n
-        count = torch.tensor([n], dtype=torch.long, device=self.device)
-        dist.all_reduce(count)
-        return int(count.item())
+        return int(self._sum_scalar(n, torch.long))
 
     def sum_gradients(
         self, grads: Sequence[torch.Tensor | None], like: Sequence[torch.Tensor]
@@ -165,8 +161,11 @@ class GradientSync:
             param.grad = grad
 
     def sum_float(self, value: float) -> float:
+        return float(self._sum_scalar(value, torch.float64))
+
+    def _sum_scalar(self, value: int | float, dtype: torch.dtype) -> int | float:
         if not self.active:
             return value
-        tensor = torch.tensor([value], dtype=torch.float64, device=self.device)
+        tensor = torch.tensor([value], dtype=dtype, device=self.device)
         dist.all_reduce(tensor)
-        return float(tensor.item())
+        return tensor.item()
