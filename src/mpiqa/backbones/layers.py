@@ -88,8 +88,18 @@ class Transformer(nn.Module):
             ResidualBlock(width, heads, mlp_ratio, act) for _ in range(layers)
         )
 
-    def forward(self, x: torch.Tensor, block_hook: BlockHook | None = None) -> torch.Tensor:
-        for i, block in enumerate(self.resblocks):
+    def forward(
+        self,
+        x: torch.Tensor,
+        block_hook: BlockHook | None = None,
+        start: int = 0,
+        stop: int | None = None,
+    ) -> torch.Tensor:
+        """Run blocks ``start .. stop - 1`` (all by default; a sub-range lets fine-tuning
+        cache the output of frozen leading blocks). The hook sees each block's index."""
+        stop = len(self.resblocks) if stop is None else stop
+        for i in range(start, stop):
+            block = self.resblocks[i]
             if block_hook is not None:
                 x = block_hook(i, x)
             if self.grad_checkpointing and torch.is_grad_enabled():

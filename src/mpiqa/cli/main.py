@@ -15,6 +15,7 @@ from mpiqa.cli import benchmark as benchmark_cmd
 from mpiqa.cli import distort as distort_cmd
 from mpiqa.cli import evaluate as evaluate_cmd
 from mpiqa.cli import export as export_cmd
+from mpiqa.cli import finetune as finetune_cmd
 from mpiqa.cli import list_datasets as list_datasets_cmd
 from mpiqa.cli import list_models as list_models_cmd
 from mpiqa.cli import meta_pretrain as meta_pretrain_cmd
@@ -28,6 +29,7 @@ EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
 _COMMANDS = (
     score_cmd,
     train_cmd,
+    finetune_cmd,
     evaluate_cmd,
     meta_pretrain_cmd,
     pretrain_backbone_cmd,

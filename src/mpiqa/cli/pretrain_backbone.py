@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import random
 from pathlib import Path
 
 logger = logging.getLogger("mpiqa.cli.pretrain_backbone")
@@ -19,8 +20,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "the training part trains, the validation part selects the epoch, a test part is "
         "never read. --clean folders give clean images for synthetic distortions.",
     )
-    p.add_argument("--dataset", default="biq2021", help="rated dataset (default %(default)s)")
-    p.add_argument("--root", required=True, help="its folder")
+    p.add_argument(
+        "--dataset",
+        default="biq2021",
+        help="rated dataset (default %(default)s); 'none': synthetic distortions only, so "
+        "the backbone never sees a human label (the few-shot testbed's backbone)",
+    )
+    p.add_argument("--root", help="its folder (not with --dataset none)")
     p.add_argument(
         "--protocol",
         choices=("official", "random"),
@@ -35,6 +41,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default=[],
         metavar="DIR",
         help="folder of clean images for synthetic distortions (repeatable, searched recursively)",
+    )
+    p.add_argument(
+        "--val-clean-fraction",
+        type=float,
+        default=None,
+        metavar="F",
+        help="hold this fraction of the clean images apart: their synthetic distortions "
+        "join the validation part (default: 0.2 with --dataset none, else 0)",
     )
     p.add_argument("--arch", default="mpiqa-tiny", help="hybrid architecture (default %(default)s)")
     p.add_argument(
@@ -76,15 +90,34 @@ def run(args: argparse.Namespace) -> int:
     from mpiqa.data.splits import official_split, random_split
     from mpiqa.training.pretrain import PretrainConfig, pretrain_backbone
 
-    dataset = load_dataset(args.dataset, args.root)
-    if args.protocol == "official":
-        split = official_split(dataset, seed=args.split_seed, val_fraction=args.val_fraction)
+    rated: list[tuple[str, float]] = []
+    val: list[tuple[str, float]] = []
+    split = None
+    if args.dataset == "none":
+        if not args.clean:
+            raise ValueError("--dataset none needs --clean folders to distort")
     else:
-        split = random_split(dataset, seed=args.split_seed, val_fraction=args.val_fraction)
-    by_key = {r.key: r for r in dataset}
-    rated = [(str(by_key[k].path), by_key[k].score) for k in split.train]
-    val = [(str(by_key[k].path), by_key[k].score) for k in split.val]
-    clean = discover_images(args.clean, recursive=True).files if args.clean else []
+        if not args.root:
+            raise ValueError(f"--root is required with --dataset {args.dataset}")
+        dataset = load_dataset(args.dataset, args.root)
+        if args.protocol == "official":
+            split = official_split(dataset, seed=args.split_seed, val_fraction=args.val_fraction)
+        else:
+            split = random_split(dataset, seed=args.split_seed, val_fraction=args.val_fraction)
+        by_key = {r.key: r for r in dataset}
+        rated = [(str(by_key[k].path), by_key[k].score) for k in split.train]
+        val = [(str(by_key[k].path), by_key[k].score) for k in split.val]
+    clean = [str(f) for f in discover_images(args.clean, recursive=True).files] if args.clean else []
+    fraction = args.val_clean_fraction
+    if fraction is None:
+        fraction = 0.2 if args.dataset == "none" else 0.0
+    if not 0 <= fraction < 1:
+        raise ValueError(f"--val-clean-fraction must be in [0, 1), got {fraction}")
+    shuffled = sorted(clean)
+    random.Random(args.split_seed).shuffle(shuffled)
+    held = set(shuffled[: round(len(shuffled) * fraction)])
+    val_clean = [c for c in clean if c in held]
+    clean = [c for c in clean if c not in held]
     config = PretrainConfig(arch=args.arch, stem_weights=_stem_weights(args.stem_weights))
     for name in ("epochs", "batch_size", "lr", "synthetic_per_image", "seed"):
         if getattr(args, name) is not None:
@@ -95,11 +128,13 @@ def run(args: argparse.Namespace) -> int:
         "val_fraction": args.val_fraction,
         "split_seed": args.split_seed,
         "clean": args.clean,
+        "val_clean": val_clean,
     }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    split.save(out / "split.json")
-    summary = pretrain_backbone(config, rated, val, clean, out)
+    if split is not None:
+        split.save(out / "split.json")
+    summary = pretrain_backbone(config, rated, val, clean, out, val_clean=val_clean)
     best = summary["best"]
     logger.warning(
         "best validation SRCC %.4f PLCC %.4f at epoch %d; backbone %s",

@@ -238,14 +238,36 @@ class MultiModalPromptIQA(IQAModel):
     def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.backbone.visual(pixels, block_hook=self._visual_hook()), dim=-1)
 
+    def image_tokens(self, pixels: torch.Tensor, blocks: int) -> torch.Tensor:
+        """The image tower's tokens after its first ``blocks`` blocks (visual prompts
+        inserted): what fine-tuning caches when those blocks and their prompts stay
+        frozen, so each step runs only the blocks after them."""
+        visual = self.backbone.visual
+        tokens = visual.embed(pixels)
+        return visual.transformer(tokens, block_hook=self._visual_hook(), stop=blocks)
+
+    def encode_image_tokens(self, tokens: torch.Tensor, start: int) -> torch.Tensor:
+        """:meth:`encode_image` from :meth:`image_tokens` ``(pixels, start)``."""
+        visual = self.backbone.visual
+        hook = self._visual_hook() if start < len(visual.transformer.resblocks) else None
+        tokens = visual.transformer(tokens.to(visual.proj.dtype), block_hook=hook, start=start)
+        return F.normalize(visual.pool(tokens), dim=-1)
+
     def predict(self, pixels: torch.Tensor) -> Prediction:
-        image = self.encode_image(pixels)
+        return self.predict_image_features(self.encode_image(pixels))
+
+    def predict_image_tokens(self, tokens: torch.Tensor, start: int) -> Prediction:
+        """:meth:`predict` from cached tokens (see :meth:`image_tokens`)."""
+        return self.predict_image_features(self.encode_image_tokens(tokens, start))
+
+    def predict_image_features(self, image: torch.Tensor) -> Prediction:
+        """Scores and class probabilities from normalised image embeddings (N, D)."""
         scale = self.backbone.logit_scale.exp()
         n_q = self.config.quality_levels
         quality, classes = [], {}
         for family, text in self._text_features().items():
             logits = scale * image @ text.t().to(image.dtype)
-            joint = logits.float().softmax(dim=-1).view(pixels.shape[0], _n_classes(family), n_q)
+            joint = logits.float().softmax(dim=-1).view(image.shape[0], _n_classes(family), n_q)
             quality.append(joint.sum(dim=1))
             if family != "quality":
                 classes[family] = joint.sum(dim=2)

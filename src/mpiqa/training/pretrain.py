@@ -209,10 +209,9 @@ def evaluate_features(model: CLIP, val: FeatureSet, batch_size: int = 256) -> di
             for i in range(0, len(val), batch_size)
         ]
     )
-    return {
-        "srcc": srcc(scores.numpy(), val.mos.numpy()),
-        "plcc": plcc(scores.numpy(), val.mos.numpy()),
-    }
+    # rated images are judged against their MOS, synthetic ones against their level's target
+    target = torch.where(torch.isnan(val.mos), val.synthetic_target, val.mos).numpy()
+    return {"srcc": srcc(scores.numpy(), target), "plcc": plcc(scores.numpy(), target)}
 
 
 def _batch_loss(model: CLIP, feats: torch.Tensor, mos, target, distortion, config: PretrainConfig):
@@ -328,16 +327,23 @@ def pretrain_backbone(
     val: Sequence[tuple[str, float]],
     clean: Sequence[str],
     out: str | Path,
+    val_clean: Sequence[str] = (),
 ) -> dict:
     """Run the whole pre-training and write ``out/backbone.safetensors`` and
     ``out/pretrain.json`` (config, data counts, per-epoch history, best validation figures).
 
+    ``val_clean`` are clean images held apart from ``clean``: their synthetic distortions
+    join the validation part (judged against the level targets). With no rated images at
+    all, they alone select the epoch: a backbone that never saw a human label (the
+    few-shot testbed's).
+
     Raises:
-        ValueError: no rated training images, or fewer than 2 validation images.
+        ValueError: nothing to train on, or fewer than 2 validation images.
     """
-    if not rated:
-        raise ValueError("backbone pre-training needs rated training images")
-    if len(val) < 2:
+    if not rated and not clean:
+        raise ValueError("backbone pre-training needs rated training images or clean images")
+    val_items = synthetic_items(val_clean, config.synthetic_per_image, config.seed + 1)
+    if len(val) + len(val_items) < 2:
         raise ValueError("backbone pre-training needs at least 2 validation images")
     out = Path(out)
     torch.manual_seed(config.seed)
@@ -349,7 +355,7 @@ def pretrain_backbone(
     items = synthetic_items(clean, config.synthetic_per_image, config.seed)
     start = time.perf_counter()
     train_set = compute_features(model, rated, items, model.image_size)
-    val_set = compute_features(model, val, [], model.image_size)
+    val_set = compute_features(model, val, val_items, model.image_size)
     feature_s = time.perf_counter() - start
     best_state, history = train_on_features(model, train_set, val_set, config)
     model.load_state_dict(best_state)
@@ -361,6 +367,8 @@ def pretrain_backbone(
             "val": len(val),
             "clean": len(clean),
             "synthetic": len(items),
+            "val_clean": len(val_clean),
+            "val_synthetic": len(val_items),
         },
         "seconds": {
             "features": round(feature_s, 1),

@@ -1,0 +1,185 @@
+"""``mpiqa finetune``: adapt a trained prompt model (the shipped default unless
+``--checkpoint``) to a few labelled images of one's own, offline."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+logger = logging.getLogger("mpiqa.cli.finetune")
+
+# command-line flag -> FinetuneConfig field
+_OPTIONS = (
+    "steps", "select", "folds", "lr", "weight_decay", "optimizer", "momentum", "batch_size",
+    "rank_weight", "quality_weight", "anchor", "train_visual_blocks", "train_text_blocks", "seed",
+    "visual_prompt_blocks", "grad_reg", "grad_reg_mode",
+)  # fmt: skip
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "finetune",
+        help="adapt the default model (or --checkpoint) to your own labelled images",
+        description="Fine-tune a trained prompt model on labelled images: a CSV of image "
+        "paths and scores (paths relative to the CSV's folder), or a dataset adapter. "
+        "Every label counts: --shots N reads N labels in all, no validation part from "
+        "elsewhere. Prints the fine-tuned and the starting model's SRCC cross-validated "
+        "within the labels, and writes RUN/best.safetensors for `mpiqa score --checkpoint`. "
+        "With --rounds R (and --shots N) it runs the N-shot benchmark protocol instead.",
+    )
+    p.add_argument("csv", nargs="?", help="CSV of image paths and scores")
+    p.add_argument("--path-column", default="path", help="CSV column of image paths (%(default)s)")
+    p.add_argument("--score-column", default="score", help="CSV column of scores (%(default)s)")
+    p.add_argument(
+        "--lower-better", action="store_true", help="the scores are DMOS-like (lower = better)"
+    )
+    p.add_argument(
+        "--scale", nargs=2, type=float, metavar=("LOW", "HIGH"),
+        help="range of the scores (default: their min and max)",
+    )  # fmt: skip
+    p.add_argument("--image-dir", default=".", help="image folder, relative to the CSV's folder")
+    p.add_argument("--dataset", help="a dataset adapter instead of a CSV (mpiqa list-datasets)")
+    p.add_argument("--root", help="the dataset's folder")
+    p.add_argument(
+        "--checkpoint", metavar="FILE",
+        help="the prompt model to start from (default: the shipped mpiqa-tiny)",
+    )  # fmt: skip
+    p.add_argument("--shots", type=int, help="use N labelled images (drawn with the split seed)")
+    p.add_argument(
+        "--rounds", type=int, default=1,
+        help="N-shot benchmark: R seeded 80/20 splits, N shots from each training part, "
+        "scored on its test part next to the starting model (needs --shots)",
+    )  # fmt: skip
+    p.add_argument("--split-seed", type=int, default=0)
+    p.add_argument("--test-fraction", type=float, default=0.2)
+    p.add_argument("--steps", type=int, help="optimisation steps of the fixed schedule")
+    p.add_argument(
+        "--select", choices=("fixed", "cv"),
+        help="fixed: train --steps steps; cv: pick the step count (0 = no change) by "
+        "k-fold cross-validation within the labels",
+    )  # fmt: skip
+    p.add_argument("--folds", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--weight-decay", type=float)
+    p.add_argument("--optimizer", choices=("adamw", "sgd"))
+    p.add_argument("--momentum", type=float)
+    p.add_argument("--batch-size", type=int, help="default: all labelled images in one batch")
+    p.add_argument("--rank-weight", type=float)
+    p.add_argument("--quality-weight", type=float)
+    p.add_argument("--anchor", type=float, help="L2 pull towards the starting tensors")
+    p.add_argument("--train-visual-blocks", type=int, metavar="K")
+    p.add_argument("--train-text-blocks", type=int, metavar="K")
+    p.add_argument(
+        "--visual-prompt-blocks", type=int, metavar="K",
+        help="adapt the visual prompts of the last K prompted blocks (0: none)",
+    )  # fmt: skip
+    p.add_argument(
+        "--grad-reg", type=float, metavar="LAMBDA",
+        help="GRMP-IQA's quality-aware gradient regularisation, e.g. 5",
+    )  # fmt: skip
+    p.add_argument("--grad-reg-mode", choices=("grmp", "prograd"))
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--out", required=True, metavar="RUN_DIR")
+    p.set_defaults(run=run)
+
+
+def _dataset(args: argparse.Namespace):
+    from mpiqa.data.datasets import load_dataset
+
+    if args.csv and args.dataset:
+        raise ValueError("give a CSV or --dataset, not both")
+    if args.csv:
+        csv = Path(args.csv)
+        if not csv.is_file():
+            raise FileNotFoundError(f"label file not found: {csv}")
+        options = dict(
+            csv_file=csv.name, path_column=args.path_column, score_column=args.score_column,
+            image_dir=args.image_dir, lower_better=args.lower_better,
+            scale=tuple(args.scale) if args.scale else None,
+        )  # fmt: skip
+        return load_dataset("csv", csv.parent, **options)
+    if not args.dataset or not args.root:
+        raise ValueError("give a CSV of labels, or --dataset and --root")
+    return load_dataset(args.dataset, args.root)
+
+
+def config_from_args(args: argparse.Namespace):
+    from mpiqa.training.finetune import FinetuneConfig
+
+    values = {k: getattr(args, k) for k in _OPTIONS if getattr(args, k, None) is not None}
+    return FinetuneConfig.from_dict(values)
+
+
+def run(args: argparse.Namespace) -> int:
+    from mpiqa.backbones.pretrained import packaged_path
+    from mpiqa.training.checkpoint import load_checkpoint, read_checkpoint_meta
+    from mpiqa.training.few_shot import fit_labels, run_rounds
+
+    config = config_from_args(args)
+    if args.rounds < 1:
+        raise ValueError(f"--rounds must be >= 1, got {args.rounds}")
+    if args.rounds > 1 and args.shots is None:
+        raise ValueError("--rounds needs --shots N (labels per round)")
+    start = Path(args.checkpoint) if args.checkpoint else packaged_path("mpiqa-tiny.safetensors")
+    backbone_info = read_checkpoint_meta(start)["backbone"]
+    dataset = _dataset(args)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    def make_model():
+        return load_checkpoint(start, device=args.device)
+
+    if args.rounds > 1:
+        record = run_rounds(
+            make_model, backbone_info, dataset, config, args.shots, args.rounds, out,
+            split_seed=args.split_seed, test_fraction=args.test_fraction,
+        )  # fmt: skip
+        print(_rounds_table(record))
+        return 0
+    records = [r for r in dataset if r.score is not None]
+    if args.shots is not None:
+        import random
+
+        if not 0 < args.shots <= len(records):
+            raise ValueError(f"--shots {args.shots}: the labels hold {len(records)} images")
+        records = random.Random(args.split_seed).sample(records, args.shots)
+    result = fit_labels(make_model(), backbone_info, records, config, out)
+    print(
+        f"{result.labelled_images} labelled images; SRCC cross-validated within them "
+        f"({min(config.folds, result.labelled_images // 3)} folds): fine-tuned "
+        f"{result.cv_srcc:.4f}, starting model {result.cv_zero_shot_srcc:.4f} "
+        f"({result.chosen_steps} steps); checkpoint {out / 'best.safetensors'}"
+    )
+    if result.cv_srcc <= result.cv_zero_shot_srcc:
+        logger.warning(
+            "fine-tuning did not beat the starting model within your labels "
+            "(%.4f vs %.4f): score with the starting model, or add labels",
+            result.cv_srcc,
+            result.cv_zero_shot_srcc,
+        )
+    return 0
+
+
+def _rounds_table(record: dict) -> str:
+    s = record["summary"]
+    gain = s["gain_srcc"]
+    lines = [
+        f"{record['dataset']}: {record['shots']}-shot, {len(record['rounds'])} rounds "
+        f"({s['labelled_images']} labels per round)",
+        "| | median | mean ± std |",
+        "| --- | ---: | ---: |",
+    ]
+    for key, name in (("srcc", "fine-tuned SRCC"), ("zero_shot_srcc", "starting model SRCC")):
+        v = s[key]
+        lines.append(f"| {name} | {v['median']:.4f} | {v['mean']:.4f} ± {v['std']:.4f} |")
+    lines.append(
+        f"| gain | {gain['median']:+.4f} | {gain['mean']:+.4f} ± {gain['std']:.4f} |"
+    )
+    p = gain["wilcoxon_p"]
+    lines.append(
+        f"rounds below the starting model: {gain['rounds_below_zero_shot']}; "
+        f"Wilcoxon p = {'n/a' if p is None else f'{p:.4f}'}"
+    )
+    return "\n".join(lines)
