@@ -63,7 +63,17 @@ def test_grmp_paper_preset_is_the_published_configuration():
     )
     assert (config.data.resize, config.data.image_size) == (244, 224)
     assert config.loss.quality_kind == "bce" and config.train.grad_reg == 5.0
-    assert (config.meta.inner_lr, config.meta.outer_lr) == (1e-4, 0.01)
+    # the authors' fine-tuning: plain SGD, the shots as one batch, lr x 0.3 on a plateau,
+    # labels min-max normalised over the shots
+    assert (config.optim.momentum, config.train.batch_size, config.train.epochs) == (0.0, 0, 2000)
+    assert (config.optim.schedule, config.optim.plateau_factor) == ("plateau", 0.3)
+    assert config.data.labels == "minmax"
+    # our documented difference: an outer step that moves a reset task learner
+    assert (config.meta.inner_lr, config.meta.outer_lr, config.meta.task_learner) == (
+        1e-4,
+        1.0,
+        "reset",
+    )
     with pytest.raises(ValueError, match="unknown preset"):
         TrainConfig.preset("sota")
 

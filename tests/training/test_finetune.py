@@ -152,3 +152,11 @@ def test_undecodable_images_are_reported_and_left_out(tmp_path, caplog):
     cache.add([Record("bad.jpg", bad, 1.0, 0.5), Record("good.png", good, 1.0, 0.5)])
     assert "good.png" in cache and "bad.jpg" not in cache
     assert "bad.jpg" in cache.failed and "bad.jpg" in caplog.text
+
+
+def test_minmax_labels_over_the_training_images():
+    from mpiqa.data.records import Record
+    from mpiqa.training.run import minmax_labels
+
+    records = [Record(f"{i}", f"{i}", s, s) for i, s in enumerate([0.2, 0.4, 0.6])]
+    assert [r.score for r in minmax_labels(records)] == pytest.approx([0.0, 0.5, 1.0])

@@ -104,3 +104,18 @@ def test_fomaml_steps_against_the_query_gradient(clean_dir, tmp_path):
     for b, g, after in zip(before, grads, trainer.theta, strict=True):
         expected = b if g is None else b - trainer.config.outer_lr * g
         assert torch.allclose(after, expected, atol=1e-6)
+
+
+def test_persistent_task_learner_carries_on_from_the_previous_task(clean_dir, tmp_path):
+    """The authors' never-reset learner: the second task of a meta-batch starts where the
+    first ended, so the Reptile update differs from the reset learner's."""
+    thetas = {}
+    for mode in ("reset", "persistent"):
+        trainer = _trainer(clean_dir, tmp_path / mode, epochs=1)
+        trainer.config.task_learner = mode
+        tasks = trainer.source.tasks(trainer.train_types[:2], 0, trainer.config, trainer.size)
+        trainer.meta_step(tasks)
+        thetas[mode] = [t.clone() for t in trainer.theta]
+    assert any(not torch.allclose(a, b) for a, b in zip(*thetas.values(), strict=True))
+    with pytest.raises(ValueError, match="task_learner"):
+        MetaConfig(task_learner="sometimes")

@@ -52,7 +52,10 @@ def test_pretrain_learns_quality_and_keeps_the_stem(blur_task, tmp_path):
     summary = pretrain_backbone(config, train, val, clean, tmp_path)
     assert [h["epoch"] for h in summary["history"]] == list(range(1, 7))
     assert summary["best"]["srcc"] == max(h["srcc"] for h in summary["history"])
-    assert summary["data"] == {"rated_train": 180, "val": 60, "clean": 4, "synthetic": 12}
+    assert summary["data"] == {
+        "rated_train": 180, "val": 60, "clean": 4, "synthetic": 12,
+        "val_clean": 0, "val_synthetic": 0,
+    }  # fmt: skip
     # blur level is easy: the zero-shot quality prompts must rank it well
     assert summary["best"]["srcc"] > 0.6
     model = load_clip(tmp_path / "backbone.safetensors")
@@ -92,3 +95,16 @@ def test_cli_reports_missing_stem_file(blur_task, tmp_path, csv_task):
          "--arch", "test-hybrid", "--stem-weights", str(tmp_path / "none.pth"), "--out", str(tmp_path)]
     )  # fmt: skip
     assert code == 2
+
+
+def test_pretrain_without_human_labels_selects_on_held_apart_clean_images(blur_task, tmp_path):
+    """The few-shot testbed's backbone: synthetic distortions only, validated on the
+    distortions of clean images held apart from training."""
+    clean = sorted(str(p) for p in (blur_task / "imgs").glob("*_L0.png"))
+    config = PretrainConfig(arch="test-hybrid", epochs=2, batch_size=32, synthetic_per_image=3)
+    summary = pretrain_backbone(config, [], [], clean[:6], tmp_path, val_clean=clean[6:9])
+    assert summary["data"]["rated_train"] == 0 and summary["data"]["val"] == 0
+    assert summary["data"]["val_synthetic"] == 3 * 4
+    assert all(-1 <= h["srcc"] <= 1 for h in summary["history"])
+    with pytest.raises(ValueError, match="needs rated training images or clean images"):
+        pretrain_backbone(config, [], [], [], tmp_path / "none")

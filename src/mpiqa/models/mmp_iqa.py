@@ -2,13 +2,15 @@
 Quality Assessment", 2024): deep visual prompts in the image tower, and text prompts
 that recognise scene category and distortion type together with quality.
 
-How a score is read (the paper leaves it open; we follow LIQE, which it builds on):
-each prompt family holds one prompt per (class, quality level), e.g. "<ctx> a landscape,
-good quality." The image's cosine logits over a family are soft-maxed jointly; summing
-out the class gives that family's quality distribution, summing out quality gives the
-class distribution. The quality distributions of the families are averaged, and the
-score is its expectation with level weights evenly spaced in [0, 1] (for two levels,
-p(high)). Every choice here is a field of :class:`MMPConfig`.
+How a score is read (the paper leaves it open): each prompt family holds one prompt per
+(class, quality level), e.g. "<ctx> a landscape, good quality." By default
+(``readout="family-mean"``) the image's cosine logits over each family are soft-maxed
+within the family; summing out the class gives that family's quality distribution,
+summing out quality its class distribution; the families' quality distributions are
+averaged, so each family weighs the same whatever its number of classes. LIQE, which the
+paper builds on, instead takes one softmax over the prompts of all families
+(``readout="joint"``). The score is the expected quality with level weights evenly spaced
+in [0, 1] (for two levels, p(high)). Every choice here is a field of :class:`MMPConfig`.
 """
 
 from __future__ import annotations
@@ -47,6 +49,9 @@ class MMPConfig:
             (and its final layer norm).
         train_text_context, train_visual_prompts: freeze one kind of prompt (ablations,
             and GRMP-IQA's fine-tuning, which keeps the meta-learned visual prompts).
+        readout: ``family-mean`` soft-maxes each family on its own and averages their
+            quality distributions; ``joint`` takes one softmax over the prompts of all
+            families (LIQE's readout). With one family they agree.
     """
 
     families: tuple[str, ...] = ("scene", "distortion")
@@ -63,6 +68,7 @@ class MMPConfig:
     train_text_blocks: int = 0
     train_text_context: bool = True
     train_visual_prompts: bool = True
+    readout: Literal["family-mean", "joint"] = "family-mean"
 
     def __post_init__(self) -> None:
         self.families = tuple(self.families)
@@ -73,6 +79,8 @@ class MMPConfig:
             )
         if self.quality_levels not in (2, 5):
             raise ValueError(f"quality_levels must be 2 or 5, got {self.quality_levels}")
+        if self.readout not in ("family-mean", "joint"):
+            raise ValueError(f"readout must be 'family-mean' or 'joint', got {self.readout!r}")
         if self.coupling not in ("none", "maple"):
             raise ValueError(f"coupling must be 'none' or 'maple', got {self.coupling!r}")
 
@@ -263,15 +271,27 @@ class MultiModalPromptIQA(IQAModel):
     def predict_image_features(self, image: torch.Tensor) -> Prediction:
         """Scores and class probabilities from normalised image embeddings (N, D)."""
         scale = self.backbone.logit_scale.exp()
-        n_q = self.config.quality_levels
+        n_q, n = self.config.quality_levels, image.shape[0]
+        texts = self._text_features()
+        logits = {f: (scale * image @ t.t().to(image.dtype)).float() for f, t in texts.items()}
+        if self.config.readout == "joint":
+            # LIQE: one softmax over every (family, class, quality) prompt together
+            probs = torch.cat(list(logits.values()), dim=-1).softmax(dim=-1)
+            parts = dict(zip(logits, probs.split([v.shape[-1] for v in logits.values()], -1),
+                             strict=True))  # fmt: skip
+        else:
+            parts = {f: v.softmax(dim=-1) for f, v in logits.items()}
         quality, classes = [], {}
-        for family, text in self._text_features().items():
-            logits = scale * image @ text.t().to(image.dtype)
-            joint = logits.float().softmax(dim=-1).view(image.shape[0], _n_classes(family), n_q)
+        for family, part in parts.items():
+            joint = part.view(n, _n_classes(family), n_q)
             quality.append(joint.sum(dim=1))
             if family != "quality":
-                classes[family] = joint.sum(dim=2)
-        p_quality = torch.stack(quality).mean(dim=0)
+                marginal = joint.sum(dim=2)
+                classes[family] = marginal / marginal.sum(dim=1, keepdim=True)
+        if self.config.readout == "joint":
+            p_quality = torch.stack(quality).sum(dim=0)
+        else:
+            p_quality = torch.stack(quality).mean(dim=0)
         score = p_quality @ self.level_weights
         return Prediction(score, p_quality, classes.get("scene"), classes.get("distortion"), image)
 

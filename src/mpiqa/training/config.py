@@ -35,6 +35,9 @@ class DataConfig:
     image_size: int | None = None  # default: the backbone's input size
     resize: int | None = None  # shorter side before cropping; default: image_size
     check_images: bool = True
+    # scale: the dataset's own range mapped to [0, 1]; minmax: min-max over the training
+    # images (what the GRMP-IQA authors' fine-tuning does with its shots)
+    labels: str = "scale"
 
 
 @dataclass
@@ -50,8 +53,10 @@ class OptimConfig:
     lr: float = 2e-3
     weight_decay: float = 1e-4
     momentum: float = 0.9
-    schedule: str = "cosine"  # cosine | constant
+    schedule: str = "cosine"  # cosine | constant | plateau (x plateau_factor on a flat train loss)
     warmup_epochs: int = 0
+    plateau_factor: float = 0.3
+    plateau_patience: int = 10
 
 
 @dataclass
@@ -151,10 +156,12 @@ class TrainConfig:
             raise ValueError("give data.shots or data.fraction, not both")
         if self.optim.optimizer not in ("adamw", "sgd"):
             raise ValueError(f"optim.optimizer must be adamw or sgd, got {self.optim.optimizer!r}")
-        if self.optim.schedule not in ("cosine", "constant"):
+        if self.optim.schedule not in ("cosine", "constant", "plateau"):
             raise ValueError(
-                f"optim.schedule must be cosine or constant, got {self.optim.schedule!r}"
+                f"optim.schedule must be cosine, constant or plateau, got {self.optim.schedule!r}"
             )
+        if self.data.labels not in ("scale", "minmax"):
+            raise ValueError(f"data.labels must be scale or minmax, got {self.data.labels!r}")
         if self.train.precision not in ("fp32", "bf16", "fp16"):
             raise ValueError(
                 f"train.precision must be fp32, bf16 or fp16, got {self.train.precision!r}"
@@ -163,8 +170,10 @@ class TrainConfig:
             raise ValueError(
                 f"train.grad_reg_mode must be grmp or prograd, got {self.train.grad_reg_mode!r}"
             )
-        if self.train.epochs < 1 or self.train.batch_size < 1:
-            raise ValueError("train.epochs and train.batch_size must be >= 1")
+        if self.train.epochs < 1 or self.train.batch_size < 0:
+            raise ValueError(
+                "train.epochs must be >= 1 and train.batch_size >= 0 (0: one batch of all)"
+            )
         self.model.__post_init__()
         self.meta.validate()
 

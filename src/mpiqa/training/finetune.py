@@ -59,8 +59,9 @@ class FinetuneConfig:
         lr, weight_decay, optimizer, momentum: the optimiser (``adamw`` or ``sgd``).
         batch_size: images per step; ``None`` puts every labelled image in one batch, as
             the GRMP-IQA authors' fine-tuning does.
-        rank_weight, quality_weight: weights of the pairwise rank loss and of the
-            fidelity loss to min-max normalised labels.
+        rank_weight, quality_weight, plcc_weight: weights of the pairwise rank loss, of
+            the fidelity loss to min-max normalised labels, and of (1 - PLCC) / 2 over the
+            batch (scale-free, like SRCC).
         anchor: weight of the L2 pull towards the starting tensors (0 = off).
         train_text_context: whether the text context adapts.
         visual_prompt_blocks: adapt the visual prompts of the last K prompted blocks
@@ -86,6 +87,7 @@ class FinetuneConfig:
     batch_size: int | None = None
     rank_weight: float = 1.0
     quality_weight: float = 0.0
+    plcc_weight: float = 0.0
     anchor: float = 0.0
     train_text_context: bool = True
     visual_prompt_blocks: int | None = 1
@@ -113,8 +115,8 @@ class FinetuneConfig:
             raise ValueError("visual_prompt_blocks must be >= 0 or None (all)")
         if self.grad_reg_mode not in ("grmp", "prograd"):
             raise ValueError(f"grad_reg_mode must be grmp or prograd, got {self.grad_reg_mode!r}")
-        if self.rank_weight <= 0 and self.quality_weight <= 0:
-            raise ValueError("rank_weight or quality_weight must be > 0")
+        if max(self.rank_weight, self.quality_weight, self.plcc_weight) <= 0:
+            raise ValueError("rank_weight, quality_weight or plcc_weight must be > 0")
 
     @classmethod
     def from_dict(cls, data: dict) -> FinetuneConfig:
@@ -220,6 +222,13 @@ class TokenCache:
 
 
 # ---------------------------------------------------------------------- the learner
+def plcc_loss(score: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """(1 - Pearson correlation) / 2 over a batch: 0 for a perfect linear fit."""
+    s, t = score - score.mean(), target - target.mean()
+    r = (s * t).sum() / (s.norm() * t.norm() + 1e-8)
+    return (1 - r) / 2
+
+
 def minmax(values: np.ndarray) -> np.ndarray:
     """Labels min-max normalised over the labelled images (constant labels -> 0.5)."""
     low, high = float(np.min(values)), float(np.max(values))
@@ -366,6 +375,8 @@ class Adapter:
                 loss = loss + config.rank_weight * rank_fidelity_loss(score, y)
             if config.quality_weight:
                 loss = loss + config.quality_weight * quality_loss(score, y, "fidelity")
+            if config.plcc_weight:
+                loss = loss + config.plcc_weight * plcc_loss(score, y)
             if config.anchor:
                 loss = loss + config.anchor * sum(
                     ((p - self.start[name].to(p.device)) ** 2).sum()

@@ -65,11 +65,19 @@ class MetaConfig:
     root: str | None = None  # folder of clean images (generator tasks) ...
     dataset: str | None = None  # ... or a labelled synthetic dataset (kadid10k, tid2013) with root
     limit: int | None = None  # use at most this many clean images
+    # reset: every task starts from the meta-parameters (Reptile / MAML as published);
+    # persistent: the task learner carries on from the previous task and is never reset,
+    # as in the GRMP-IQA authors' code (kept for comparison; one process only)
+    task_learner: str = "reset"
 
     def __post_init__(self) -> None:
         self.validate()
 
     def validate(self) -> None:
+        if self.task_learner not in ("reset", "persistent"):
+            raise ValueError(
+                f"task_learner must be reset or persistent, got {self.task_learner!r}"
+            )
         if self.algorithm not in ("reptile", "fomaml"):
             raise ValueError(f"algorithm must be reptile or fomaml, got {self.algorithm!r}")
         if (
@@ -240,10 +248,12 @@ class MetaTrainer:
         loss, _ = total_loss(prediction, {"score": data["score"]}, self.loss_weights)
         return loss
 
-    def adapt(self, task: Task, steps: int | None = None) -> float:
-        """Load theta, take ``steps`` Adam steps on the support set; returns the query
-        loss after adaptation (the task learner's weights stay in the model)."""
-        self._load(self.theta)
+    def adapt(
+        self, task: Task, steps: int | None = None, start: Sequence[torch.Tensor] | None = None
+    ) -> float:
+        """Load theta (or ``start``), take ``steps`` Adam steps on the support set; returns
+        the query loss after adaptation (the task learner's weights stay in the model)."""
+        self._load(self.theta if start is None else start)
         optimizer = torch.optim.Adam(self.params, lr=self.config.inner_lr)
         self.model.train()
         for _ in range(self.config.inner_steps if steps is None else steps):
@@ -259,8 +269,12 @@ class MetaTrainer:
         n_tasks = len(tasks) if n_tasks is None else n_tasks
         updates = [torch.zeros_like(t) for t in self.theta]
         query_loss = 0.0
+        persistent = self.config.task_learner == "persistent"
         for task in tasks:
-            query_loss += self.adapt(task)
+            start = getattr(self, "_learner", None) if persistent else None
+            query_loss += self.adapt(task, start=start)
+            if persistent:
+                self._learner = [p.detach().clone() for p in self.params]
             if self.config.algorithm == "reptile":
                 for u, p, t in zip(updates, self.params, self.theta, strict=True):
                     u += p.detach() - t

@@ -20,13 +20,14 @@ def run_rounds(
     """Writes ``round_<r>/`` per round and ``summary.json`` / ``summary.md``; returns the
     summary. Split seeds are data.split_seed + r; the training seed stays fixed."""
     out = Path(out)
-    per_round, seeds = [], []
+    per_round, seeds, labels = [], [], []
     for r in range(rounds):
         round_config = copy.deepcopy(config)
         round_config.data.split_seed = config.data.split_seed + r
         seeds.append(round_config.data.split_seed)
         round_dir = out / f"round_{r}"
-        train_run(round_config, round_dir, resume=resume, init_prompts=init_prompts)
+        result = train_run(round_config, round_dir, resume=resume, init_prompts=init_prompts)
+        labels.append(result["labelled_images"])
         per_round.append(
             evaluate_checkpoint(
                 round_dir / "best.safetensors",
@@ -38,6 +39,8 @@ def run_rounds(
             )
         )
     summary = summarise_rounds(per_round)
+    for row, n in zip(per_round, labels, strict=True):
+        row["labelled_images"] = n
     record = {
         "rounds": per_round,
         "split_seeds": seeds,

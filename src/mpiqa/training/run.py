@@ -40,6 +40,12 @@ def make_split(dataset: IQADataset, config: TrainConfig) -> Split:
         )
     if data.shots is not None or data.fraction is not None:
         split = few_shot(split, shots=data.shots, fraction=data.fraction, seed=data.split_seed)
+        if split.val:
+            # N shots are N labels in all: a validation part would be more labels, so
+            # few-shot runs train a fixed schedule and keep the last epoch.
+            split.notes["val_dropped"] = len(split.val)
+            split.val = []
+    split.notes["labelled_images"] = len(split.train) + len(split.val)
     split.check_disjoint(dataset)
     return split
 
@@ -94,8 +100,11 @@ def train_run(
     if init_prompts is not None:
         load_prompt_init(model, init_prompts)
     size = config.data.image_size or model.image_size
+    train_records = dataset.subset(split.train)
+    if config.data.labels == "minmax":
+        train_records = minmax_labels(train_records)
     train_set = RecordDataset(
-        _with_prompt_labels(dataset.subset(split.train)),
+        _with_prompt_labels(train_records),
         TrainTransform(size=size, resize=config.data.resize or size, flip=config.train.flip),
         distortions=DISTORTIONS,
         scenes=SCENES,
@@ -103,11 +112,12 @@ def train_run(
     )
     if context.is_main:
         logger.info(
-            "%s: train %d, val %d, test %d images%s",
+            "%s: train %d, val %d, test %d images (%d labels read)%s",
             dataset.name,
             len(split.train),
             len(split.val),
             len(split.test),
+            split.notes["labelled_images"],
             f"; {context.world_size} processes" if context.active else "",
         )
     backward = None
@@ -120,7 +130,24 @@ def train_run(
         context,
     )  # fmt: skip
     best = trainer.fit(resume=resume, stop_after=stop_after)
-    return {"best": best, "split": {k: len(v) for k, v in split.parts().items()}}
+    return {
+        "best": best,
+        "split": {k: len(v) for k, v in split.parts().items()},
+        "labelled_images": split.notes["labelled_images"],
+    }
+
+
+def minmax_labels(records: list[Record]) -> list[Record]:
+    """Scores min-max normalised over these records (constant scores become 0.5)."""
+    from dataclasses import replace
+
+    scores = [r.score for r in records if r.score is not None]
+    low, high = min(scores), max(scores)
+    span = high - low
+    return [
+        r if r.score is None else replace(r, score=(r.score - low) / span if span else 0.5)
+        for r in records
+    ]
 
 
 def load_prompt_init(model: MultiModalPromptIQA, path: str | Path) -> None:

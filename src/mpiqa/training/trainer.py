@@ -20,6 +20,7 @@ from typing import Protocol
 
 import numpy as np
 import torch
+from torch.optim.lr_scheduler import ReduceLROnPlateau
 from torch.utils.data import DataLoader
 
 from mpiqa.data.loading import RecordDataset, seed_worker
@@ -89,9 +90,11 @@ class Trainer:
     ) -> None:
         self.context = context or Context()
         world = self.context.world_size
-        if config.train.batch_size % world:
+        # batch_size 0: every training image in one batch (GRMP-IQA's few-shot fine-tuning)
+        self.batch_size = config.train.batch_size or len(train_set)
+        if self.batch_size % world:
             raise ValueError(
-                f"train.batch_size {config.train.batch_size} must be a multiple of the "
+                f"train.batch_size {self.batch_size} must be a multiple of the "
                 f"number of processes ({world}): it is the global batch"
             )
         if len(train_set) < world:
@@ -117,7 +120,16 @@ class Trainer:
             self.optimizer = torch.optim.AdamW(
                 self.params, lr=optim.lr, weight_decay=optim.weight_decay
             )
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
+        self.scheduler: torch.optim.lr_scheduler.LRScheduler | ReduceLROnPlateau
+        if optim.schedule == "plateau":
+            # lr x factor when the training loss stops falling (the GRMP-IQA authors watch
+            # the test score here; a training-side signal keeps the test part unseen)
+            self.scheduler = ReduceLROnPlateau(
+                self.optimizer, mode="min", factor=optim.plateau_factor,
+                patience=optim.plateau_patience,
+            )  # fmt: skip
+        else:
+            self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
         self.epoch = 0
         self.best: dict = {"srcc": -math.inf, "epoch": None}
         self.history: list[dict] = []
@@ -146,8 +158,8 @@ class Trainer:
         )
         workers = loop.workers if loop.workers is not None else 0
         sampler = GlobalBatchSampler(
-            len(self.train_set), loop.batch_size, generator,
-            drop_last=len(self.train_set) > loop.batch_size, context=self.context,
+            len(self.train_set), self.batch_size, generator,
+            drop_last=len(self.train_set) > self.batch_size, context=self.context,
         )  # fmt: skip
         # the loader draws its workers' base seed from the same generator before the
         # sampler runs, as with shuffle=True: batches equal those of earlier versions
@@ -176,8 +188,12 @@ class Trainer:
             steps += 1
             for key, value in {"loss": float(loss.detach()), **terms}.items():
                 sums[key] = sums.get(key, 0.0) + value
-        self.scheduler.step()
-        return {key: value / max(steps, 1) for key, value in sums.items()}
+        means = {key: value / max(steps, 1) for key, value in sums.items()}
+        if isinstance(self.scheduler, ReduceLROnPlateau):
+            self.scheduler.step(means.get("loss", 0.0))
+        else:
+            self.scheduler.step()
+        return means
 
     def validate(self) -> dict[str, float]:
         if len(self.val_records) < 3:

@@ -1,0 +1,84 @@
+"""``mpiqa finetune``: the shipped model adapted to a CSV of one's own labels, offline, and
+the N-shot rounds protocol."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from mpiqa.cli.main import main
+from tests.training.conftest import make_blur_task
+
+
+@pytest.fixture(scope="module")
+def labels_csv(tmp_path_factory):
+    root = make_blur_task(tmp_path_factory.mktemp("own"), n_contents=4, size=40)
+    # the user's own layout: paths relative to the CSV's folder, their own column names
+    with open(root / "labels.csv") as f:
+        rows = list(csv.DictReader(f))
+    with open(root / "mine.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["file", "mos"])
+        writer.writerows((f"imgs/{r['path']}", 5 * float(r["score"])) for r in rows)
+    return root / "mine.csv"
+
+
+def test_finetune_the_default_model_on_a_csv_and_score_with_it(labels_csv, tmp_path, capsys):
+    run = tmp_path / "run"
+    code = main([
+        "finetune", str(labels_csv), "--path-column", "file", "--score-column", "mos",
+        "--steps", "2", "--folds", "2", "--out", str(run),
+    ])  # fmt: skip
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "24 labelled images" in out and "starting model" in out
+    record = json.loads((run / "finetune.json").read_text())
+    assert record["finetune"]["result"]["labelled_images"] == 24
+    assert len(record["images"]) == 24
+    meta = json.loads((run / "best.json").read_text())
+    assert meta["backbone"]["arch"] == "mpiqa-tiny"
+    assert main(["score", str(labels_csv.parent / "imgs"), "--checkpoint",
+                 str(run / "best.safetensors")]) == 0  # fmt: skip
+    scored = list(csv.DictReader(capsys.readouterr().out.splitlines()))
+    assert len(scored) == 24 and all(0 <= float(r["score"]) <= 1 for r in scored)
+
+
+def test_finetune_rounds_use_exactly_the_shots(labels_csv, tmp_path, capsys):
+    run = tmp_path / "rounds"
+    code = main([
+        "finetune", str(labels_csv), "--path-column", "file", "--score-column", "mos",
+        "--shots", "8", "--rounds", "2", "--test-fraction", "0.25", "--steps", "1",
+        "--folds", "2", "--out", str(run),
+    ])  # fmt: skip
+    assert code == 0
+    summary = json.loads((run / "summary.json").read_text())
+    assert len(summary["rounds"]) == 2
+    for row in summary["rounds"]:
+        assert row["labelled_images"] == 8
+        assert {"srcc", "zero_shot_srcc", "plcc"} <= set(row)
+        split = json.loads((run / f"round_{row['round']}" / "split.json").read_text())
+        assert len(split["train"]) == 8 and split["val"] == []
+        assert not set(split["train"]) & set(split["test"])
+    assert "gain" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--rounds", "3"], "--rounds needs --shots"),
+        (["--shots", "1000"], "--shots 1000"),
+        (["--select", "cv", "--folds", "1"], "folds must be >= 2"),
+    ],
+)
+def test_finetune_bad_arguments_are_one_line_errors(labels_csv, tmp_path, capsys, args, message):
+    code = main(["finetune", str(labels_csv), "--path-column", "file", "--score-column", "mos",
+                 *args, "--out", str(tmp_path / "x")])  # fmt: skip
+    assert code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_finetune_names_a_missing_label_file(tmp_path, capsys):
+    assert main(["finetune", str(tmp_path / "none.csv"), "--out", str(tmp_path / "x")]) == 2
+    assert "none.csv" in capsys.readouterr().err
