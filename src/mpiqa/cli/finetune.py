@@ -174,9 +174,7 @@ def _rounds_table(record: dict) -> str:
     for key, name in (("srcc", "fine-tuned SRCC"), ("zero_shot_srcc", "starting model SRCC")):
         v = s[key]
         lines.append(f"| {name} | {v['median']:.4f} | {v['mean']:.4f} ± {v['std']:.4f} |")
-    lines.append(
-        f"| gain | {gain['median']:+.4f} | {gain['mean']:+.4f} ± {gain['std']:.4f} |"
-    )
+    lines.append(f"| gain | {gain['median']:+.4f} | {gain['mean']:+.4f} ± {gain['std']:.4f} |")
     p = gain["wilcoxon_p"]
     lines.append(
         f"rounds below the starting model: {gain['rounds_below_zero_shot']}; "

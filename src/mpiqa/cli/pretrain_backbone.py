@@ -107,7 +107,9 @@ def run(args: argparse.Namespace) -> int:
         by_key = {r.key: r for r in dataset}
         rated = [(str(by_key[k].path), by_key[k].score) for k in split.train]
         val = [(str(by_key[k].path), by_key[k].score) for k in split.val]
-    clean = [str(f) for f in discover_images(args.clean, recursive=True).files] if args.clean else []
+    clean = (
+        [str(f) for f in discover_images(args.clean, recursive=True).files] if args.clean else []
+    )
     fraction = args.val_clean_fraction
     if fraction is None:
         fraction = 0.2 if args.dataset == "none" else 0.0

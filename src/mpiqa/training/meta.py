@@ -75,9 +75,7 @@ class MetaConfig:
 
     def validate(self) -> None:
         if self.task_learner not in ("reset", "persistent"):
-            raise ValueError(
-                f"task_learner must be reset or persistent, got {self.task_learner!r}"
-            )
+            raise ValueError(f"task_learner must be reset or persistent, got {self.task_learner!r}")
         if self.algorithm not in ("reptile", "fomaml"):
             raise ValueError(f"algorithm must be reptile or fomaml, got {self.algorithm!r}")
         if (
