@@ -42,7 +42,9 @@ def main() -> None:
     dataset = target_dataset(args.root, args.images, seed=0)
     mmp = TrainConfig.load(args.config).model
     backbone = load_clip(args.backbone, arch="mpiqa-tiny")
-    common = {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.set)}
+    # the schedule was chosen without gradient regularisation (--set grad_reg=5 adds it)
+    common = {"grad_reg": None}
+    common.update({k: json.loads(v) for k, v in (item.split("=", 1) for item in args.set)})
 
     def make() -> MultiModalPromptIQA:
         model = MultiModalPromptIQA(copy.deepcopy(backbone), MMPConfig.from_dict(mmp.to_dict()))

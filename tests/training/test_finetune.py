@@ -48,15 +48,16 @@ def _blur_data(blur_task, model, config):
     return cache, keys, np.array([r.score for r in records])
 
 
-def test_only_the_configured_tensors_move(blur_task):
+@pytest.mark.parametrize("text", [False, True])
+def test_only_the_configured_tensors_move(blur_task, text):
     model = _model()
-    config = FinetuneConfig(steps=3, lr=1e-2)
+    config = FinetuneConfig(steps=3, lr=1e-2, train_text_context=text)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     adapter = Adapter(model, config)
     cache, keys, labels = _blur_data(blur_task, model, config)
     adapter.fit(cache.stack(keys), labels, 3, seed=0, mirrored=cache.stack(keys, True))
     moved = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
-    assert moved == {"text_prompts.distortion.ctx", "visual_prompts.prompts"}
+    assert moved == {"visual_prompts.prompts"} | ({"text_prompts.distortion.ctx"} if text else set())
     prompts = dict(model.named_parameters())["visual_prompts.prompts"]
     # the first block's prompts are cached, so frozen; the last block's trained
     assert torch.equal(prompts[0], before["visual_prompts.prompts"][0])
@@ -69,7 +70,7 @@ def test_training_learns_the_ranking_of_its_labels(blur_task):
     from mpiqa.evaluation.metrics import srcc
 
     model = _model()
-    config = FinetuneConfig(lr=5e-2, flip=False)
+    config = FinetuneConfig(lr=5e-2, flip=False, train_text_context=True)
     adapter = Adapter(model, config)
     cache, keys, labels = _blur_data(blur_task, model, config)
     tokens = cache.stack(keys)

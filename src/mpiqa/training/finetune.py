@@ -70,17 +70,18 @@ class FinetuneConfig:
             norm) of a tower.
         flip: each step sees each training image or its mirror image, at random.
         grad_reg, grad_reg_mode: GRMP-IQA's quality-aware gradient regularisation
-            (lambda, and ``grmp`` or ``prograd``; see :mod:`mpiqa.training.grad_reg`):
+            (lambda, the paper's 5 by default, ``None`` off; ``grmp`` or ``prograd``; see
+            :mod:`mpiqa.training.grad_reg`):
             the teacher's scene probabilities are cached with the tokens; the student's
             scene texts go through its own text tower.
         seed: seeds folds, batch order and flips.
     """
 
-    steps: int = 40
+    steps: int = 10
     select: str = "fixed"
     candidates: tuple[int, ...] = (0, 10, 20, 40)
     folds: int = 5
-    lr: float = 2e-3
+    lr: float = 1e-3
     weight_decay: float = 0.0
     optimizer: str = "adamw"
     momentum: float = 0.0
@@ -89,12 +90,12 @@ class FinetuneConfig:
     quality_weight: float = 0.0
     plcc_weight: float = 0.0
     anchor: float = 0.0
-    train_text_context: bool = True
+    train_text_context: bool = False
     visual_prompt_blocks: int | None = 1
     train_visual_blocks: int = 0
     train_text_blocks: int = 0
     flip: bool = True
-    grad_reg: float | None = None
+    grad_reg: float | None = 5.0
     grad_reg_mode: str = "grmp"
     seed: int = 0
     notes: dict = field(default_factory=dict)
