@@ -51,13 +51,15 @@ def _blur_data(blur_task, model, config):
 @pytest.mark.parametrize("text", [False, True])
 def test_only_the_configured_tensors_move(blur_task, text):
     model = _model()
-    config = FinetuneConfig(steps=3, lr=1e-2, train_text_context=text)
+    config = FinetuneConfig(steps=3, lr=1e-2, train_text_context=text, grad_reg=None)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     adapter = Adapter(model, config)
     cache, keys, labels = _blur_data(blur_task, model, config)
     adapter.fit(cache.stack(keys), labels, 3, seed=0, mirrored=cache.stack(keys, True))
     moved = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
-    assert moved == {"visual_prompts.prompts"} | ({"text_prompts.distortion.ctx"} if text else set())
+    assert moved == {"visual_prompts.prompts"} | (
+        {"text_prompts.distortion.ctx"} if text else set()
+    )
     prompts = dict(model.named_parameters())["visual_prompts.prompts"]
     # the first block's prompts are cached, so frozen; the last block's trained
     assert torch.equal(prompts[0], before["visual_prompts.prompts"][0])
@@ -70,7 +72,7 @@ def test_training_learns_the_ranking_of_its_labels(blur_task):
     from mpiqa.evaluation.metrics import srcc
 
     model = _model()
-    config = FinetuneConfig(lr=5e-2, flip=False, train_text_context=True)
+    config = FinetuneConfig(lr=5e-2, flip=False, train_text_context=True, grad_reg=None)
     adapter = Adapter(model, config)
     cache, keys, labels = _blur_data(blur_task, model, config)
     tokens = cache.stack(keys)
@@ -107,7 +109,7 @@ def test_grad_reg_changes_the_update(blur_task):
 
 def test_finetune_reads_only_its_labels_and_cross_validates(blur_task):
     model = _model()
-    config = FinetuneConfig(select="cv", candidates=(0, 2, 4), folds=3, lr=1e-2)
+    config = FinetuneConfig(select="cv", candidates=(0, 2, 4), folds=3, lr=1e-2, grad_reg=None)
     adapter = Adapter(model, config)
     cache, keys, labels = _blur_data(blur_task, model, config)
     result = finetune(adapter, cache.stack(keys[:12]), labels[:12])
