@@ -39,7 +39,10 @@ def test_meta_pretrain_then_few_shot_with_grad_reg_then_ablation(shared_data, tm
     ]) == 0  # fmt: skip
     config = json.loads((run / "config.json").read_text())
     assert config["train"]["grad_reg"] == 5.0 and config["data"]["shots"] == 50
-    assert len(json.loads((run / "split.json").read_text())["train"]) == 50
+    split = json.loads((run / "split.json").read_text())
+    # N shots are N labels: no validation part, and the count is recorded
+    assert len(split["train"]) == 50 and split["val"] == []
+    assert split["notes"]["labelled_images"] == 50 and split["notes"]["val_dropped"] > 0
 
     table = tmp_path / "ablation"
     assert main([

@@ -68,6 +68,8 @@ def test_grmp_paper_preset_is_the_published_configuration():
     assert (config.optim.momentum, config.train.batch_size, config.train.epochs) == (0.0, 0, 2000)
     assert (config.optim.schedule, config.optim.plateau_factor) == ("plateau", 0.3)
     assert config.data.labels == "minmax"
+    assert (model.visual_prompt_dropout, model.visual_prompt_norm) == (0.1, True)
+    assert config.train.grad_reg_texts == "student"
     # our documented difference: an outer step that moves a reset task learner
     assert (config.meta.inner_lr, config.meta.outer_lr, config.meta.task_learner) == (
         1e-4,

@@ -94,3 +94,28 @@ def test_teacher_is_a_frozen_copy_when_backbone_blocks_train():
     regulariser = GradientRegulariser(model)
     assert regulariser.teacher.backbone is not model.backbone
     assert not any(p.requires_grad for p in regulariser.teacher.backbone.parameters())
+
+
+@pytest.mark.parametrize("texts, text_blocks_regulated", [("teacher", False), ("student", True)])
+def test_scene_texts_through_the_student_reach_its_text_blocks(texts, text_blocks_regulated):
+    """The authors send the scene texts through the student's text tower: then g_s
+    reaches trained text blocks; with the teacher's fixed texts it cannot."""
+    torch.manual_seed(0)
+    model = MultiModalPromptIQA(
+        build_random_clip("test-tiny", seed=2),
+        MMPConfig(families=("quality",), visual_depth=1, train_text_blocks=1),
+    )
+    names = [n for n, _ in model.trainable_parameters()]
+    params = [p for _, p in model.trainable_parameters()]
+    regulariser = GradientRegulariser(model, lam=5.0, scene_texts=texts)
+    batch = {"pixels": torch.randn(4, 3, 32, 32), "score": torch.tensor([0.1, 0.4, 0.6, 0.9])}
+    prediction = model.predict(batch["pixels"])
+    loss = total_loss(prediction, batch, LossWeights())[0]
+    g_q = torch.autograd.grad(loss, params, retain_graph=True)
+    regulariser.backward(loss, prediction, batch, params)
+    text_blocks = [i for i, n in enumerate(names) if n.startswith("backbone.text.")]
+    assert text_blocks
+    changed = [not torch.allclose(params[i].grad, g_q[i]) for i in text_blocks]
+    assert any(changed) == text_blocks_regulated
+    with pytest.raises(ValueError, match="scene_texts"):
+        GradientRegulariser(model, scene_texts="both")

@@ -49,6 +49,9 @@ class MMPConfig:
             (and its final layer norm).
         train_text_context, train_visual_prompts: freeze one kind of prompt (ablations,
             and GRMP-IQA's fine-tuning, which keeps the meta-learned visual prompts).
+        visual_prompt_dropout: dropout on the visual prompts while training.
+        visual_prompt_norm: a trained LayerNorm (eps 1e-6) over the image tower's tokens
+            after its last block, before its own final norm (GRMP-IQA's ``prompt_norm``).
         readout: ``family-mean`` soft-maxes each family on its own and averages their
             quality distributions; ``joint`` takes one softmax over the prompts of all
             families (LIQE's readout). With one family they agree.
@@ -69,6 +72,8 @@ class MMPConfig:
     train_text_context: bool = True
     train_visual_prompts: bool = True
     readout: Literal["family-mean", "joint"] = "family-mean"
+    visual_prompt_dropout: float = 0.0
+    visual_prompt_norm: bool = False
 
     def __post_init__(self) -> None:
         self.families = tuple(self.families)
@@ -79,6 +84,10 @@ class MMPConfig:
             )
         if self.quality_levels not in (2, 5):
             raise ValueError(f"quality_levels must be 2 or 5, got {self.quality_levels}")
+        if not 0 <= self.visual_prompt_dropout < 1:
+            raise ValueError(
+                f"visual_prompt_dropout must be in [0, 1), got {self.visual_prompt_dropout}"
+            )
         if self.readout not in ("family-mean", "joint"):
             raise ValueError(f"readout must be 'family-mean' or 'joint', got {self.readout!r}")
         if self.coupling not in ("none", "maple"):
@@ -164,9 +173,13 @@ class MultiModalPromptIQA(IQAModel):
                 min(config.visual_depth, vision.layers),
                 vision.patch_size,
                 config.visual_projection,
+                config.visual_prompt_dropout,
             )
             if config.visual_depth > 0
             else None
+        )
+        self.prompt_norm = (
+            nn.LayerNorm(vision.width, eps=1e-6) if config.visual_prompt_norm else None
         )
         self.coupling = None
         if config.coupling == "maple":
@@ -182,6 +195,8 @@ class MultiModalPromptIQA(IQAModel):
         self.freeze_backbone()
         if not config.train_text_context:
             self.text_prompts.requires_grad_(False)
+        if not config.train_visual_prompts and self.prompt_norm is not None:
+            self.prompt_norm.requires_grad_(False)
         if not config.train_visual_prompts and self.visual_prompts is not None:
             self.visual_prompts.requires_grad_(False)
             if self.coupling is not None:
@@ -243,8 +258,14 @@ class MultiModalPromptIQA(IQAModel):
             external = self.coupling(ctx)
         return self.visual_prompts.hook(external)
 
+    def _pool(self, tokens: torch.Tensor) -> torch.Tensor:
+        if self.prompt_norm is not None:
+            tokens = self.prompt_norm(tokens)
+        return F.normalize(self.backbone.visual.pool(tokens), dim=-1)
+
     def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
-        return F.normalize(self.backbone.visual(pixels, block_hook=self._visual_hook()), dim=-1)
+        visual = self.backbone.visual
+        return self._pool(visual.transformer(visual.embed(pixels), block_hook=self._visual_hook()))
 
     def image_tokens(self, pixels: torch.Tensor, blocks: int) -> torch.Tensor:
         """The image tower's tokens after its first ``blocks`` blocks (visual prompts
@@ -259,7 +280,7 @@ class MultiModalPromptIQA(IQAModel):
         visual = self.backbone.visual
         hook = self._visual_hook() if start < len(visual.transformer.resblocks) else None
         tokens = visual.transformer(tokens.to(visual.proj.dtype), block_hook=hook, start=start)
-        return F.normalize(visual.pool(tokens), dim=-1)
+        return self._pool(tokens)
 
     def predict(self, pixels: torch.Tensor) -> Prediction:
         return self.predict_image_features(self.encode_image(pixels))

@@ -24,6 +24,7 @@ class VisualPromptLearner(nn.Module):
     patch_size: for VPT's uniform initialisation range.
     projection: pass every prompt through one shared Linear(width, width) first (as
         GRMP-IQA's published code does).
+    dropout: dropout on the (projected) prompts while training (GRMP-IQA's code: 0.1).
     """
 
     def __init__(
@@ -33,6 +34,7 @@ class VisualPromptLearner(nn.Module):
         depth: int = 12,
         patch_size: int = 16,
         projection: bool = False,
+        dropout: float = 0.0,
     ) -> None:
         super().__init__()
         if n_tokens < 1 or depth < 1:
@@ -40,6 +42,7 @@ class VisualPromptLearner(nn.Module):
         bound = math.sqrt(6.0 / (3 * patch_size**2 + width))  # VPT's Xavier-style range
         self.prompts = nn.Parameter(torch.empty(depth, n_tokens, width).uniform_(-bound, bound))
         self.projection = nn.Linear(width, width) if projection else None
+        self.dropout = nn.Dropout(dropout) if dropout else None
         self.n_tokens = n_tokens
         self.depth = depth
 
@@ -47,7 +50,9 @@ class VisualPromptLearner(nn.Module):
         """(depth, n_tokens, width) prompts; ``external`` replaces the learned ones (used by
         text-to-visual coupling)."""
         prompts = self.prompts if external is None else external
-        return self.projection(prompts) if self.projection is not None else prompts
+        if self.projection is not None:
+            prompts = self.projection(prompts)
+        return self.dropout(prompts) if self.dropout is not None else prompts
 
     def hook(self, external: torch.Tensor | None = None) -> BlockHook:
         prompts = self.tokens(external)

@@ -71,6 +71,9 @@ class LoopConfig:
     eval_batch_size: int = 64
     grad_reg: float | None = None  # lambda of quality-aware gradient regularisation; None = off
     grad_reg_mode: str = "grmp"  # grmp (published rule) | prograd (project only on conflict)
+    # teacher: the student's scene distribution from the teacher's fixed scene texts;
+    # student: the texts through the student's own (trainable) text tower, as the authors
+    grad_reg_texts: str = "teacher"
     grad_checkpointing: bool = False  # recompute block activations in backward (less memory)
 
 
@@ -169,6 +172,10 @@ class TrainConfig:
         if self.train.grad_reg_mode not in ("grmp", "prograd"):
             raise ValueError(
                 f"train.grad_reg_mode must be grmp or prograd, got {self.train.grad_reg_mode!r}"
+            )
+        if self.train.grad_reg_texts not in ("teacher", "student"):
+            raise ValueError(
+                f"train.grad_reg_texts must be teacher or student, got {self.train.grad_reg_texts!r}"
             )
         if self.train.epochs < 1 or self.train.batch_size < 0:
             raise ValueError(

@@ -83,9 +83,19 @@ class SceneTeacher(torch.nn.Module):
         image = F.normalize(self.backbone.encode_image(pixels), dim=-1)
         return (self.backbone.logit_scale.exp() * image @ self.scene_text.t()).float().softmax(-1)
 
-    def student_log_probs(self, image_features: torch.Tensor) -> torch.Tensor:
-        logits = self.backbone.logit_scale.exp().detach() * image_features @ self.scene_text.t()
+    def student_log_probs(
+        self, image_features: torch.Tensor, scene_text: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The student's log scene probabilities: its image features against the
+        teacher's scene texts, or against ``scene_text`` (the same texts through the
+        student's own text tower)."""
+        text = self.scene_text if scene_text is None else scene_text
+        logits = self.backbone.logit_scale.exp().detach() * image_features @ text.t()
         return logits.float().log_softmax(-1)
+
+    def scene_tokens(self) -> torch.Tensor:
+        texts = [f"a photo of {SCENE_PHRASES[s]}." for s in SCENES]
+        return tokenize(texts, self.backbone.context_length).to(self.scene_text.device)
 
 
 class GradientRegulariser:
@@ -96,13 +106,22 @@ class GradientRegulariser:
         model: the prompt model being fine-tuned.
         lam: lambda of the ``grmp`` rule (5 in the paper).
         mode: ``grmp`` or ``prograd``.
+        scene_texts: ``teacher``: the student's scene distribution uses the teacher's
+            fixed scene texts (g_s reaches only tensors that move image features);
+            ``student``: the texts go through the student's text tower, so trained text
+            blocks are regulated too (the authors' code).
     """
 
     sums_gradients = True  # the rule is not linear: g_q and g_s are summed before it
 
-    def __init__(self, model, lam: float = 5.0, mode: Mode = "grmp") -> None:
+    def __init__(
+        self, model, lam: float = 5.0, mode: Mode = "grmp", scene_texts: str = "teacher"
+    ) -> None:
+        if scene_texts not in ("teacher", "student"):
+            raise ValueError(f"scene_texts must be teacher or student, got {scene_texts!r}")
         trains_backbone = any(p.requires_grad for p in model.backbone.parameters())
         self.teacher = SceneTeacher(model.backbone, copy_backbone=trains_backbone)
+        self.student_text = model.backbone.text if scene_texts == "student" else None
         self.lam = lam
         self.mode = mode
         self.last_kl = float("nan")
@@ -115,7 +134,10 @@ class GradientRegulariser:
         g_q = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
         g_q = sync.sum_gradients(g_q, params)
         target = self.teacher.scene_probs(batch["pixels"])
-        student = self.teacher.student_log_probs(prediction.image_features)
+        scene_text = None
+        if self.student_text is not None:  # the authors' variant: g_s reaches the text tower
+            scene_text = F.normalize(self.student_text(self.teacher.scene_tokens()), dim=-1)
+        student = self.teacher.student_log_probs(prediction.image_features, scene_text)
         # "batchmean" over the global batch: this rank's sum over the global count
         kl = F.kl_div(student, target, reduction="sum") / sync.global_count(len(target))
         if kl.requires_grad:

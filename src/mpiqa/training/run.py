@@ -123,8 +123,9 @@ def train_run(
     backward = None
     if config.train.grad_reg:
         backward = GradientRegulariser(
-            model, lam=config.train.grad_reg, mode=config.train.grad_reg_mode
-        )
+            model, lam=config.train.grad_reg, mode=config.train.grad_reg_mode,
+            scene_texts=config.train.grad_reg_texts,
+        )  # fmt: skip
     trainer = Trainer(
         model, train_set, dataset.subset(split.val), config, out_dir, backbone_info, backward,
         context,
