@@ -62,6 +62,7 @@ def test_grmp_paper_preset_is_the_published_configuration():
         1e-4,
     )
     assert (config.data.resize, config.data.image_size) == (244, 224)
+    assert (config.data.squash, config.data.stats) == (True, "imagenet")
     assert config.loss.quality_kind == "bce" and config.train.grad_reg == 5.0
     # the authors' fine-tuning: plain SGD, the shots as one batch, lr x 0.3 on a plateau,
     # labels min-max normalised over the shots

@@ -20,42 +20,49 @@ from torch.utils.data import Dataset
 
 from mpiqa.data.images import load_image
 from mpiqa.data.records import Record
-from mpiqa.data.transforms import center_crop, crop, normalize, resize_shorter_side, to_tensor
+from mpiqa.data.transforms import center_crop, crop, normalize, resize_for_crop, to_tensor
 
 
 @dataclass(frozen=True)
 class TrainTransform:
-    """Resize the shorter side to ``resize``, take a random ``size`` crop, flip
-    horizontally with probability ``flip``; then CLIP-normalise."""
+    """Resize the shorter side to ``resize`` (or squash the image to ``resize`` x
+    ``resize``), take a random ``size`` crop, flip horizontally with probability
+    ``flip``; then normalise with ``stats`` (``clip`` or ``imagenet``)."""
 
     size: int = 224
     resize: int = 224
     flip: float = 0.5
+    squash: bool = False
+    stats: str = "clip"
 
     def __call__(
         self, image: Image.Image, generator: torch.Generator | None = None
     ) -> torch.Tensor:
-        image = resize_shorter_side(image, self.resize)
+        image = resize_for_crop(image, self.resize, self.squash)
         width, height = image.size
         top = int(torch.randint(0, height - self.size + 1, (), generator=generator))
         left = int(torch.randint(0, width - self.size + 1, (), generator=generator))
         image = crop(image, top, left, self.size)
         if self.flip and torch.rand((), generator=generator) < self.flip:
             image = image.transpose(Image.FLIP_LEFT_RIGHT)
-        return normalize(to_tensor(image))
+        return normalize(to_tensor(image), self.stats)
 
 
 @dataclass(frozen=True)
 class EvalTransform:
-    """Deterministic: CLIP's resize and centre crop."""
+    """Deterministic: CLIP's resize and centre crop (or the squash of
+    :class:`TrainTransform`), normalised with ``stats``."""
 
     size: int = 224
     resize: int = 224
+    squash: bool = False
+    stats: str = "clip"
 
     def __call__(
         self, image: Image.Image, generator: torch.Generator | None = None
     ) -> torch.Tensor:
-        return normalize(to_tensor(center_crop(resize_shorter_side(image, self.resize), self.size)))
+        image = center_crop(resize_for_crop(image, self.resize, self.squash), self.size)
+        return normalize(to_tensor(image), self.stats)
 
 
 class RecordDataset(Dataset):

@@ -18,6 +18,10 @@ from PIL import Image
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+# ImageNet's statistics: what GRMP-IQA's code normalises with, even for CLIP weights
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+STATS = {"clip": (CLIP_MEAN, CLIP_STD), "imagenet": (IMAGENET_MEAN, IMAGENET_STD)}
 
 CropMode = Literal["center", "multi", "full"]
 CROP_MODES: tuple[str, ...] = ("center", "multi", "full")
@@ -49,11 +53,27 @@ def to_tensor(image: Image.Image) -> torch.Tensor:
     return torch.from_numpy(array.copy()).permute(2, 0, 1).float().div_(255.0)
 
 
-def normalize(pixels: torch.Tensor) -> torch.Tensor:
-    """Subtract CLIP's mean and divide by its std, channel-wise, over (..., 3, H, W)."""
-    mean = torch.tensor(CLIP_MEAN, dtype=pixels.dtype, device=pixels.device).view(3, 1, 1)
-    std = torch.tensor(CLIP_STD, dtype=pixels.dtype, device=pixels.device).view(3, 1, 1)
+def normalize(pixels: torch.Tensor, stats: str = "clip") -> torch.Tensor:
+    """Subtract the mean and divide by the std, channel-wise, over (..., 3, H, W):
+    CLIP's statistics, or ImageNet's (``stats="imagenet"``)."""
+    if stats not in STATS:
+        raise ValueError(f"stats must be one of {sorted(STATS)}, got {stats!r}")
+    mean_, std_ = STATS[stats]
+    mean = torch.tensor(mean_, dtype=pixels.dtype, device=pixels.device).view(3, 1, 1)
+    std = torch.tensor(std_, dtype=pixels.dtype, device=pixels.device).view(3, 1, 1)
     return (pixels - mean) / std
+
+
+def resize_for_crop(image: Image.Image, resize: int, squash: bool = False) -> Image.Image:
+    """The resize before a crop: shorter side to ``resize`` (CLIP), or the whole image
+    squashed to ``resize`` x ``resize`` (GRMP-IQA's code), bicubic."""
+    if squash:
+        return (
+            image
+            if image.size == (resize, resize)
+            else image.resize((resize, resize), Image.BICUBIC)
+        )
+    return resize_shorter_side(image, resize)
 
 
 def crop_boxes(height: int, width: int, size: int, n_crops: int) -> list[tuple[int, int]]:
@@ -77,18 +97,24 @@ def preprocess_pil(
     n_crops: int = 5,
     patch_size: int = 1,
     max_side: int = 1024,
+    resize: int | None = None,
+    squash: bool = False,
+    stats: str = "clip",
 ) -> torch.Tensor:
-    """RGB image -> (K, 3, H, W) normalised crops.
+    """RGB image -> (K, 3, H, W) normalised crops (``stats``: CLIP's or ImageNet's).
 
     Modes:
-        center: shorter side resized to ``size``, one centre crop (CLIP's pipeline), K = 1.
+        center: shorter side resized to ``resize`` (default ``size``), or the image
+            squashed to ``resize`` x ``resize`` when ``squash``; one centre crop of
+            ``size`` (CLIP's pipeline with the defaults), K = 1.
         multi: ``n_crops`` crops of ``size`` at native resolution (the shorter side is only
             upscaled to ``size`` when smaller), so resizing does not hide fine distortions.
         full: the whole image at native resolution (downscaled when the longer side is over
             ``max_side``), cut to a multiple of ``patch_size``; K = 1.
     """
     if mode == "center":
-        return normalize(to_tensor(center_crop(resize_shorter_side(image, size), size)))[None]
+        image = resize_for_crop(image, resize or size, squash)
+        return normalize(to_tensor(center_crop(image, size)), stats)[None]
     if mode == "multi":
         if min(image.size) < size:
             image = resize_shorter_side(image, size)
@@ -97,7 +123,7 @@ def preprocess_pil(
             to_tensor(crop(image, t, lf, size))
             for t, lf in crop_boxes(height, width, size, n_crops)
         ]
-        return normalize(torch.stack(crops))
+        return normalize(torch.stack(crops), stats)
     if mode == "full":
         width, height = image.size
         if max(width, height) > max_side:
@@ -109,7 +135,7 @@ def preprocess_pil(
             image = resize_shorter_side(image, patch_size)
         width, height = image.size
         image = image.crop((0, 0, width - width % patch_size, height - height % patch_size))
-        return normalize(to_tensor(image))[None]
+        return normalize(to_tensor(image), stats)[None]
     raise ValueError(f"crop mode must be one of {CROP_MODES}, got {mode!r}")
 
 
@@ -120,9 +146,13 @@ def preprocess_tensor(
     n_crops: int = 5,
     patch_size: int = 1,
     max_side: int = 1024,
+    resize: int | None = None,
+    squash: bool = False,
+    stats: str = "clip",
 ) -> torch.Tensor:
     """(3, H, W) float image in [0, 1] -> (K, 3, H', W') normalised crops, as
     :func:`preprocess_pil` but resizing with torch's antialiased bicubic."""
+    resize_to = resize
 
     def resize(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
         out = F.interpolate(
@@ -138,15 +168,19 @@ def preprocess_tensor(
 
     _, height, width = pixels.shape
     if mode == "center":
-        x = shorter_to(pixels, size)
+        target = resize_to or size
+        if squash:
+            x = pixels if (height, width) == (target, target) else resize(pixels, target, target)
+        else:
+            x = shorter_to(pixels, target)
         h, w = x.shape[-2:]
         top, left = int(round((h - size) / 2.0)), int(round((w - size) / 2.0))
-        return normalize(x[:, top : top + size, left : left + size])[None]
+        return normalize(x[:, top : top + size, left : left + size], stats)[None]
     if mode == "multi":
         x = shorter_to(pixels, size) if min(height, width) < size else pixels
         h, w = x.shape[-2:]
         crops = [x[:, t : t + size, lf : lf + size] for t, lf in crop_boxes(h, w, size, n_crops)]
-        return normalize(torch.stack(crops))
+        return normalize(torch.stack(crops), stats)
     if mode == "full":
         x = pixels
         if max(height, width) > max_side:
@@ -155,5 +189,5 @@ def preprocess_tensor(
         if min(x.shape[-2:]) < patch_size:
             x = shorter_to(x, patch_size)
         h, w = x.shape[-2:]
-        return normalize(x[:, : h - h % patch_size, : w - w % patch_size])[None]
+        return normalize(x[:, : h - h % patch_size, : w - w % patch_size], stats)[None]
     raise ValueError(f"crop mode must be one of {CROP_MODES}, got {mode!r}")

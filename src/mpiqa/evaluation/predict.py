@@ -32,9 +32,16 @@ def predict_records(
     resize: int | None = None,
 ) -> RecordPredictions:
     """Scores (and class probabilities where the model predicts them) for ``records``,
-    with CLIP's resize and centre crop."""
+    resized and centre-cropped as the model's ``preprocess_options`` say (CLIP's
+    pipeline by default); ``image_size`` / ``resize`` override them."""
+    options = dict(getattr(model, "preprocess_options", {}))
     size = image_size or model.image_size
-    dataset = RecordDataset(records, EvalTransform(size=size, resize=resize or size))
+    resize = resize or options.get("resize") or size
+    transform = EvalTransform(
+        size=size, resize=resize, squash=options.get("squash", False),
+        stats=options.get("stats", "clip"),
+    )  # fmt: skip
+    dataset = RecordDataset(records, transform)
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers)
     was_training = model.training
     model.eval()

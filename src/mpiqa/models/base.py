@@ -44,6 +44,9 @@ class IQAModel(nn.Module):
         self.patch_size = patch_size
         self.crop = crop
         self.n_crops = n_crops
+        # how a trained model's images were prepared (resize, squash, stats; see
+        # preprocess_pil): checkpoints record it, so scoring feeds what training fed
+        self.preprocess_options: dict = {}
 
     @property
     def device(self) -> torch.device:
@@ -55,8 +58,9 @@ class IQAModel(nn.Module):
 
     def _preprocess_kwargs(self) -> dict:
         return dict(
-            size=self.image_size, mode=self.crop, n_crops=self.n_crops, patch_size=self.patch_size
-        )
+            size=self.image_size, mode=self.crop, n_crops=self.n_crops, patch_size=self.patch_size,
+            **self.preprocess_options,
+        )  # fmt: skip
 
     def preprocessor(self) -> Callable[[Image.Image], torch.Tensor]:
         """A picklable function RGB PIL image -> (K, 3, H, W) crops, for worker processes."""

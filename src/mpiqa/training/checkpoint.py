@@ -83,6 +83,7 @@ def save_checkpoint(
         "mmp": model.config.to_dict(),
         "backbone": backbone,
         "image_size": model.image_size,
+        "preprocess": dict(model.preprocess_options),
         **(extra or {}),
     }
     write_json(path.with_suffix(".json"), meta)
@@ -138,4 +139,14 @@ def load_checkpoint(
             f"unexpected {sorted(set(tensors) - expected)[:5]}"
         )
     assign_tensors(model, tensors, path)
+    model.preprocess_options = _preprocess_options(meta.get("preprocess") or {}, path)
     return model.to(device).eval()
+
+
+def _preprocess_options(options: dict, path) -> dict:
+    known = {"resize": int, "squash": bool, "stats": str}
+    if not isinstance(options, dict) or set(options) - set(known):
+        raise ValueError(f"{path}: unknown preprocessing {options!r}")
+    if options.get("stats", "clip") not in ("clip", "imagenet"):
+        raise ValueError(f"{path}: unknown normalisation {options['stats']!r}")
+    return {k: known[k](v) for k, v in options.items()}

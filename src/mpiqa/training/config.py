@@ -34,6 +34,8 @@ class DataConfig:
     split_file: str | None = None  # use this split instead of drawing one
     image_size: int | None = None  # default: the backbone's input size
     resize: int | None = None  # shorter side before cropping; default: image_size
+    squash: bool = False  # resize the whole image to resize x resize (GRMP-IQA's code)
+    stats: str = "clip"  # normalisation: clip | imagenet (GRMP-IQA's code)
     check_images: bool = True
     # scale: the dataset's own range mapped to [0, 1]; minmax: min-max over the training
     # images (what the GRMP-IQA authors' fine-tuning does with its shots)
@@ -163,6 +165,8 @@ class TrainConfig:
             raise ValueError(
                 f"optim.schedule must be cosine, constant or plateau, got {self.optim.schedule!r}"
             )
+        if self.data.stats not in ("clip", "imagenet"):
+            raise ValueError(f"data.stats must be clip or imagenet, got {self.data.stats!r}")
         if self.data.labels not in ("scale", "minmax"):
             raise ValueError(f"data.labels must be scale or minmax, got {self.data.labels!r}")
         if self.train.precision not in ("fp32", "bf16", "fp16"):

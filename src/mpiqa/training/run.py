@@ -100,12 +100,19 @@ def train_run(
     if init_prompts is not None:
         load_prompt_init(model, init_prompts)
     size = config.data.image_size or model.image_size
+    model.preprocess_options = preprocess_options(config, size)
     train_records = dataset.subset(split.train)
     if config.data.labels == "minmax":
         train_records = minmax_labels(train_records)
     train_set = RecordDataset(
         _with_prompt_labels(train_records),
-        TrainTransform(size=size, resize=config.data.resize or size, flip=config.train.flip),
+        TrainTransform(
+            size=size,
+            resize=config.data.resize or size,
+            flip=config.train.flip,
+            squash=config.data.squash,
+            stats=config.data.stats,
+        ),  # fmt: skip
         distortions=DISTORTIONS,
         scenes=SCENES,
         seed=config.train.seed,
@@ -136,6 +143,20 @@ def train_run(
         "split": {k: len(v) for k, v in split.parts().items()},
         "labelled_images": split.notes["labelled_images"],
     }
+
+
+def preprocess_options(config: TrainConfig, size: int) -> dict:
+    """How evaluation and scoring must prepare images for a model trained with
+    ``config`` (empty: CLIP's own pipeline at ``size``)."""
+    data = config.data
+    options: dict = {}
+    if data.resize and data.resize != size:
+        options["resize"] = data.resize
+    if data.squash:
+        options["squash"] = True
+    if data.stats != "clip":
+        options["stats"] = data.stats
+    return options
 
 
 def minmax_labels(records: list[Record]) -> list[Record]:

@@ -1,0 +1,66 @@
+"""A trained model's preprocessing (resize, squash, normalisation) travels with its
+checkpoint, so evaluation and scoring prepare images as training did."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from mpiqa.backbones.factory import build_random_clip
+from mpiqa.data.loading import EvalTransform
+from mpiqa.data.transforms import IMAGENET_MEAN, IMAGENET_STD, preprocess_pil
+from mpiqa.models.mmp_iqa import MMPConfig, MultiModalPromptIQA
+from mpiqa.training.checkpoint import backbone_record, load_checkpoint, save_checkpoint
+from mpiqa.training.config import TrainConfig
+from mpiqa.training.run import preprocess_options
+
+
+def _image(width=60, height=40) -> Image.Image:
+    rng = np.random.default_rng(0)
+    return Image.fromarray(rng.integers(0, 255, (height, width, 3), dtype=np.uint8))
+
+
+def test_squash_and_imagenet_statistics_by_hand():
+    image = _image()
+    got = preprocess_pil(image, 32, resize=36, squash=True, stats="imagenet")[0]
+    squashed = np.asarray(image.resize((36, 36), Image.BICUBIC), dtype=np.float32) / 255
+    crop = squashed[2:34, 2:34]
+    want = (crop - np.array(IMAGENET_MEAN)) / np.array(IMAGENET_STD)
+    np.testing.assert_allclose(got.permute(1, 2, 0).numpy(), want, atol=1e-5)
+    with pytest.raises(ValueError, match="stats"):
+        preprocess_pil(image, 32, stats="laion")
+
+
+def test_preprocessing_round_trips_through_a_checkpoint(tmp_path):
+    config = TrainConfig()
+    config.data.resize, config.data.squash, config.data.stats = 36, True, "imagenet"
+    torch.manual_seed(0)
+    model = MultiModalPromptIQA(build_random_clip("test-tiny", seed=0), MMPConfig(visual_depth=1))
+    model.preprocess_options = preprocess_options(config, 32)
+    save_checkpoint(tmp_path / "best", model, backbone_record("test-tiny", "random", 0))
+    assert json.loads((tmp_path / "best.json").read_text())["preprocess"] == {
+        "resize": 36, "squash": True, "stats": "imagenet",
+    }  # fmt: skip
+    loaded = load_checkpoint(tmp_path / "best.safetensors")
+    assert loaded.preprocess_options == model.preprocess_options
+    image = _image()
+    scored = loaded.preprocess(image)[0]
+    trained = EvalTransform(size=32, resize=36, squash=True, stats="imagenet")(image)
+    torch.testing.assert_close(scored, trained)
+    # a plain run records nothing and keeps CLIP's pipeline
+    assert preprocess_options(TrainConfig(), 32) == {}
+
+
+def test_unknown_preprocessing_in_a_checkpoint_is_refused(tmp_path):
+    torch.manual_seed(0)
+    model = MultiModalPromptIQA(build_random_clip("test-tiny", seed=0), MMPConfig(visual_depth=1))
+    save_checkpoint(tmp_path / "best", model, backbone_record("test-tiny", "random", 0))
+    meta = json.loads((tmp_path / "best.json").read_text())
+    meta["preprocess"] = {"stats": "laion"}
+    (tmp_path / "best.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="normalisation"):
+        load_checkpoint(tmp_path / "best.safetensors")
