@@ -53,3 +53,26 @@ def test_meta_pretrain_then_few_shot_with_grad_reg_then_ablation(shared_data, tm
     for variant in ("full", "no-meta", "no-grad-reg", "neither", "text-only", "visual-only"):
         assert f"| {variant} |" in text and f"`{variant}`: split seeds [0]" in text
     assert "--grad-reg off" in text and "--init-prompts" in text
+
+
+def test_grmp_paper_preset_runs_end_to_end_on_a_tiny_backbone(tmp_path, csv_task, capsys):
+    """Every choice of the preset at once (full batch, plain SGD with the plateau, min-max
+    labels, squash + ImageNet statistics, prompt dropout and prompt_norm, scene texts
+    through the student's text tower), on the tiny backbone; the checkpoint scores
+    images the way training prepared them."""
+    root = make_blur_task(tmp_path / "task", n_contents=8, size=40)
+    run = tmp_path / "paper"
+    assert main([
+        "train", "--preset", "grmp-paper", "--dataset", "csv", "--root", str(root),
+        "--backbone", "test-tiny", "--weights", "random", "--shots", "12", "--epochs", "3",
+        "--set", "model.visual_depth=2", "--set", "model.visual_tokens=2",
+        "--set", "model.train_visual_blocks=1", "--set", "model.train_text_blocks=1",
+        "--set", "data.resize=36", "--set", "data.image_size=32", "--out", str(run),
+    ]) == 0  # fmt: skip
+    meta = json.loads((run / "best.json").read_text())
+    assert meta["preprocess"] == {"resize": 36, "squash": True, "stats": "imagenet"}
+    assert meta["mmp"]["visual_prompt_norm"] and meta["mmp"]["visual_prompt_dropout"] == 0.1
+    assert len((run / "log.jsonl").read_text().splitlines()) == 3
+    capsys.readouterr()
+    assert main(["score", str(root / "imgs"), "--checkpoint", str(run / "best.safetensors")]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 1 + 8 * 6
