@@ -71,3 +71,10 @@ def test_prompt_norm_trains_and_keeps_the_cached_forward_exact():
         assert not torch.allclose(full, _model().eval().predict(pixels).score)
     frozen = _model(visual_prompt_norm=True, train_visual_prompts=False)
     assert not any("prompt_norm" in n for n, _ in frozen.trainable_parameters())
+
+
+def test_options_must_be_a_mapping_of_known_names():
+    with pytest.raises(ValueError, match="model options must be a mapping, got str"):
+        MMPConfig.from_dict("garbage")
+    with pytest.raises(ValueError, match=r"unknown model option\(s\): \['colour'\]"):
+        MMPConfig.from_dict({"colour": 1})

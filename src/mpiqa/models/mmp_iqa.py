@@ -16,7 +16,7 @@ in [0, 1] (for two levels, p(high)). Every choice here is a field of :class:`MMP
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Literal
 
 import torch
@@ -26,6 +26,7 @@ from torch import nn
 from mpiqa.backbones.clip import CLIP
 from mpiqa.data.transforms import CropMode
 from mpiqa.models.base import IQAModel
+from mpiqa.options import options_from_dict
 from mpiqa.prompts.text import TextPromptLearner
 from mpiqa.prompts.visual import TextToVisualCoupling, VisualPromptLearner
 from mpiqa.prompts.vocab import DISTORTIONS, QUALITY_2, QUALITY_5, SCENE_PHRASES, SCENES
@@ -95,11 +96,7 @@ class MMPConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> MMPConfig:
-        names = {f.name for f in fields(cls)}
-        unknown = set(data) - names
-        if unknown:
-            raise ValueError(f"unknown model option(s): {sorted(unknown)}")
-        return cls(**data)
+        return options_from_dict(cls, data, "model")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -26,7 +26,7 @@ import logging
 import math
 import random
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
@@ -37,6 +37,7 @@ from mpiqa.data.images import ImageDecodeError, load_image
 from mpiqa.data.records import Record
 from mpiqa.evaluation.metrics import plcc, srcc
 from mpiqa.models.mmp_iqa import MultiModalPromptIQA
+from mpiqa.options import options_from_dict
 from mpiqa.prompts.vocab import SCENE_PHRASES, SCENES
 from mpiqa.training.grad_reg import SceneTeacher, regulate
 from mpiqa.training.losses import quality_loss, rank_fidelity_loss
@@ -121,11 +122,7 @@ class FinetuneConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> FinetuneConfig:
-        names = {f.name for f in fields(cls)}
-        unknown = set(data) - names
-        if unknown:
-            raise ValueError(f"unknown finetune option(s): {sorted(unknown)}")
-        return cls(**data)
+        return options_from_dict(cls, data, "finetune")
 
     def to_dict(self) -> dict:
         return asdict(self)
