@@ -104,8 +104,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="refuse larger images (default %(default)s)",
     )
     p.add_argument(
-        "--out", default=None, metavar="FILE.csv", help="write the CSV here (default: stdout)"
-    )
+        "--out", default=None, metavar="FILE.csv",
+        help="write the CSV here (default: stdout); rows are flushed as they are scored, "
+        "and an interrupted run (Ctrl-C, SIGTERM) keeps them",
+    )  # fmt: skip
+    p.add_argument(
+        "--resume", action="store_true",
+        help="score only the files --out lacks and append them (same model and options)",
+    )  # fmt: skip
     p.add_argument(
         "--on-error",
         choices=("skip", "fail"),
@@ -162,9 +168,9 @@ def _build_model(args: argparse.Namespace, device: str):
 
 
 def _score_into(
-    writer, model, paths: list[str], args, columns, show_progress: bool, index_of=None
+    write, model, paths: list[str], args, columns, show_progress: bool, index_of=None
 ) -> tuple[int, bool]:
-    """Score ``paths`` and write one row each (prefixed by its global index when
+    """Score ``paths`` and ``write`` one row each (prefixed by its global index when
     ``index_of`` is given). Returns (number failed, stopped by --on-error fail)."""
     failed = 0
     results = score_files(
@@ -191,7 +197,7 @@ def _score_into(
                 continue
             extra = result.extra or {}
             row = [result.path, f"{result.score:.6f}", *(extra.get(c, "") for c in columns)]
-            writer.writerow(row if index_of is None else [index_of[position], *row])
+            write(row if index_of is None else [index_of[position], *row])
     except ImageDecodeError as err:
         print(f"mpiqa: error: {err} (stopping: --on-error fail)", file=sys.stderr)
         return failed + 1, True
@@ -221,6 +227,11 @@ def run(args: argparse.Namespace) -> int:
     device = (
         f"cuda:{context.local_rank}" if context.active and args.device == "cuda" else args.device
     )
+    if args.resume and not args.out:
+        raise ValueError("--resume needs --out FILE.csv (the file to complete)")
+    if args.resume and context.active:
+        raise ValueError("--resume runs in one process (not under torchrun)")
+    skipped = 0
     try:
         found = discover_images(args.paths, recursive=args.recursive)
         if found.ignored and context.is_main:
@@ -238,13 +249,14 @@ def run(args: argparse.Namespace) -> int:
         model = _build_model(args, device)
         columns = list(model.extra_columns)
         header = ["path", "score", *columns]
-        if not context.active:
-            with _open_output(args.out) as out:
-                writer = csv.writer(out, lineterminator="\n")
-                writer.writerow(header)
-                failed, stopped = _score_into(
-                    writer, model, found.files, args, columns, show_progress=True
-                )
+        if not context.active and args.out:
+            failed, stopped, skipped = _score_to_file(args, model, found.files, header, columns)
+        elif not context.active:
+            writer = csv.writer(sys.stdout, lineterminator="\n")
+            writer.writerow(header)
+            failed, stopped = _score_into(
+                writer.writerow, model, found.files, args, columns, show_progress=True
+            )
         else:
             # torchrun: each rank scores every world_size-th file into its own part; rank 0
             # merges the parts in file order, so the CSV equals the single-process one.
@@ -256,8 +268,8 @@ def run(args: argparse.Namespace) -> int:
                 Path(part_dir) / f"part{context.rank}.csv", "w", newline="", encoding="utf-8"
             ) as part:
                 failed, stopped = _score_into(
-                    csv.writer(part, lineterminator="\n"), model, [p for _, p in mine], args, columns,
-                    show_progress=context.is_main, index_of=[i for i, _ in mine],
+                    csv.writer(part, lineterminator="\n").writerow, model, [p for _, p in mine],
+                    args, columns, show_progress=context.is_main, index_of=[i for i, _ in mine],
                 )  # fmt: skip
             failed = distributed.sum_over_ranks(failed, context)
             stopped = bool(distributed.sum_over_ranks(int(stopped), context))
@@ -270,7 +282,7 @@ def run(args: argparse.Namespace) -> int:
         distributed.shutdown(context)
     if stopped:
         return 1
-    scored = len(found.files) - failed
+    scored = len(found.files) - failed - skipped
     if failed:
         if context.is_main:
             print(
@@ -278,5 +290,69 @@ def run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
         return 1
-    logger.info("scored %d file(s)%s", scored, f" into {args.out}" if args.out else "")
+    logger.info(
+        "scored %d file(s)%s%s", scored, f" into {args.out}" if args.out else "",
+        f" ({skipped} already there)" if skipped else "",
+    )  # fmt: skip
     return 0
+
+
+def _settings(args: argparse.Namespace) -> dict:
+    """What decides the scores: a resumed file must have been scored the same way."""
+    checkpoint = None
+    if args.checkpoint:
+        from mpiqa.backbones.pretrained import sha256_of
+
+        checkpoint = sha256_of(args.checkpoint)
+    return {
+        "model": args.model, "checkpoint_sha256": checkpoint, "backbone": args.backbone,
+        "weights": args.weights, "seed": args.seed, "crop": args.crop, "n_crops": args.n_crops,
+    }  # fmt: skip
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, handled as Ctrl-C: finished rows are kept."""
+
+
+def _on_sigterm(signum, frame):  # pragma: no cover - exercised in a subprocess test
+    raise _Terminated()
+
+
+def _score_to_file(args, model, files: list[str], header, columns) -> tuple[int, bool, int]:
+    """Score into ``--out`` through :class:`CSVOutput` (see its module). Returns
+    (failed, stopped, files already in a resumed ``--out``)."""
+    import signal
+
+    from mpiqa.cli.score_output import CSVOutput
+
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    output = CSVOutput(args.out, header, _settings(args), args.resume)
+    try:
+        with output:
+            done = output.done
+            missing = [i for i, f in enumerate(files) if f not in done]
+            skipped = len(files) - len(missing)
+            # Whole batches of the original run are scored again and only missing rows
+            # written: the same batches give bit-identical scores to an uninterrupted run.
+            size = args.batch_size
+            batches = sorted({i // size for i in missing})
+            todo = [
+                files[j] for b in batches for j in range(b * size, min((b + 1) * size, len(files)))
+            ]
+
+            def write(row: list[str]) -> None:
+                if row[0] not in done:
+                    output.write(row)
+
+            try:
+                failed, stopped = _score_into(write, model, todo, args, columns, show_progress=True)
+            except KeyboardInterrupt:
+                output.finish()  # keep every finished row; --resume completes the file
+                raise
+            except BaseException:
+                output.abort()
+                raise
+            output.finish()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return failed, stopped, skipped

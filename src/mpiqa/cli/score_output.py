@@ -1,0 +1,180 @@
+"""The CSV that ``mpiqa score --out`` writes, so that no finished score is lost.
+
+- A new run writes next to ``--out`` (a hidden ``.NAME.*.partial`` file), the header at
+  once and every row flushed as it is scored; it becomes ``--out`` by a rename when the
+  run ends or is interrupted (SIGINT, SIGTERM). A run that fails (disk full, a write
+  error) removes its partial file and leaves an earlier ``--out`` as it was.
+- ``--resume`` appends to an existing ``--out`` the rows of the files it lacks. How the
+  file was scored (model, weights, crop ...) is kept beside it (``.NAME.mpiqa.json``);
+  a resume with other settings is refused.
+- One process at a time: a second run on the same ``--out`` is refused (a lock file).
+- File names round-trip: bytes that are not UTF-8 are written as they are
+  (``surrogateescape``), and fields with a CR, LF or quote are quoted.
+"""
+
+from __future__ import annotations
+
+import csv
+import fcntl
+import json
+import os
+import tempfile
+from pathlib import Path
+
+
+class OutputError(ValueError):
+    """The output cannot be written or resumed (one line for the user)."""
+
+
+def _hidden(path: Path, suffix: str) -> Path:
+    return path.with_name(f".{path.name}{suffix}")
+
+
+class CSVOutput:
+    """Args:
+    path: the ``--out`` file.
+    header: its columns.
+    settings: what decides the scores (compared on ``resume``).
+    resume: append to ``path`` instead of replacing it.
+    """
+
+    def __init__(self, path: str | Path, header: list[str], settings: dict, resume: bool) -> None:
+        self.path = Path(path)
+        self.header = header
+        self.settings = {**settings, "columns": header}
+        self.resume = resume and self.path.exists()
+        self.done: set[str] = set()
+        self._file = None
+        self._lock = None
+        self._tmp: Path | None = None
+        self._good_size = 0
+        self._closed = False
+
+    # ------------------------------------------------------------------ opening
+    def __enter__(self) -> CSVOutput:
+        if self.path.is_dir():
+            raise OutputError(f"--out {self.path}: is a folder")
+        try:
+            self._take_lock()
+            if self.resume:
+                self._open_for_resume()
+            else:
+                self._open_new()
+        except OSError as err:
+            self._release()
+            raise OutputError(f"--out {self.path}: {err.strerror or err}") from None
+        except OutputError:
+            self._release()
+            raise
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if self._closed:
+            return
+        if exc_type is None:
+            self.finish()
+        else:
+            self.abort()
+
+    def _take_lock(self) -> None:
+        self._lock = open(_hidden(self.path, ".lock"), "a")  # noqa: SIM115 (held for the run)
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock.close()
+            self._lock = None
+            raise OutputError(f"--out {self.path}: another mpiqa run is writing it") from None
+
+    def _open_new(self) -> None:
+        fd, tmp = tempfile.mkstemp(
+            dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".partial"
+        )
+        os.close(fd)
+        self._tmp = Path(tmp)
+        self._file = open(tmp, "w", newline="", encoding="utf-8", errors="surrogateescape")  # noqa: SIM115
+        self._writer = csv.writer(self._file, lineterminator="\n")
+        self.write(self.header)
+
+    def _open_for_resume(self) -> None:
+        meta = _hidden(self.path, ".mpiqa.json")
+        if not meta.is_file():
+            raise OutputError(
+                f"--resume: {self.path} has no record of how it was scored ({meta.name}); "
+                "score again without --resume"
+            )
+        recorded = json.loads(meta.read_text())
+        if recorded != self.settings:
+            changed = sorted(k for k in set(recorded) | set(self.settings)
+                             if recorded.get(k) != self.settings.get(k))  # fmt: skip
+            raise OutputError(
+                f"--resume: {self.path} was scored with other settings ({', '.join(changed)}); "
+                "use the same options, or another --out"
+            )
+        with open(self.path, "rb") as f:
+            data = f.read()
+        # a row cut off by a hard kill is dropped: it is scored again
+        self._good_size = data.rfind(b"\n") + 1
+        text = data[: self._good_size].decode("utf-8", errors="surrogateescape")
+        rows = list(csv.reader(text.splitlines(keepends=True)))
+        if not rows or rows[0] != self.header:
+            raise OutputError(f"--resume: {self.path} does not start with the header {self.header}")
+        self.done = {row[0] for row in rows[1:] if row}
+        self._file = open(self.path, "r+", newline="", encoding="utf-8", errors="surrogateescape")  # noqa: SIM115
+        self._file.truncate(self._good_size)
+        self._file.seek(self._good_size)
+        self._writer = csv.writer(self._file, lineterminator="\n")
+
+    # ------------------------------------------------------------------ writing
+    def write(self, row: list[str]) -> None:
+        """Write one row and flush it to the operating system."""
+        try:
+            if any("\r" in field for field in row):  # csv quotes LF and quotes, not a lone CR
+                csv.writer(self._file, lineterminator="\n", quoting=csv.QUOTE_ALL).writerow(row)
+            else:
+                self._writer.writerow(row)
+            self._file.flush()
+        except OSError as err:
+            raise OutputError(f"cannot write {self.path}: {err.strerror or err}") from None
+
+    # ------------------------------------------------------------------ closing
+    def finish(self) -> None:
+        """Keep what was written: the new file becomes ``path``."""
+        try:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+            if self._tmp is not None:
+                os.chmod(self._tmp, 0o666 & ~_umask())
+                os.replace(self._tmp, self.path)
+                self._tmp = None
+                meta = _hidden(self.path, ".mpiqa.json")
+                meta.write_text(json.dumps(self.settings, indent=1))
+        except OSError as err:
+            self.abort()
+            raise OutputError(f"cannot write {self.path}: {err.strerror or err}") from None
+        finally:
+            self._release()
+
+    def abort(self) -> None:
+        """A failed run: drop its partial file (an earlier ``path`` stays as it was)."""
+        try:
+            if self._file is not None and not self._file.closed:
+                self._file.close()
+        except OSError:
+            pass
+        if self._tmp is not None:
+            self._tmp.unlink(missing_ok=True)
+            self._tmp = None
+        self._release()
+
+    def _release(self) -> None:
+        self._closed = True
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

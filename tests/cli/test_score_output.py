@@ -1,0 +1,142 @@
+"""``mpiqa score --out``: no finished score is lost (interruptions, SIGTERM, failed
+writes), ``--resume`` completes a file without rescoring or duplicating, one writer at
+a time, and any file name round-trips."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import signal
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mpiqa.cli import score as score_cmd
+from mpiqa.cli.main import main
+from mpiqa.cli.score_output import CSVOutput, OutputError
+
+TINY = ["--backbone", "test-tiny", "--weights", "random", "--workers", "0", "--no-progress"]
+
+
+def _rows(path):
+    with open(path, newline="", encoding="utf-8", errors="surrogateescape") as f:
+        return list(csv.reader(f))
+
+
+@pytest.fixture
+def photos(tmp_path):
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(12):
+        Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(
+            folder / f"img{i:02d}.png"
+        )
+    return folder
+
+
+def _interrupting(after: int, how: str):
+    """score_files that yields ``after`` results, then is interrupted."""
+    real = score_cmd.score_files
+
+    def fake(model, paths, **kwargs):
+        for i, result in enumerate(real(model, paths, **kwargs)):
+            if i == after:
+                if how == "sigterm":
+                    os.kill(os.getpid(), signal.SIGTERM)
+                raise KeyboardInterrupt
+            yield result
+
+    return fake
+
+
+@pytest.mark.parametrize("how", ["sigint", "sigterm"])
+def test_interrupted_run_keeps_its_rows_and_resume_completes_them(
+    photos, tmp_path, monkeypatch, how
+):
+    clean = tmp_path / "clean.csv"
+    assert main(["score", str(photos), "--out", str(clean), *TINY]) == 0
+    out = tmp_path / "s.csv"
+    monkeypatch.setattr(score_cmd, "score_files", _interrupting(5, how))
+    assert main(["score", str(photos), "--out", str(out), *TINY]) == 130
+    rows = _rows(out)
+    assert rows[0] == ["path", "score"] and len(rows) == 1 + 5
+    monkeypatch.undo()
+    assert main(["score", str(photos), "--out", str(out), "--resume", *TINY]) == 0
+    assert sorted(_rows(out)[1:]) == sorted(_rows(clean)[1:])  # 12 distinct rows, same scores
+    assert not list(tmp_path.glob(".s.csv.*.partial"))
+
+
+def test_resume_drops_a_row_cut_off_by_a_hard_kill(photos, tmp_path):
+    out = tmp_path / "s.csv"
+    assert main(["score", str(photos), "--out", str(out), *TINY]) == 0
+    full = _rows(out)
+    text = out.read_text()
+    out.write_text(text[: text.rfind("\n", 0, len(text) - 1) + 1] + full[-1][0][:7])  # half a row
+    assert main(["score", str(photos), "--out", str(out), "--resume", *TINY]) == 0
+    assert _rows(out) == full
+
+
+def test_resume_with_other_settings_is_refused(photos, tmp_path, capsys):
+    out = tmp_path / "s.csv"
+    assert main(["score", str(photos), "--out", str(out), *TINY]) == 0
+    before = out.read_bytes()
+    assert main(["score", str(photos), "--out", str(out), "--resume", *TINY, "--seed", "3"]) == 2
+    assert "other settings (seed)" in capsys.readouterr().err
+    assert out.read_bytes() == before
+
+
+def test_a_failed_run_leaves_the_earlier_file_intact(photos, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "s.csv"
+    assert main(["score", str(photos), "--out", str(out), *TINY]) == 0
+    before = out.read_bytes()
+    calls = {"n": 0}
+    real_write = CSVOutput.write
+
+    def failing(self, row):
+        calls["n"] += 1
+        if calls["n"] > 4:
+            raise OutputError(f"cannot write {self.path}: No space left on device")
+        real_write(self, row)
+
+    monkeypatch.setattr(CSVOutput, "write", failing)
+    assert main(["score", str(photos), "--out", str(out), *TINY, "--seed", "5"]) == 2
+    assert "No space left on device" in capsys.readouterr().err
+    assert out.read_bytes() == before
+    assert not list(tmp_path.glob(".s.csv.*.partial"))
+
+
+def test_a_second_writer_is_refused(photos, tmp_path, capsys):
+    out = tmp_path / "s.csv"
+    with CSVOutput(out, ["path", "score"], {}, resume=False):
+        assert main(["score", str(photos), "--out", str(out), *TINY]) == 2
+    assert "another mpiqa run is writing it" in capsys.readouterr().err
+
+
+def test_any_file_name_round_trips(tmp_path):
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    names = ["line\rbreak.png", 'quote"and,comma.png', "new\nline.png"]
+    raw = os.fsencode(str(folder)) + b"/caf\xe9.png"  # not UTF-8
+    image = Image.new("RGB", (40, 40), (10, 200, 30))
+    for name in names:
+        image.save(folder / name)
+    with open(raw, "wb") as f:
+        image.save(f, format="PNG")
+    out = tmp_path / "s.csv"
+    assert main(["score", str(folder), "--out", str(out), *TINY]) == 0
+    written = {row[0] for row in _rows(out)[1:]}
+    expected = {str(folder / n) for n in names} | {os.fsdecode(raw)}
+    assert written == expected
+
+
+def test_resume_needs_out_and_a_record(photos, tmp_path, capsys):
+    assert main(["score", str(photos), "--resume", *TINY]) == 2
+    assert "--resume needs --out" in capsys.readouterr().err
+    foreign = tmp_path / "foreign.csv"
+    foreign.write_text("path,score\n")
+    assert main(["score", str(photos), "--out", str(foreign), "--resume", *TINY]) == 2
+    assert "no record of how it was scored" in capsys.readouterr().err
+    assert io.StringIO(foreign.read_text()).read() == "path,score\n"
