@@ -109,10 +109,29 @@ def test_a_failed_run_leaves_the_earlier_file_intact(photos, tmp_path, monkeypat
 
 
 def test_a_second_writer_is_refused(photos, tmp_path, capsys):
+    import subprocess
+    import sys
+
     out = tmp_path / "s.csv"
-    with CSVOutput(out, ["path", "score"], {}, resume=False):
+    holder = subprocess.Popen(
+        [sys.executable, "-c", (
+            "import sys, time\n"
+            "from mpiqa.cli.score_output import CSVOutput\n"
+            "with CSVOutput(sys.argv[1], ['path', 'score'], {}, resume=False):\n"
+            "    print('writing', flush=True)\n"
+            "    time.sleep(60)\n"
+        ), str(out)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "writing"
         assert main(["score", str(photos), "--out", str(out), *TINY]) == 2
-    assert "another mpiqa run is writing it" in capsys.readouterr().err
+        assert "another mpiqa run is writing it" in capsys.readouterr().err
+    finally:
+        holder.kill()
+        holder.wait()
+    # the lock dies with its holder, even killed
+    assert main(["score", str(photos), "--out", str(out), *TINY]) == 0
 
 
 def test_any_file_name_round_trips(tmp_path):
@@ -140,3 +159,26 @@ def test_resume_needs_out_and_a_record(photos, tmp_path, capsys):
     assert main(["score", str(photos), "--out", str(foreign), "--resume", *TINY]) == 2
     assert "no record of how it was scored" in capsys.readouterr().err
     assert io.StringIO(foreign.read_text()).read() == "path,score\n"
+
+
+def test_a_crashed_first_run_leaves_a_file_that_resume_completes(photos, tmp_path, monkeypatch):
+    """With no earlier --out, rows go straight into it: a hard crash (here an exception
+    nothing handles, as kill -9 would leave it) keeps them for --resume."""
+    clean = tmp_path / "clean.csv"
+    assert main(["score", str(photos), "--out", str(clean), *TINY]) == 0
+    real = score_cmd.score_files
+
+    def crashing(model, paths, **kwargs):
+        for i, result in enumerate(real(model, paths, **kwargs)):
+            if i == 4:
+                raise RuntimeError("power cut")
+            yield result
+
+    out = tmp_path / "s.csv"
+    monkeypatch.setattr(score_cmd, "score_files", crashing)
+    with pytest.raises(RuntimeError, match="power cut"):
+        main(["score", str(photos), "--out", str(out), *TINY])
+    assert len(_rows(out)) == 1 + 4
+    monkeypatch.undo()
+    assert main(["score", str(photos), "--out", str(out), "--resume", *TINY]) == 0
+    assert sorted(_rows(out)[1:]) == sorted(_rows(clean)[1:])

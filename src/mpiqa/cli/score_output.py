@@ -1,9 +1,10 @@
 """The CSV that ``mpiqa score --out`` writes, so that no finished score is lost.
 
-- A new run writes next to ``--out`` (a hidden ``.NAME.*.partial`` file), the header at
-  once and every row flushed as it is scored; it becomes ``--out`` by a rename when the
-  run ends or is interrupted (SIGINT, SIGTERM). A run that fails (disk full, a write
-  error) removes its partial file and leaves an earlier ``--out`` as it was.
+- A new run writes the header at once and flushes every row as it is scored: into
+  ``--out`` itself when there is no such file yet (so even ``kill -9`` leaves a file
+  that ``--resume`` completes), else into a hidden ``.NAME.*.partial`` file beside it
+  that replaces it by a rename when the run ends or is interrupted (SIGINT, SIGTERM).
+  A run that fails (disk full, a write error) leaves an earlier ``--out`` as it was.
 - ``--resume`` appends to an existing ``--out`` the rows of the files it lacks. How the
   file was scored (model, weights, crop ...) is kept beside it (``.NAME.mpiqa.json``);
   a resume with other settings is refused.
@@ -79,19 +80,29 @@ class CSVOutput:
     def _take_lock(self) -> None:
         self._lock = open(_hidden(self.path, ".lock"), "a")  # noqa: SIM115 (held for the run)
         try:
-            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+            # a POSIX record lock: released when this process dies, and not inherited by
+            # the decoding workers it forks (flock's would outlive a killed parent in them)
+            fcntl.lockf(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
             self._lock.close()
             self._lock = None
             raise OutputError(f"--out {self.path}: another mpiqa run is writing it") from None
 
     def _open_new(self) -> None:
-        fd, tmp = tempfile.mkstemp(
-            dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".partial"
-        )
-        os.close(fd)
-        self._tmp = Path(tmp)
-        self._file = open(tmp, "w", newline="", encoding="utf-8", errors="surrogateescape")  # noqa: SIM115
+        if self.path.exists():
+            # an earlier file stays until this run has ended: write beside it, rename last
+            fd, tmp = tempfile.mkstemp(
+                dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".partial"
+            )
+            os.close(fd)
+            self._tmp = Path(tmp)
+            target = tmp
+        else:
+            # nothing to protect: write in place, so even a hard kill leaves a file that
+            # --resume completes
+            self._write_settings()
+            target = str(self.path)
+        self._file = open(target, "w", newline="", encoding="utf-8", errors="surrogateescape")  # noqa: SIM115
         self._writer = csv.writer(self._file, lineterminator="\n")
         self.write(self.header)
 
@@ -147,13 +158,15 @@ class CSVOutput:
                 os.chmod(self._tmp, 0o666 & ~_umask())
                 os.replace(self._tmp, self.path)
                 self._tmp = None
-                meta = _hidden(self.path, ".mpiqa.json")
-                meta.write_text(json.dumps(self.settings, indent=1))
+                self._write_settings()
         except OSError as err:
             self.abort()
             raise OutputError(f"cannot write {self.path}: {err.strerror or err}") from None
         finally:
             self._release()
+
+    def _write_settings(self) -> None:
+        _hidden(self.path, ".mpiqa.json").write_text(json.dumps(self.settings, indent=1))
 
     def abort(self) -> None:
         """A failed run: drop its partial file (an earlier ``path`` stays as it was)."""
