@@ -182,3 +182,17 @@ def test_a_crashed_first_run_leaves_a_file_that_resume_completes(photos, tmp_pat
     monkeypatch.undo()
     assert main(["score", str(photos), "--out", str(out), "--resume", *TINY]) == 0
     assert sorted(_rows(out)[1:]) == sorted(_rows(clean)[1:])
+
+
+def test_sort_score_puts_the_worst_first(photos, tmp_path, capsys):
+    out = tmp_path / "s.csv"
+    assert main(["score", str(photos), "--out", str(out), "--sort", "score", *TINY]) == 0
+    rows = _rows(out)
+    scores = [float(r[1]) for r in rows[1:]]
+    assert rows[0] == ["path", "score"] and len(scores) == 12 and scores == sorted(scores)
+    capsys.readouterr()
+    assert main(["score", str(photos), "--sort", "score", *TINY]) == 0
+    assert list(csv.reader(io.StringIO(capsys.readouterr().out))) == rows
+    # a sorted file still resumes (rows are matched by path)
+    assert main(["score", str(photos), "--out", str(out), "--resume", *TINY]) == 0
+    assert len(_rows(out)) == 13

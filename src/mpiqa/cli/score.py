@@ -109,6 +109,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "and an interrupted run (Ctrl-C, SIGTERM) keeps them",
     )  # fmt: skip
     p.add_argument(
+        "--sort", choices=("score",), default=None,
+        help="score: rows by ascending score, worst first (written when the run ends)",
+    )  # fmt: skip
+    p.add_argument(
         "--resume", action="store_true",
         help="score only the files --out lacks and append them (same model and options)",
     )  # fmt: skip
@@ -206,8 +210,13 @@ def _score_into(
     return failed, False
 
 
+def sort_rows(rows: list[list[str]]) -> list[list[str]]:
+    """Rows by ascending score (column 2), worst first; ties keep file order."""
+    return sorted(rows, key=lambda row: float(row[1]))
+
+
 def _merge_parts(
-    part_dir: Path, world_size: int, header: list[str], destination: str | None
+    part_dir: Path, world_size: int, header: list[str], destination: str | None, sort: bool
 ) -> None:
     """Rows of every rank's part, back in the order of the file list."""
     rows = []
@@ -215,10 +224,11 @@ def _merge_parts(
         with open(part_dir / f"part{rank}.csv", newline="", encoding="utf-8") as f:
             rows += [(int(r[0]), r[1:]) for r in csv.reader(f)]
     rows.sort(key=lambda item: item[0])
+    ordered = [row for _, row in rows]
     with _open_output(destination) as out:
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(header)
-        writer.writerows(row for _, row in rows)
+        writer.writerows(sort_rows(ordered) if sort else ordered)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -254,9 +264,12 @@ def run(args: argparse.Namespace) -> int:
         elif not context.active:
             writer = csv.writer(sys.stdout, lineterminator="\n")
             writer.writerow(header)
+            held: list[list[str]] = []
             failed, stopped = _score_into(
-                writer.writerow, model, found.files, args, columns, show_progress=True
-            )
+                held.append if args.sort else writer.writerow, model, found.files, args,
+                columns, show_progress=True,
+            )  # fmt: skip
+            writer.writerows(sort_rows(held))
         else:
             # torchrun: each rank scores every world_size-th file into its own part; rank 0
             # merges the parts in file order, so the CSV equals the single-process one.
@@ -275,7 +288,7 @@ def run(args: argparse.Namespace) -> int:
             stopped = bool(distributed.sum_over_ranks(int(stopped), context))
             distributed.barrier(context)
             if context.is_main:
-                _merge_parts(Path(part_dir), context.world_size, header, args.out)
+                _merge_parts(Path(part_dir), context.world_size, header, args.out, bool(args.sort))
                 shutil.rmtree(part_dir, ignore_errors=True)
             distributed.barrier(context)
     finally:
@@ -355,4 +368,8 @@ def _score_to_file(args, model, files: list[str], header, columns) -> tuple[int,
             output.finish()
     finally:
         signal.signal(signal.SIGTERM, previous)
+    if args.sort and not stopped:
+        from mpiqa.cli.score_output import sort_file
+
+        sort_file(args.out, sort_rows)
     return failed, stopped, skipped

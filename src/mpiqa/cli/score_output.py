@@ -191,3 +191,26 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def sort_file(path: str | Path, order) -> None:
+    """Rewrite a finished CSV with its data rows in ``order(rows)``, atomically.
+
+    Raises:
+        OutputError: it cannot be read or written.
+    """
+    path = Path(path)
+    try:
+        with open(path, newline="", encoding="utf-8", errors="surrogateescape") as f:
+            rows = list(csv.reader(f))
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".sorted")
+        with os.fdopen(fd, "w", newline="", encoding="utf-8", errors="surrogateescape") as f:
+            writer = csv.writer(f, lineterminator="\n")
+            writer.writerow(rows[0])
+            for row in order(rows[1:]):
+                quoting = csv.QUOTE_ALL if any("\r" in v for v in row) else csv.QUOTE_MINIMAL
+                csv.writer(f, lineterminator="\n", quoting=quoting).writerow(row)
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except OSError as err:
+        raise OutputError(f"cannot sort {path}: {err.strerror or err}") from None
