@@ -127,3 +127,12 @@ def test_entry_point_runs(folder):
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[0] == "path,score" and len(result.stdout.splitlines()) == 2
     assert "scores mean nothing" in result.stderr
+
+
+def test_pyiqa_model_name_and_device_auto(folder, capsys):
+    tiny = [a for a in TINY if a not in ("--backbone", "test-tiny")]
+    args = ["score", str(folder), "--model", "clipiqa", "--backbone", "test-tiny", *tiny]
+    assert main([*args, "--device", "auto"]) == 0
+    assert len(_rows(capsys.readouterr().out)) == 4
+    assert main([*args, "--device", "gpu0"]) == 2
+    assert "unknown device 'gpu0'" in capsys.readouterr().err

@@ -96,3 +96,12 @@ def test_registry_errors_and_checkpoint_weights(tmp_path, image_files):
     from_file = mpiqa.create_model("clip-iqa", weights=tmp_path / "w.pt")
     from_seed = mpiqa.create_model("clip-iqa", weights="random", backbone="test-tiny", seed=9)
     assert torch.allclose(from_file.score(image_files), from_seed.score(image_files), atol=1e-6)
+
+
+def test_pyiqa_names_and_automatic_device():
+    model = mpiqa.create_model("clipiqa", weights="random", backbone="test-tiny", device="auto")
+    assert type(model).__name__ == "CLIPIQA"
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert model.device.type == expected
+    with pytest.raises(ValueError, match="unknown device 'gpu0'"):
+        mpiqa.create_model("clip-iqa", weights="random", backbone="test-tiny", device="gpu0")

@@ -20,7 +20,7 @@ from mpiqa import distributed
 from mpiqa.data.files import discover_images
 from mpiqa.data.images import DEFAULT_MAX_PIXELS, ImageDecodeError
 from mpiqa.data.transforms import CROP_MODES
-from mpiqa.models.registry import DEFAULT_MODEL, create_model, list_models
+from mpiqa.models.registry import ALIASES, DEFAULT_MODEL, create_model, list_models, resolve_device
 from mpiqa.scoring import score_files
 from mpiqa.training.checkpoint import load_checkpoint
 
@@ -45,7 +45,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--model",
         default=None,
-        choices=list_models(),
+        choices=list_models() + sorted(ALIASES),
         help=f"quality model (default {DEFAULT_MODEL}, which ships with mpiqa; "
         f"{ZERO_SHOT_MODEL} when --backbone or --weights names a CLIP)",
     )
@@ -81,7 +81,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="N",
         help="decoding processes (default: cores - 1, at most 8)",
     )
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default %(default)s)")
+    p.add_argument(
+        "--device", default="cpu",
+        help="cpu, cuda, cuda:1, ..., or auto: CUDA when available (default %(default)s)",
+    )  # fmt: skip
     p.add_argument(
         "--crop",
         choices=CROP_MODES,
@@ -149,10 +152,13 @@ def _open_output(path: str | None) -> Iterator[TextIO]:
         yield f
 
 
-def _check_device(device: str) -> None:
-    kind = torch.device(device).type
+def _check_device(device: str) -> str:
+    """The device to use (``auto`` resolved); a one-line error for one that cannot be."""
+    resolved = resolve_device(device)
+    kind = resolved.type
     if kind == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"--device {device}: CUDA is not available on this machine")
+    return str(resolved)
 
 
 def _build_model(args: argparse.Namespace, device: str):
@@ -232,7 +238,7 @@ def _merge_parts(
 
 
 def run(args: argparse.Namespace) -> int:
-    _check_device(args.device)
+    args.device = _check_device(args.device)
     context = distributed.init_from_env(args.device)
     device = (
         f"cuda:{context.local_rank}" if context.active and args.device == "cuda" else args.device

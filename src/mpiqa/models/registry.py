@@ -23,6 +23,8 @@ class ModelEntry:
 
 
 _MODELS: dict[str, ModelEntry] = {}
+# names users of other toolboxes type (pyiqa's "clipiqa") -> ours
+ALIASES = {"clipiqa": "clip-iqa", "clip_iqa": "clip-iqa", "mpiqa_tiny": "mpiqa-tiny"}
 
 
 def register_model(name: str, description: str) -> Callable[[ModelFactory], ModelFactory]:
@@ -57,13 +59,14 @@ def create_model(
     """Build a quality model.
 
     Args:
-        name: one of :func:`list_models`.
+        name: one of :func:`list_models`, or an alias of one (:data:`ALIASES`, e.g.
+            pyiqa's ``"clipiqa"``).
         weights: backbone weights: a checkpoint path, ``"random"`` (seeded random weights,
             for tests and benchmarks: their scores mean nothing), or ``None`` for the
             registered pretrained weights of ``backbone``.
         backbone: backbone architecture (e.g. ``"ViT-B/32"``); with a checkpoint path it
             may be left out and is read from the file.
-        device: ``"cpu"``, ``"cuda"``, ...
+        device: ``"cpu"``, ``"cuda"``, ... or ``"auto"`` (CUDA when available).
         seed: seed of ``weights="random"``.
         **kwargs: passed to the model (e.g. ``crop="multi"``).
 
@@ -71,10 +74,25 @@ def create_model(
         KeyError: unknown model name.
         FileNotFoundError: weights not found (``WeightsNotFoundError`` says where to put them).
     """
+    name = ALIASES.get(name, name)
     if name not in _MODELS:
         raise KeyError(f"unknown model {name!r}; available: {', '.join(list_models())}")
     model = _MODELS[name].factory(backbone=backbone, weights=weights, seed=seed, **kwargs)
-    return model.to(device).eval()
+    return model.to(resolve_device(device)).eval()
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``"auto"``: the first CUDA device when one is available, else the CPU.
+
+    Raises:
+        ValueError: a device string torch does not know.
+    """
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(device)
+    except RuntimeError as err:
+        raise ValueError(f"unknown device {device!r}: {err}") from None
 
 
 def _load_backbone(backbone: str | None, weights: str | Path | None, seed: int):
