@@ -26,20 +26,18 @@ import logging
 import math
 import random
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mpiqa.backbones.tokenizer import tokenize
 from mpiqa.data.images import ImageDecodeError, load_image
 from mpiqa.data.records import Record
 from mpiqa.evaluation.metrics import plcc, srcc
 from mpiqa.models.mmp_iqa import MultiModalPromptIQA
 from mpiqa.options import options_from_dict
-from mpiqa.prompts.vocab import SCENE_PHRASES, SCENES
-from mpiqa.training.grad_reg import SceneTeacher, regulate
+from mpiqa.training.grad_reg import SceneTeacher, regulate, scene_tokens
 from mpiqa.training.losses import quality_loss, rank_fidelity_loss
 
 logger = logging.getLogger(__name__)
@@ -99,7 +97,6 @@ class FinetuneConfig:
     grad_reg: float | None = 5.0
     grad_reg_mode: str = "grmp"
     seed: int = 0
-    notes: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.candidates = tuple(sorted({int(c) for c in self.candidates}))
@@ -260,15 +257,21 @@ class Adapter:
         if not self.params:
             raise ValueError("nothing to fine-tune: every kind of tensor is frozen")
         self.start = {n: p.detach().clone() for n, p in self.params.items()}
+        self._frozen_scene_text: torch.Tensor | None = None
 
     def _scene_text(self) -> torch.Tensor:
         """Scene texts through the student's text tower (with gradient where its blocks
-        train), as the GRMP-IQA authors compute the student's scene distribution."""
-        backbone = self.model.backbone
-        if not hasattr(self, "_scene_tokens"):
-            texts = [f"a photo of {SCENE_PHRASES[s]}." for s in SCENES]
-            self._scene_tokens = tokenize(texts, backbone.context_length)
-        return F.normalize(backbone.encode_text(self._scene_tokens.to(self.model.device)), dim=-1)
+        train), as the GRMP-IQA authors compute the student's scene distribution; a
+        frozen text tower gives the same features every step, so they are kept."""
+        if self._frozen_scene_text is not None:
+            return self._frozen_scene_text
+        text = self.model.backbone.text
+        ids = scene_tokens(self.model.backbone.context_length).to(self.model.device)
+        if any(p.requires_grad for p in text.parameters()):
+            return F.normalize(text(ids), dim=-1)
+        with torch.no_grad():
+            self._frozen_scene_text = F.normalize(text(ids), dim=-1)
+        return self._frozen_scene_text
 
     def _regulated_backward(
         self, loss: torch.Tensor, image: torch.Tensor, target: torch.Tensor

@@ -61,6 +61,11 @@ def regulate(
     return out
 
 
+def scene_tokens(context_length: int) -> torch.Tensor:
+    """Token ids of the scene prompts "a photo of {scene}.", one per scene category."""
+    return tokenize([f"a photo of {SCENE_PHRASES[s]}." for s in SCENES], context_length)
+
+
 class SceneTeacher(torch.nn.Module):
     """Frozen CLIP without prompts: scene probabilities of images, and the scene text
     features the student is compared on."""
@@ -70,12 +75,10 @@ class SceneTeacher(torch.nn.Module):
         # A copy only when the student trains backbone blocks: otherwise the student's
         # backbone *is* the frozen model, and the teacher is it without prompts.
         self.backbone = copy.deepcopy(backbone).requires_grad_(False) if copy_backbone else backbone
-        texts = [f"a photo of {SCENE_PHRASES[s]}." for s in SCENES]
-        device = backbone.logit_scale.device
+        ids = scene_tokens(backbone.context_length).to(backbone.logit_scale.device)
         with torch.no_grad():
-            features = self.backbone.encode_text(
-                tokenize(texts, backbone.context_length).to(device)
-            )
+            features = self.backbone.encode_text(ids)
+        self.register_buffer("scene_ids", ids, persistent=False)
         self.register_buffer("scene_text", F.normalize(features, dim=-1), persistent=False)
 
     @torch.no_grad()
@@ -92,10 +95,6 @@ class SceneTeacher(torch.nn.Module):
         text = self.scene_text if scene_text is None else scene_text
         logits = self.backbone.logit_scale.exp().detach() * image_features @ text.t()
         return logits.float().log_softmax(-1)
-
-    def scene_tokens(self) -> torch.Tensor:
-        texts = [f"a photo of {SCENE_PHRASES[s]}." for s in SCENES]
-        return tokenize(texts, self.backbone.context_length).to(self.scene_text.device)
 
 
 class GradientRegulariser:
@@ -136,7 +135,7 @@ class GradientRegulariser:
         target = self.teacher.scene_probs(batch["pixels"])
         scene_text = None
         if self.student_text is not None:  # the authors' variant: g_s reaches the text tower
-            scene_text = F.normalize(self.student_text(self.teacher.scene_tokens()), dim=-1)
+            scene_text = F.normalize(self.student_text(self.teacher.scene_ids), dim=-1)
         student = self.teacher.student_log_probs(prediction.image_features, scene_text)
         # "batchmean" over the global batch: this rank's sum over the global count
         kl = F.kl_div(student, target, reduction="sum") / sync.global_count(len(target))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from mpiqa import distributed
@@ -163,13 +164,14 @@ def minmax_labels(records: list[Record]) -> list[Record]:
     """Scores min-max normalised over these records (constant scores become 0.5)."""
     from dataclasses import replace
 
-    scores = [r.score for r in records if r.score is not None]
-    low, high = min(scores), max(scores)
-    span = high - low
-    return [
-        r if r.score is None else replace(r, score=(r.score - low) / span if span else 0.5)
-        for r in records
-    ]
+    from mpiqa.training.finetune import minmax
+
+    labelled = [i for i, r in enumerate(records) if r.score is not None]
+    scaled = minmax(np.array([records[i].score for i in labelled], dtype=np.float64))
+    out = list(records)
+    for i, value in zip(labelled, scaled, strict=True):
+        out[i] = replace(records[i], score=float(value))
+    return out
 
 
 def load_prompt_init(model: MultiModalPromptIQA, path: str | Path) -> None:
