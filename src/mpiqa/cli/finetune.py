@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import random
 from pathlib import Path
 
 logger = logging.getLogger("mpiqa.cli.finetune")
@@ -140,8 +141,6 @@ def run(args: argparse.Namespace) -> int:
         return 0
     records = [r for r in dataset if r.score is not None]
     if args.shots is not None:
-        import random
-
         if not 0 < args.shots <= len(records):
             raise ValueError(f"--shots {args.shots}: the labels hold {len(records)} images")
         records = random.Random(args.split_seed).sample(records, args.shots)
