@@ -136,3 +136,22 @@ def test_pyiqa_model_name_and_device_auto(folder, capsys):
     assert len(_rows(capsys.readouterr().out)) == 4
     assert main([*args, "--device", "gpu0"]) == 2
     assert "unknown device 'gpu0'" in capsys.readouterr().err
+
+
+def test_a_closed_pipe_ends_quietly(folder):
+    """`mpiqa score ... | head -1`: no traceback when the reader goes away."""
+    import os
+
+    script = (
+        "import sys, mpiqa.cli.main as m\n"
+        "sys.exit(m.main(sys.argv[1:]))\n"
+    )
+    read, write = os.pipe()
+    os.close(read)  # the reader has already gone
+    done = subprocess.run(
+        [sys.executable, "-c", script, "score", str(folder), *TINY],
+        stdout=write, stderr=subprocess.PIPE, text=True, timeout=120,
+    )  # fmt: skip
+    os.close(write)
+    assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr
+    assert done.returncode == 141

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -25,6 +26,7 @@ from mpiqa.cli import train as train_cmd
 
 # Exit statuses, as documented in the README.
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a tool killed by it
 
 _COMMANDS = (
     score_cmd,
@@ -77,7 +79,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Every command runs forward passes on large tensors; see mpiqa.runtime for why.
     runtime.tune_malloc()
     try:
-        return int(args.run(args) or EXIT_OK)
+        code = int(args.run(args) or EXIT_OK)
+        sys.stdout.flush()  # a closed pipe shows here, not in Python's exit
+        return code
     except (FileNotFoundError, KeyError, CheckpointError, ChecksumError, ValueError) as err:
         # Expected failures of the user's setup: one line, no traceback.
         message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
@@ -86,6 +90,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("mpiqa: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader closed the pipe (`mpiqa score ... | head`): stop quietly, as Unix
+        # tools do, and keep Python from complaining when it flushes stdout at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
 
 
 if __name__ == "__main__":  # pragma: no cover
