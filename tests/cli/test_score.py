@@ -142,10 +142,7 @@ def test_a_closed_pipe_ends_quietly(folder):
     """`mpiqa score ... | head -1`: no traceback when the reader goes away."""
     import os
 
-    script = (
-        "import sys, mpiqa.cli.main as m\n"
-        "sys.exit(m.main(sys.argv[1:]))\n"
-    )
+    script = "import sys, mpiqa.cli.main as m\nsys.exit(m.main(sys.argv[1:]))\n"
     read, write = os.pipe()
     os.close(read)  # the reader has already gone
     done = subprocess.run(
