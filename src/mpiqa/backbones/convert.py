@@ -32,6 +32,8 @@ from mpiqa.backbones.config import (
     registered_config_with_shapes,
 )
 from mpiqa.backbones.efficientnet import (
+    VARIANTS,
+    block_specs,
     stages_for_blocks,
     stem_channels,
     stem_stride,
@@ -222,15 +224,39 @@ def _count_stem_blocks(state: StateDict) -> int:
     return max(indices) + 1 if indices else 0
 
 
-def _infer_taps(stages: int, channels: int) -> tuple[int, ...]:
-    """The pyramid taps behind ``channels`` token channels: the last stage alone, or the
-    last k stages (what files without an embedded config can hold)."""
-    if channels == stem_channels(stages):
-        return ()
+def _stem_variant(state: StateDict, blocks: int) -> str:
+    """Which EfficientNet-Lite variant the stem's tensors are: the first whose stage table
+    gives every block's projection its (out, in) shape."""
+    for variant in VARIANTS:
+        try:
+            stages = stages_for_blocks(blocks, variant)
+        except ValueError:
+            continue
+        shapes = [
+            tuple(w.shape[:2])
+            if (w := state.get(f"visual.stem._blocks.{i}._project_conv.weight")) is not None
+            else None
+            for i in range(blocks)
+        ]
+        wanted = [
+            (c_out, c_in * expand) for c_in, c_out, _, _, expand in block_specs(stages, variant)
+        ]
+        if shapes == wanted:
+            return variant
+    raise ValueError(f"a stem of {blocks} blocks with these shapes is no EfficientNet-Lite")
+
+
+def _infer_taps(stages: int, channels: int, variant: str) -> tuple[tuple[int, ...], str]:
+    """The pyramid taps and pooling behind ``channels`` token channels: the last stage
+    alone, or the last k stages, mean-pooled or with deviations (what files without an
+    embedded config can hold)."""
+    if channels == stem_channels(stages, variant):
+        return (), "mean"
     for first in range(stages, 0, -1):
         taps = tuple(range(first, stages + 1))
-        if tap_channels(taps) == channels:
-            return taps
+        for pool, factor in (("mean", 1), ("mean_std", 2)):
+            if factor * tap_channels(taps, variant) == channels:
+                return taps, pool
     raise ValueError(f"{channels} token channels match no run of stem stages")
 
 
@@ -244,12 +270,16 @@ def shapes_config(state: StateDict) -> CLIPConfig:
         stem: dict[str, Any] = {}
         stem_blocks = _count_stem_blocks(state)
         if stem_blocks:
-            stages = stages_for_blocks(stem_blocks)
-            patch = stem_stride(stages)
+            variant = _stem_variant(state, stem_blocks)
+            stages = stages_for_blocks(stem_blocks, variant)
+            patch = stem_stride(stages, variant)
+            taps, pool = _infer_taps(stages, conv.shape[1], variant)
             stem = {
-                "stem": "efficientnet-lite0",
+                "stem": variant,
                 "stem_stages": stages,
-                "stem_taps": _infer_taps(stages, conv.shape[1]),
+                "stem_taps": taps,
+                "stem_pool": pool,
+                "global_token": "visual.stats_proj.weight" in state,
             }
         grid = math.isqrt(state["visual.positional_embedding"].shape[0] - 1)
         t_width = state["text.ln_final.weight"].shape[0]
