@@ -15,7 +15,8 @@ from importlib import resources
 from typing import Any, Literal
 
 Activation = Literal["quick_gelu", "gelu"]
-Stem = Literal["patch", "efficientnet-lite0"]
+Stem = Literal["patch", "efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2"]
+STEMS = ("patch", "efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2")
 
 
 @dataclass(frozen=True)
@@ -26,7 +27,7 @@ class VisionConfig:
     layers: int = 12
     heads: int = 12
     mlp_ratio: float = 4.0
-    # "patch": a strided convolution cuts patches (ViT). "efficientnet-lite0": a hybrid
+    # "patch": a strided convolution cuts patches (ViT). "efficientnet-lite{0,1,2}": a hybrid
     # tower whose tokens are the cells of a convolutional feature map; ``stem_stages`` of
     # its 7 stages are kept and ``patch_size`` must equal their total stride.
     stem: Stem = "patch"
@@ -34,15 +35,32 @@ class VisionConfig:
     # Hybrid only: stages whose outputs, pooled onto the last stage's grid, are concatenated
     # into the tokens (a feature pyramid); empty = the last stage's output alone.
     stem_taps: tuple[int, ...] = ()
+    # Hybrid with taps only: pool the taps onto a fixed grid_size x grid_size grid of
+    # tokens whatever the input resolution (None: the last stage's own grid), so that a
+    # larger input sharpens the features without lengthening the sequence.
+    stem_grid: int | None = None
+    # Hybrid with taps only: "mean_std" adds each cell's standard deviation per channel.
+    stem_pool: Literal["mean", "mean_std"] = "mean"
+    # Hybrid with taps only: the class token starts from a projection of the image's
+    # global feature statistics (what a linear probe of the stem sees) instead of a
+    # constant, so the transformer refines that summary rather than having to rebuild it.
+    global_token: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "stem_taps", tuple(int(t) for t in self.stem_taps))
         if any(not 1 <= t <= self.stem_stages for t in self.stem_taps):
             raise ValueError(f"stem_taps {self.stem_taps} must lie in 1..{self.stem_stages}")
+        if self.stem_pool not in ("mean", "mean_std"):
+            raise ValueError(f"stem_pool must be 'mean' or 'mean_std', got {self.stem_pool!r}")
+        pooled = self.stem_grid is not None or self.stem_pool != "mean" or self.global_token
+        if pooled and not self.stem_taps:
+            raise ValueError("stem_grid, stem_pool and global_token need stem_taps")
+        if self.stem_grid is not None and self.stem_grid < 1:
+            raise ValueError(f"stem_grid must be positive, got {self.stem_grid}")
 
     @property
     def grid_size(self) -> int:
-        return self.image_size // self.patch_size
+        return self.stem_grid or self.image_size // self.patch_size
 
     @property
     def token_channels(self) -> int:
@@ -51,7 +69,10 @@ class VisionConfig:
             return 3
         from mpiqa.backbones.efficientnet import stem_channels, tap_channels
 
-        return tap_channels(self.stem_taps) if self.stem_taps else stem_channels(self.stem_stages)
+        if self.stem_taps:
+            pooled = 2 if self.stem_pool == "mean_std" else 1
+            return pooled * tap_channels(self.stem_taps, self.stem)
+        return stem_channels(self.stem_stages, self.stem)
 
 
 @dataclass(frozen=True)
@@ -82,17 +103,18 @@ class CLIPConfig:
                     f"{tower} width {cfg.width} is not divisible by its {cfg.heads} heads"
                 )
         vision = self.vision
-        if vision.stem not in ("patch", "efficientnet-lite0"):
+        if vision.stem not in STEMS:
             raise ValueError(f"unknown vision stem {vision.stem!r}")
         if vision.stem != "patch":
             from mpiqa.backbones.efficientnet import stem_stride
 
             if not 1 <= vision.stem_stages <= 7:
                 raise ValueError(f"stem_stages must be in 1..7, got {vision.stem_stages}")
-            if vision.patch_size != stem_stride(vision.stem_stages):
+            stride = stem_stride(vision.stem_stages, vision.stem)
+            if vision.patch_size != stride:
                 raise ValueError(
                     f"patch_size {vision.patch_size} must equal the stride "
-                    f"{stem_stride(vision.stem_stages)} of {vision.stem_stages} stem stages"
+                    f"{stride} of {vision.stem_stages} stem stages"
                 )
         if self.vision.image_size % self.vision.patch_size:
             raise ValueError(
@@ -130,6 +152,8 @@ class CLIPConfig:
                 v.stem,
                 v.stem_stages,
                 v.token_channels,
+                v.grid_size,
+                v.global_token,
                 t.context_length,
                 t.vocab_size,
                 t.width,
@@ -161,11 +185,24 @@ def list_archs() -> list[str]:
 
 
 def get_config(name: str) -> CLIPConfig:
-    """Return the registered config called ``name`` (open_clip or OpenAI spelling).
+    """Return the registered config called ``name`` (open_clip or OpenAI spelling), or
+    the one in the JSON file ``name`` (a path ending in ``.json``: an architecture being
+    tried out, e.g. an ablation, before it is registered).
 
     Raises:
         KeyError: no architecture of that name; the message lists the known ones.
+        ValueError: the JSON file is unreadable or not a valid config (named in the message).
     """
+    if name.endswith(".json"):
+        from pathlib import Path
+
+        path = Path(name)
+        try:
+            return CLIPConfig.from_dict(json.loads(path.read_text()), name=path.stem)
+        except FileNotFoundError:
+            raise KeyError(f"no architecture file {name}") from None
+        except (OSError, ValueError, TypeError, KeyError) as err:
+            raise ValueError(f"{name}: not a valid architecture config ({err})") from None
     key = canonical_name(name)
     configs = _registry()
     if key not in configs:
