@@ -36,6 +36,11 @@ def test_distort_writes_images_labels_and_contact_sheet(tmp_path):
     assert len(rows) == 2 * 2 * 2
     assert {r["distortion"] for r in rows} == {"jpeg", "darken"}
     assert all((out / r["path"]).is_file() for r in rows)
-    assert float(rows[0]["quality"]) > float(rows[1]["quality"])
+    assert float(rows[0]["score"]) > float(rows[1]["score"])
+    # the labels are a dataset as they are: --dataset csv --root OUT reads them
+    from mpiqa.data import load_dataset
+
+    dataset = load_dataset("csv", out, content_column="source")
+    assert len(dataset) == 8 and len({r.content for r in dataset}) == 2
     assert Image.open(out / "images" / rows[0]["path"].split("/")[-1]).size == (32, 32)
     assert (out / "contact_sheet.png").is_file()

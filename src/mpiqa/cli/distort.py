@@ -66,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
         tqdm(total=total, unit="img", file=sys.stderr, disable=None) as bar,
     ):
         writer = csv.writer(f)
-        writer.writerow(["path", "source", "distortion", "level", "quality"])
+        # "score" (higher is better): what `--dataset csv` reads by default
+        writer.writerow(["path", "source", "distortion", "level", "score"])
         for index, source in enumerate(sources):
             try:
                 clean = load_image(source)

@@ -21,6 +21,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--dataset", required=True)
     p.add_argument("--root", required=True)
+    p.add_argument(
+        "--dataset-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an option of the dataset adapter (repeatable), e.g. for csv: "
+        "csv_file=labels.csv score_column=mos scale=1,5 lower_better=true",
+    )
     p.add_argument("--split", choices=("train", "val", "test", "all"), default="test")
     p.add_argument("--split-file", help="default: split.json of the checkpoint's run")
     p.add_argument("--batch-size", type=int, default=64)
@@ -30,10 +38,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from mpiqa.options import parse_key_values
+
+    options = parse_key_values(args.dataset_option, "--dataset-option")
     if args.checkpoint:
         metrics = evaluate_checkpoint(
             args.checkpoint, args.dataset, args.root, args.split, args.out, args.split_file,
             weights=args.weights, device=args.device, batch_size=args.batch_size,
+            dataset_options=options,
         )  # fmt: skip
     else:
         model = create_model(
@@ -42,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
             backbone=args.backbone,
             device=args.device,
             seed=args.seed,
-        )
+        ).for_inference()
         metrics = evaluate_model(
             model,
             args.dataset,
@@ -53,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
             True,
             args.batch_size,
             args.model,
+            options,
         )
     print(
         " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items())

@@ -32,6 +32,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--dataset", help="dataset adapter (mpiqa list-datasets)")
     p.add_argument("--root", help="dataset folder")
+    p.add_argument(
+        "--dataset-option",
+        action="append",
+        default=None,
+        metavar="KEY=VALUE",
+        help="an option of the dataset adapter (repeatable; recorded as data.options), e.g. "
+        "for csv: csv_file=labels.csv score_column=mos scale=1,5 lower_better=true",
+    )
     p.add_argument("--config", help="TOML configuration file (see configs/)")
     p.add_argument(
         "--preset", help="a shipped configuration, e.g. grmp-paper (--config then overrides it)"
@@ -104,6 +112,10 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
     if getattr(args, "grad_reg_mode", None):
         flags.append(f'train.grad_reg_mode="{args.grad_reg_mode}"')
     config.override(flags + list(args.overrides))
+    if getattr(args, "dataset_option", None):
+        from mpiqa.options import parse_key_values
+
+        config.data.options.update(parse_key_values(args.dataset_option, "--dataset-option"))
     if not config.data.dataset or not config.data.root:
         raise ValueError(
             "--dataset and --root are required (or data.dataset / data.root in --config)"

@@ -41,10 +41,11 @@ def evaluate_model(
     check_images=True,
     batch_size=64,
     name="model",
+    dataset_options: dict | None = None,
 ) -> dict:
     """Metrics of ``model`` on ``part``; writes metrics.json, table.md, scatter.png and
     predictions.csv into ``out``."""
-    dataset = load_dataset(dataset_name, root, check_images=check_images)
+    dataset = load_dataset(dataset_name, root, check_images=check_images, **(dataset_options or {}))
     records = split_records(dataset, part, Path(split_file) if split_file else None)
     preds = predict_records(model, records, batch_size)
     metrics = all_metrics(preds.scores, preds.targets)
@@ -72,14 +73,24 @@ def evaluate_checkpoint(
     weights=None,
     device="cpu",
     batch_size=64,
+    dataset_options: dict | None = None,
 ) -> dict:
     """As :func:`evaluate_model` for a training checkpoint; the split defaults to the
     ``split.json`` of the checkpoint's run."""
     from mpiqa.training.checkpoint import load_checkpoint
 
-    model = load_checkpoint(checkpoint, weights=weights, device=device)
+    model = load_checkpoint(checkpoint, weights=weights, device=device).for_inference()
     split_file = Path(split_file) if split_file else Path(checkpoint).parent / "split.json"
     name = Path(checkpoint).parent.name or "model"
     return evaluate_model(
-        model, dataset_name, root, part, out, split_file, check_images, batch_size, name
+        model,
+        dataset_name,
+        root,
+        part,
+        out,
+        split_file,
+        check_images,
+        batch_size,
+        name,
+        dataset_options,
     )

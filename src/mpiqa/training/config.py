@@ -40,6 +40,9 @@ class DataConfig:
     # scale: the dataset's own range mapped to [0, 1]; minmax: min-max over the training
     # images (what the GRMP-IQA authors' fine-tuning does with its shots)
     labels: str = "scale"
+    # options of the dataset adapter (--dataset-option KEY=VALUE), e.g. the csv adapter's
+    # csv_file, path_column, score_column, scale, lower_better, content_column
+    options: dict = field(default_factory=dict)
 
 
 @dataclass

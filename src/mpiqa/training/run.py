@@ -90,7 +90,10 @@ def train_run(
         config.train.device = f"cuda:{context.local_rank}"
     torch.manual_seed(config.train.seed)
     dataset = load_dataset(
-        config.data.dataset, config.data.root, check_images=config.data.check_images
+        config.data.dataset,
+        config.data.root,
+        check_images=config.data.check_images,
+        **config.data.options,
     )
     split = make_split(dataset, config)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -70,7 +70,19 @@ def load_dataset(name: str, root: str | Path, check_images: bool = True, **optio
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"{matches[0].name}: dataset folder not found: {root}")
-    return matches[0].loader(root, check_images=check_images, **options)
+    import inspect
+
+    loader = matches[0].loader
+    accepted = inspect.signature(loader).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in accepted.values()):
+        unknown = sorted(set(options) - set(accepted) - {"root"})
+        if unknown:
+            known = sorted(set(accepted) - {"root", "check_images"})
+            raise ValueError(
+                f"{matches[0].name}: unknown dataset option(s) {unknown}; it takes "
+                f"{', '.join(known) or 'none'}"
+            )
+    return loader(root, check_images=check_images, **options)
 
 
 def find_file(root: Path, candidates: Sequence[str], dataset: str) -> Path:

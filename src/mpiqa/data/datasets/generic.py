@@ -50,9 +50,11 @@ def load_csv(
     if not rows:
         raise DatasetFormatError(f"{label}: no data rows")
     raws = [r[1] for r in rows]
-    scale = scale or (min(raws), max(raws))
-    if scale[1] <= scale[0]:
-        raise DatasetFormatError(f"{label}: score scale {scale} is empty; pass scale=(low, high)")
+    scale = tuple(float(v) for v in scale) if scale else (min(raws), max(raws))
+    if len(scale) != 2 or scale[1] <= scale[0]:
+        raise DatasetFormatError(
+            f"{label}: score scale {scale} is empty; give it as --dataset-option scale=LOW,HIGH"
+        )
     folder = (root / image_dir).resolve()
     paths = resolve_images(folder, [r[0] for r in rows], "CSV dataset", label, check_images)
     records = [
