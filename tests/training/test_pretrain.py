@@ -108,3 +108,25 @@ def test_pretrain_without_human_labels_selects_on_held_apart_clean_images(blur_t
     assert all(-1 <= h["srcc"] <= 1 for h in summary["history"])
     with pytest.raises(ValueError, match="needs rated training images or clean images"):
         pretrain_backbone(config, [], [], [], tmp_path / "none")
+
+
+def test_feature_cache_is_reused_and_both_validation_parts_count(blur_task, tmp_path):
+    clean = sorted(str(p) for p in (blur_task / "imgs").glob("*_L0.png"))
+    rated = [(p, 1.0 - 0.2 * i) for i, p in enumerate(sorted((blur_task / "imgs").glob("c0*")))]
+    rated = [(str(p), s) for p, s in rated]
+    config = PretrainConfig(arch="test-hybrid", epochs=1, batch_size=16, synthetic_per_image=2)
+    cache = tmp_path / "cache"
+    kwargs = dict(val_clean=clean[6:8], feature_cache=cache)
+    first = pretrain_backbone(config, rated[:6], rated[6:], clean[:4], tmp_path / "a", **kwargs)
+    files = sorted(cache.iterdir())
+    assert len(files) == 2  # training and validation maps
+    second = pretrain_backbone(config, rated[:6], rated[6:], clean[:4], tmp_path / "b", **kwargs)
+    assert sorted(cache.iterdir()) == files
+    assert first["history"] == second["history"]
+    best = first["best"]
+    # rated and synthetic validation parts are judged apart; their mean selects
+    assert best["srcc"] == pytest.approx((best["srcc_rated"] + best["srcc_synthetic"]) / 2)
+    # another distortion draw is another key
+    config.seed = 5
+    pretrain_backbone(config, rated[:6], rated[6:], clean[:4], tmp_path / "c", **kwargs)
+    assert len(list(cache.iterdir())) == 4
