@@ -105,3 +105,14 @@ def test_pyiqa_names_and_automatic_device():
     assert model.device.type == expected
     with pytest.raises(ValueError, match="unknown device 'gpu0'"):
         mpiqa.create_model("clip-iqa", weights="random", backbone="test-tiny", device="gpu0")
+
+
+def test_models_are_callable_on_files_and_describe_them(model, image_files):
+    # pyiqa's habit: metric(path) / metric([paths]); tensors keep the module's meaning
+    assert torch.equal(model(image_files), model.score(image_files))
+    assert torch.equal(model(str(image_files[0])), model.score(image_files[0]))
+    pixels = torch.randn(2, 3, 32, 32)
+    assert torch.equal(model(pixels), model.forward(pixels))
+    rows = model.describe(image_files)
+    assert [r["score"] for r in rows] == pytest.approx(model.score(image_files).tolist())
+    assert all(set(r) == {"score"} for r in rows)  # CLIP-IQA has no extra columns

@@ -52,6 +52,19 @@ class IQAModel(nn.Module):
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
+    def for_inference(self) -> IQAModel:
+        """Make this model faster for scoring only, in place: convolutional stems get
+        their BatchNorms folded into the convolutions (the same scores to float
+        rounding). The state dict's names change, so do not train or save it after.
+        Returns ``self``, in eval mode."""
+        from mpiqa.backbones.efficientnet import EfficientNetLite
+
+        self.eval()
+        for module in self.modules():
+            if isinstance(module, EfficientNetLite) and not getattr(module, "folded", False):
+                module.fold_batchnorm_()
+        return self
+
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         """(N, 3, H, W) CLIP-normalised pixels -> (N,) scores."""
         raise NotImplementedError
@@ -122,6 +135,48 @@ class IQAModel(nn.Module):
             loaded = [load_image(x) if isinstance(x, (str, Path)) else x for x in chunk]
             scores.append(self.score_crops([self.preprocess(x) for x in loaded]))
         return torch.cat(scores) if scores else torch.empty(0)
+
+    def describe(self, inputs: ScoreInput, batch_size: int = 32) -> list[dict[str, object]]:
+        """Per image, ``{"score": float, **extras}``: the score and the values of
+        :attr:`extra_columns` (for prompt models, the distortion class and scene the
+        model was trained to tell apart), as ``mpiqa score`` prints them.
+
+        Args and raises: as :meth:`score`.
+        """
+        if isinstance(inputs, torch.Tensor):
+            images: list = list(_check_pixels(inputs))
+        elif isinstance(inputs, (str, Path, Image.Image)):
+            images = [inputs]
+        else:
+            images = list(inputs)
+        rows: list[dict[str, object]] = []
+        for start in range(0, len(images), batch_size):
+            chunk = images[start : start + batch_size]
+            loaded = [load_image(x) if isinstance(x, (str, Path)) else x for x in chunk]
+            scores, extras = self.describe_crops([self.preprocess(x) for x in loaded])
+            for score, extra in zip(scores.tolist(), extras, strict=True):
+                wanted = {k: v for k, v in extra.items() if k in self.extra_columns}
+                rows.append({"score": float(score), **wanted})
+        return rows
+
+    def __call__(self, *args, **kwargs):
+        """``model("photo.jpg")``, ``model(["a.jpg", "b.png"])`` or ``model(pil_image)``
+        score files and images, as pyiqa's metrics do (:meth:`score`). A tensor keeps the
+        module's meaning: (N, 3, H, W) *normalised* pixels through :meth:`forward` (use
+        :meth:`score` for [0, 1] pixels)."""
+        if args and _is_image_input(args[0]):
+            return self.score(*args, **kwargs)
+        return super().__call__(*args, **kwargs)
+
+
+def _is_image_input(value) -> bool:
+    if isinstance(value, (str, Path, Image.Image)):
+        return True
+    return (
+        isinstance(value, (list, tuple))
+        and bool(value)
+        and all(isinstance(v, (str, Path, Image.Image)) for v in value)
+    )
 
 
 def _check_pixels(pixels: torch.Tensor) -> torch.Tensor:
