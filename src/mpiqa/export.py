@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from mpiqa.models.base import IQAModel
+from mpiqa.runtime import MissingExtraError
 
 FORMATS = ("torchscript", "onnx")
 
@@ -69,7 +70,7 @@ def export_onnx(model: IQAModel, path: str | Path, batch_size: int = 2) -> Path:
         try:
             __import__(module)
         except ImportError as error:
-            raise ImportError(
+            raise MissingExtraError(
                 f"ONNX export needs the {module} package: pip install 'mpiqa[onnx]'"
             ) from error
     model = model.eval()
@@ -78,9 +79,12 @@ def export_onnx(model: IQAModel, path: str | Path, batch_size: int = 2) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with torch.no_grad(), _quiet_exporter():
         model(example)  # fill the eval-time text-feature cache, so prompts are folded in
+        # external_data=False: one self-contained file (weights inside; fine under
+        # protobuf's 2 GB limit, which every model here stays below)
         torch.onnx.export(
             model, (example,), str(path), dynamo=True, input_names=["pixels"],
             output_names=["score"], dynamic_shapes=({0: torch.export.Dim("batch")},),
+            external_data=False,
         )  # fmt: skip
     return path
 

@@ -74,3 +74,8 @@ def tune_malloc() -> bool:
 def malloc_tuned() -> bool:
     """Whether :func:`tune_malloc` has put its setting in effect in this process."""
     return bool(_tuned)
+
+
+class MissingExtraError(ImportError):
+    """An optional dependency group (``pip install 'mpiqa[...]'``) is not installed: a
+    setup step for the user, reported in one line by the CLI."""

@@ -87,6 +87,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
         print(f"mpiqa: error: {message}", file=sys.stderr)
         return EXIT_USAGE
+    except runtime.MissingExtraError as err:
+        print(f"mpiqa: error: {err}", file=sys.stderr)  # a setup step, not a bug
+        return EXIT_USAGE
     except KeyboardInterrupt:
         print("mpiqa: interrupted", file=sys.stderr)
         return 130
