@@ -96,8 +96,9 @@ def run(args: argparse.Namespace) -> int:
     finally:
         distributed.shutdown(context)
     if context.is_main:
-        logger.warning(
-            "meta-pre-training done: held-out query loss %.4f on %s; prompts in %s",
-            result["best_val_query_loss"], ", ".join(result["val_types"]), Path(args.out) / "meta_prompts.safetensors",
-        )  # fmt: skip
+        print(
+            f"meta-pre-training done: held-out query loss {result['best_val_query_loss']:.4f} "
+            f"on {', '.join(result['val_types'])}; prompts in "
+            f"{Path(args.out) / 'meta_prompts.safetensors'}"
+        )
     return 0

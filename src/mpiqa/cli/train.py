@@ -164,11 +164,10 @@ def _run(args: argparse.Namespace, config: TrainConfig, out: Path) -> int:
         result = train_run(config, out, resume=args.resume, init_prompts=args.init_prompts)
         best = result["best"]
         if distributed.env_rank() == 0:
-            logger.warning(
-                "best validation SRCC %.4f at epoch %s; checkpoint %s",
-                best.get("srcc", float("nan")),
-                best.get("epoch"),
-                out / "best.safetensors",
+            # the result goes to stdout (not a WARNING log line): a successful run says so
+            print(
+                f"best validation SRCC {best.get('srcc', float('nan')):.4f} at epoch "
+                f"{best.get('epoch')}; checkpoint {out / 'best.safetensors'}"
             )
         return 0
     record = run_rounds(
