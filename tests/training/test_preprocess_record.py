@@ -64,3 +64,27 @@ def test_unknown_preprocessing_in_a_checkpoint_is_refused(tmp_path):
     (tmp_path / "best.json").write_text(json.dumps(meta))
     with pytest.raises(ValueError, match="normalisation"):
         load_checkpoint(tmp_path / "best.safetensors")
+
+
+@pytest.mark.parametrize(
+    ("loss", "columns"),
+    [
+        (None, ("distortion", "distortion_prob", "scene", "scene_prob")),  # no record: all
+        ({"distortion": 0.0, "scene": 0.1}, ("scene", "scene_prob")),
+        ({"distortion": 0.0, "scene": 0.0}, ()),
+    ],
+)
+def test_only_families_trained_with_labels_get_columns(tmp_path, loss, columns):
+    # A family whose prompts trained without labels would print confident guesses
+    # (a clean cat as 'blur 0.99'): its column is left out unless asked for.
+    torch.manual_seed(0)
+    families = ("distortion", "scene")
+    model = MultiModalPromptIQA(
+        build_random_clip("test-tiny", seed=0), MMPConfig(families=families, visual_depth=1)
+    )
+    extra = None if loss is None else {"config": {"loss": loss}}
+    save_checkpoint(tmp_path / "best", model, backbone_record("test-tiny", "random", 0), extra)
+    loaded = load_checkpoint(tmp_path / "best.safetensors")
+    assert loaded.extra_columns == columns
+    loaded.labelled_families = None  # mpiqa score --describe
+    assert len(loaded.extra_columns) == 4

@@ -68,7 +68,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default=None,
         metavar="FILE",
         help="a trained prompt model (best.safetensors from mpiqa train); adds the predicted "
-        "distortion type and scene as columns. --weights then overrides its backbone weights",
+        "distortion type and scene as columns when it was trained with their labels (see "
+        "--describe). --weights then overrides its backbone weights",
+    )
+    p.add_argument(
+        "--describe",
+        action="store_true",
+        help="also print the distortion/scene class of prompt models trained without labels "
+        "for them (by default only families trained with labels get columns: the others are "
+        "rough guesses; see the model card for their measured accuracy)",
     )
     p.add_argument(
         "--seed", type=int, default=0, help="seed of --weights random (default %(default)s)"
@@ -162,6 +170,13 @@ def _check_device(device: str) -> str:
 
 
 def _build_model(args: argparse.Namespace, device: str):
+    model = _load_model(args, device).for_inference()
+    if args.describe and hasattr(model, "labelled_families"):
+        model.labelled_families = None
+    return model
+
+
+def _load_model(args: argparse.Namespace, device: str):
     if args.checkpoint:
         return load_checkpoint(
             args.checkpoint,

@@ -316,11 +316,20 @@ class MultiModalPromptIQA(IQAModel):
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         return self.predict(pixels).score
 
+    #: families whose class is worth printing: those trained with labels of their own
+    #: (set from a checkpoint's loss weights); ``None``: every family the prompts have
+    labelled_families: tuple[str, ...] | None = None
+
     @property
     def extra_columns(self) -> tuple[str, ...]:  # type: ignore[override]
+        """``distortion``/``scene`` (+ ``_prob``) columns for the families the model was
+        trained to tell apart (:attr:`labelled_families`); a family that only shaped the
+        prompts' wording, with no labels, would print confident guesses."""
         columns = []
         for family in ("distortion", "scene"):
-            if family in self.config.families:
+            if family in self.config.families and (
+                self.labelled_families is None or family in self.labelled_families
+            ):
                 columns += [family, f"{family}_prob"]
         return tuple(columns)
 

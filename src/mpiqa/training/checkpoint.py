@@ -140,6 +140,11 @@ def load_checkpoint(
         )
     assign_tensors(model, tensors, path)
     model.preprocess_options = _preprocess_options(meta.get("preprocess") or {}, path)
+    loss = (meta.get("config") or {}).get("loss")
+    if isinstance(loss, dict):
+        model.labelled_families = tuple(
+            f for f in ("distortion", "scene") if float(loss.get(f, 0) or 0) > 0
+        )
     return model.to(device).eval()
 
 
