@@ -3,6 +3,8 @@ as TorchScript and as ONNX (run by onnxruntime)."""
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 import torch
 
@@ -11,6 +13,7 @@ from mpiqa.backbones import build_random_clip
 from mpiqa.cli.main import main
 from mpiqa.export import export, run_exported
 from mpiqa.models.mmp_iqa import MMPConfig, MultiModalPromptIQA
+from mpiqa.models.registry import DEFAULT_MODEL
 
 
 def _prompt_model():
@@ -51,12 +54,26 @@ def test_export_parity(tmp_path, name, fmt):
     _check(model, export(model, tmp_path / f"model.{SUFFIX[fmt]}", fmt))
 
 
-def test_shipped_default_model_exports_to_onnx(tmp_path):
-    # the hybrid stem (TF "same" padding, depthwise convolutions, pooled feature pyramid)
+def test_shipped_default_model_exports_to_one_onnx_file(tmp_path):
+    # the hybrid stem (TF "same" padding, depthwise convolutions, pooled feature pyramid
+    # on a fixed grid, deviations, global-statistics token), BatchNorms folded
     pytest.importorskip("onnxscript")
     pytest.importorskip("onnxruntime")
-    model = mpiqa.create_model("mpiqa-tiny")
-    _check(model, export(model, tmp_path / "mpiqa-tiny.onnx", "onnx"))
+    model = mpiqa.create_model(DEFAULT_MODEL).for_inference()
+    path = export(model, tmp_path / "default.onnx", "onnx")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["default.onnx"]  # weights inside
+    _check(model, path)
+
+
+def test_missing_onnx_extra_is_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnxscript", None)  # import fails as if not installed
+    args = ["export", "--model", "clip-iqa", "--backbone", "test-tiny", "--weights", "random"]
+    assert main([*args, "--out", str(tmp_path / "m.onnx")]) == 2
+    err = capsys.readouterr().err
+    assert (
+        err.strip()
+        == "mpiqa: error: ONNX export needs the onnxscript package: pip install 'mpiqa[onnx]'"
+    )
 
 
 @pytest.mark.parametrize("fmt", ["torchscript", "onnx"])

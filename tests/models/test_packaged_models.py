@@ -1,4 +1,5 @@
-"""The shipped default model: loads offline from the package and ranks obvious damage."""
+"""The shipped models (mpiqa-small, the default, and mpiqa-tiny): load offline from the
+package and rank obvious damage."""
 
 from __future__ import annotations
 
@@ -6,39 +7,72 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from mpiqa.backbones import load_clip
 from mpiqa.backbones.pretrained import get_pretrained, packaged_path, sha256_of
 from mpiqa.models import create_model
+from mpiqa.models.registry import DEFAULT_MODEL
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+PACKAGED = ["mpiqa-small", "mpiqa-tiny"]
 
 
-@pytest.fixture(scope="module")
-def model():
-    return create_model("mpiqa-tiny")
+@pytest.fixture(scope="module", params=PACKAGED)
+def model(request):
+    return create_model(request.param).for_inference()
 
 
-def test_packaged_files_are_registered_and_small():
-    entry = get_pretrained("mpiqa-tiny")
+def test_default_is_the_newest():
+    assert DEFAULT_MODEL == "mpiqa-small"
+
+
+@pytest.mark.parametrize("name", PACKAGED)
+def test_packaged_files_are_registered_and_small(name):
+    entry = get_pretrained(name)
     assert entry is not None and entry.packaged and entry.tag == "mpiqa"
     backbone = packaged_path(entry.file)
     assert sha256_of(backbone) == entry.sha256
-    total = sum(f.stat().st_size for f in backbone.parent.glob("mpiqa-tiny*"))
-    assert total <= 50 * 2**20
-    meta = json.loads(packaged_path("mpiqa-tiny.json").read_text())
-    # no path of the machine that trained it
-    assert meta["backbone"] == {
-        "arch": "mpiqa-tiny",
-        "weights": None,
-        "seed": 0,
-        "sha256": entry.sha256,
-    }
+    total = sum(f.stat().st_size for f in backbone.parent.glob(f"{name}.*")) + sum(
+        f.stat().st_size for f in backbone.parent.glob(f"{name}-*")
+    )
+    assert total <= 60 * 2**20
+    assert packaged_path(f"{name}-split.json").is_file()  # which images trained it
+    if name == "mpiqa-tiny":  # a prompt model: its checkpoint names the backbone
+        meta = json.loads(packaged_path(f"{name}.json").read_text())
+        # no path of the machine that trained it
+        assert meta["backbone"] == {
+            "arch": name, "weights": None, "seed": 0, "sha256": entry.sha256,
+        }  # fmt: skip
 
 
-def test_backbone_loads_by_name_offline():
+@pytest.mark.parametrize("name", PACKAGED)
+def test_backbone_loads_by_name_offline(name):
     # the test session sets MPIQA_OFFLINE=1 and an empty cache
-    assert load_clip("mpiqa-tiny").config.vision.stem == "efficientnet-lite0"
+    assert load_clip(name).config.vision.stem == "efficientnet-lite0"
+
+
+def test_no_distortion_column_without_distortion_labels(model):
+    # trained on BIQ2021 (no distortion labels): no confident guesses by default
+    assert model.extra_columns == ()
+
+
+def test_default_reads_out_what_its_backbone_was_pretrained_with():
+    from mpiqa.models.quality_levels import QualityLevelsIQA
+    from mpiqa.training.pretrain import class_embeddings, quality_captions
+
+    model = create_model(DEFAULT_MODEL)
+    assert isinstance(model, QualityLevelsIQA) and model.image_size == 384
+    with torch.no_grad():
+        pretrain_text = class_embeddings(model.backbone, quality_captions(), 3)
+    assert torch.allclose(model.level_text, pretrain_text, atol=1e-6)
+
+
+def test_folded_stem_scores_as_the_trained_one():
+    names = [str(EXAMPLES / n) for n in ("chelsea.jpg", "chelsea_blur.jpg", "coffee.jpg")]
+    plain = create_model(DEFAULT_MODEL).score(names)
+    folded = create_model(DEFAULT_MODEL).for_inference().score(names)
+    assert torch.allclose(plain, folded, atol=1e-4)
 
 
 def test_scores_examples_in_range(model):
@@ -54,6 +88,7 @@ def test_clean_photo_beats_its_damaged_versions(model):
     assert all(clean > d for d in damaged), (clean, damaged)
 
 
-def test_refuses_other_backbones():
+@pytest.mark.parametrize("name", PACKAGED)
+def test_refuses_other_backbones(name):
     with pytest.raises(ValueError, match="ships its own weights"):
-        create_model("mpiqa-tiny", backbone="ViT-B-32")
+        create_model(name, backbone="ViT-B-32")

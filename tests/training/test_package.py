@@ -61,3 +61,19 @@ def test_package_refuses_a_foreign_backbone(tmp_path):
         package_model(
             backbone, tmp_path / "best.safetensors", "mpiqa-tiny", tmp_path, tmp_path / "r.json"
         )
+
+
+def test_package_a_zero_shot_model_ships_the_backbone_alone(tmp_path):
+    backbone_file = save_backbone(
+        tmp_path / "run/backbone.safetensors", build_random_clip("test-hybrid"),
+        {"arch": "test-hybrid"},
+    )  # fmt: skip
+    (tmp_path / "run/split.json").write_text(json.dumps({"val": ["b.png"]}))
+    registry = tmp_path / "pretrained.json"
+    registry.write_text("{}")
+    weights = tmp_path / "weights"
+    entry = package_model(backbone_file, None, "test-hybrid", weights, registry)
+    assert sorted(p.name for p in weights.iterdir()) == [
+        "test-hybrid-backbone.safetensors", "test-hybrid-split.json",
+    ]  # fmt: skip
+    assert json.loads(registry.read_text())["test-hybrid"]["mpiqa"] == entry

@@ -144,7 +144,6 @@ class CLIPConfig:
             v, t = c.vision, c.text
             return (
                 c.embed_dim,
-                v.image_size,
                 v.patch_size,
                 v.width,
                 v.layers,

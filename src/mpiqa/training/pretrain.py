@@ -48,14 +48,13 @@ from mpiqa.data.distortions.kadid import DISTORTION_NAMES, N_LEVELS
 from mpiqa.data.distortions.tasks import DistortedItem, level_quality, render
 from mpiqa.data.transforms import normalize, to_tensor
 from mpiqa.evaluation.metrics import plcc, srcc
-from mpiqa.prompts.vocab import DISTORTIONS, QUALITY_5, distortion_class
+from mpiqa.models.quality_levels import expected_level
+from mpiqa.prompts.vocab import DISTORTIONS, QUALITY_5, QUALITY_TEMPLATES, distortion_class
 from mpiqa.training.losses import rank_fidelity_loss
 
 logger = logging.getLogger(__name__)
 
-QUALITY_TEMPLATES = ("a {} photo.", "{} photo.", "{} quality.")
 DISTORTION_TEMPLATES = ("a photo with {}.", "{} artifacts.")
-_QUALITY_VALUES = torch.linspace(0, 1, len(QUALITY_5))
 
 
 @dataclass
@@ -115,9 +114,9 @@ def class_embeddings(model: CLIP, captions: list[str], templates: int) -> torch.
 def quality_score(
     image: torch.Tensor, quality_text: torch.Tensor, scale: torch.Tensor
 ) -> torch.Tensor:
-    """Expected quality in [0, 1] under the softmax over the five quality words."""
-    probs = (scale * F.normalize(image, dim=-1) @ quality_text.t()).softmax(-1)
-    return probs @ _QUALITY_VALUES.to(probs)
+    """Expected quality in [0, 1] under the softmax over the five quality words (the
+    shipped default's readout, :class:`~mpiqa.models.quality_levels.QualityLevelsIQA`)."""
+    return expected_level(image, quality_text, scale)
 
 
 def _inference_stem(model: CLIP) -> torch.nn.Module:

@@ -1,0 +1,31 @@
+"""Zero-shot expected quality level (the shipped default's readout)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+import mpiqa
+from mpiqa.backbones.tokenizer import tokenize
+from mpiqa.models.quality_levels import QualityLevelsIQA
+
+
+def test_expected_level_by_hand():
+    model = mpiqa.create_model("quality-levels", backbone="test-tiny", weights="random")
+    assert isinstance(model, QualityLevelsIQA)
+    clip = model.backbone
+    words = ["bad", "poor", "fair", "good", "perfect"]
+    templates = ["a {} photo.", "{} photo.", "{} quality."]
+    with torch.no_grad():
+        levels = []
+        for word in words:
+            tokens = tokenize([t.format(word) for t in templates], clip.context_length)
+            levels.append(F.normalize(F.normalize(clip.encode_text(tokens), dim=-1).mean(0), dim=-1))
+        text = torch.stack(levels)
+        pixels = torch.randn(3, 3, model.image_size, model.image_size)
+        image = F.normalize(clip.encode_image(pixels), dim=-1)
+        probs = (clip.logit_scale.exp() * image @ text.t()).softmax(-1)
+        expected = probs @ torch.tensor([0.0, 0.25, 0.5, 0.75, 1.0])
+        got = model(pixels)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+    assert bool(((got >= 0) & (got <= 1)).all())
