@@ -119,6 +119,20 @@ def test_decompression_bomb_is_refused_before_decoding(tmp_path):
     assert load_image(tmp_path / "big.png", max_pixels=None).size == (100, 100)
 
 
+def test_max_pixels_above_pillows_own_limit_is_honoured(tmp_path, monkeypatch):
+    # Pillow refuses anything over 2 x its MAX_IMAGE_PIXELS (179 Mpx by default) on its
+    # own; a larger --max-pixels must still let such an image through (scaled down here).
+    from PIL import Image
+
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    _rgb((100, 100)).save(tmp_path / "big.png")
+    assert load_image(tmp_path / "big.png", max_pixels=20_000).size == (100, 100)
+    assert load_image(tmp_path / "big.png", max_pixels=None).size == (100, 100)
+    with pytest.raises(ImageDecodeError, match="over the limit of 5000"):
+        load_image(tmp_path / "big.png", max_pixels=5000)
+    assert Image.MAX_IMAGE_PIXELS == 1000  # restored
+
+
 def test_missing_file_and_folder(tmp_path):
     with pytest.raises(ImageDecodeError, match="no such file"):
         load_image(tmp_path / "nope.jpg")

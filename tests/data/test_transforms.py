@@ -71,3 +71,21 @@ def test_full_mode_keeps_aspect_and_patch_multiples():
 def test_unknown_mode():
     with pytest.raises(ValueError, match="crop mode"):
         preprocess_pil(_image(10, 10), 8, mode="zoom")
+
+
+def test_extreme_aspect_ratio_is_cut_before_resizing():
+    # 3 x 30,000 pixels would be resized to 224 x 2.2 M first; the centre crop only ever
+    # keeps the middle, so the image is cut to 4:1 first: same crop, bounded memory.
+    from PIL import Image as _Image
+
+    from mpiqa.data.transforms import cap_aspect, preprocess_pil, preprocess_tensor
+
+    rng = np.random.default_rng(0)
+    strip = _Image.fromarray(rng.integers(0, 255, (3, 30_000, 3), dtype=np.uint8))
+    assert cap_aspect(strip).size == (12, 3)
+    assert preprocess_pil(strip, 32).shape == (1, 3, 32, 32)
+    pixels = torch.from_numpy(np.asarray(strip).copy()).permute(2, 0, 1).float() / 255
+    assert preprocess_tensor(pixels, 32).shape == (1, 3, 32, 32)
+    assert preprocess_pil(strip, 32, mode="multi", n_crops=2).shape == (2, 3, 32, 32)
+    photo = _Image.fromarray(rng.integers(0, 255, (40, 120, 3), dtype=np.uint8))
+    assert cap_aspect(photo) is photo  # 3:1 is left alone

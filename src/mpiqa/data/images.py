@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from pathlib import Path
 
@@ -44,6 +45,19 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image if image.mode == "RGB" else image.convert("RGB")
 
 
+@contextlib.contextmanager
+def _pillow_limit(max_pixels: int | None):
+    """Pillow refuses images over twice its own ``MAX_IMAGE_PIXELS`` (179 Mpx) whatever
+    we allow; while decoding, its limit follows ``max_pixels`` (checked here before any
+    pixel is decoded), so ``--max-pixels`` means what it says."""
+    saved = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None if max_pixels is None else max(max_pixels, saved or 0)
+    try:
+        yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
+
+
 def load_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Image:
     """Decode ``path`` into an upright (EXIF-transposed) RGB image.
 
@@ -62,7 +76,7 @@ def load_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) ->
     if path.stat().st_size == 0:
         raise ImageDecodeError(path, "empty file (0 bytes)")
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _pillow_limit(max_pixels):
             # Our own limit applies below; Pillow's warning would only repeat it.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as image:

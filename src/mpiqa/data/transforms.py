@@ -64,6 +64,26 @@ def normalize(pixels: torch.Tensor, stats: str = "clip") -> torch.Tensor:
     return (pixels - mean) / std
 
 
+# Centre and multi crops never see beyond this aspect ratio, so an image of extreme shape
+# (3 x 100,000 pixels) is cut to its centre before resizing instead of being resized to
+# 224 x 7.5 M pixels first. Ordinary photos (up to 4:1) are untouched.
+MAX_ASPECT = 4
+
+
+def cap_aspect(image: Image.Image, ratio: int = MAX_ASPECT) -> Image.Image:
+    """The centre of ``image`` with its longer side cut to ``ratio`` x its shorter side
+    (the image itself when it is within that ratio)."""
+    width, height = image.size
+    short = min(width, height)
+    if max(width, height) <= ratio * short:
+        return image
+    if width > height:
+        left = (width - ratio * short) // 2
+        return image.crop((left, 0, left + ratio * short, height))
+    top = (height - ratio * short) // 2
+    return image.crop((0, top, width, top + ratio * short))
+
+
 def resize_for_crop(image: Image.Image, resize: int, squash: bool = False) -> Image.Image:
     """The resize before a crop: shorter side to ``resize`` (CLIP), or the whole image
     squashed to ``resize`` x ``resize`` (GRMP-IQA's code), bicubic."""
@@ -113,11 +133,11 @@ def preprocess_pil(
             ``max_side``), cut to a multiple of ``patch_size``; K = 1.
     """
     if mode == "center":
-        image = resize_for_crop(image, resize or size, squash)
+        image = resize_for_crop(image if squash else cap_aspect(image), resize or size, squash)
         return normalize(to_tensor(center_crop(image, size)), stats)[None]
     if mode == "multi":
         if min(image.size) < size:
-            image = resize_shorter_side(image, size)
+            image = resize_shorter_side(cap_aspect(image), size)
         width, height = image.size
         crops = [
             to_tensor(crop(image, t, lf, size))
@@ -167,6 +187,16 @@ def preprocess_tensor(
         return resize(x, int(target * h / w), target) if w != target else x
 
     _, height, width = pixels.shape
+    if (
+        mode in ("center", "multi")
+        and not squash
+        and max(height, width) > MAX_ASPECT * min(height, width)
+    ):
+        short = min(height, width)
+        top = (height - min(height, MAX_ASPECT * short)) // 2
+        left = (width - min(width, MAX_ASPECT * short)) // 2
+        pixels = pixels[:, top : top + MAX_ASPECT * short, left : left + MAX_ASPECT * short]
+        _, height, width = pixels.shape
     if mode == "center":
         target = resize_to or size
         if squash:
