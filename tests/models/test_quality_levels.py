@@ -20,7 +20,9 @@ def test_expected_level_by_hand():
         levels = []
         for word in words:
             tokens = tokenize([t.format(word) for t in templates], clip.context_length)
-            levels.append(F.normalize(F.normalize(clip.encode_text(tokens), dim=-1).mean(0), dim=-1))
+            levels.append(
+                F.normalize(F.normalize(clip.encode_text(tokens), dim=-1).mean(0), dim=-1)
+            )
         text = torch.stack(levels)
         pixels = torch.randn(3, 3, model.image_size, model.image_size)
         image = F.normalize(clip.encode_image(pixels), dim=-1)
