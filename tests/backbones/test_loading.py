@@ -130,3 +130,52 @@ def test_non_tensor_pickle_content_is_refused(tmp_path):
     (tmp_path / "list.pt").write_bytes(buffer.getvalue())
     with pytest.raises(CheckpointError, match="no state dict of tensors"):
         load_clip(tmp_path / "list.pt")
+
+
+def test_devices_and_pipes_are_refused_without_reading(tmp_path):
+    # /dev/zero would be read without end, a FIFO would block for ever
+    import os
+
+    with pytest.raises(CheckpointError, match="not a regular file"):
+        load_clip("/dev/zero")
+    fifo = tmp_path / "weights.pt"
+    os.mkfifo(fifo)
+    with pytest.raises(CheckpointError, match="not a regular file"):
+        load_clip(fifo)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"\x08\x00\x00\x00\x00\x00\x00\x00{broken}",  # header is not JSON
+        (2**40).to_bytes(8, "little") + b"{}",  # header length past the end
+        b'2\x00\x00\x00\x00\x00\x00\x00{"a":{"dtype":"F32","shape":[4],"data_offsets":[0,99]}}',
+    ],
+)
+def test_malformed_safetensors_is_one_clear_error(tmp_path, payload):
+    path = tmp_path / "bad.safetensors"
+    path.write_bytes(payload)
+    with pytest.raises(CheckpointError, match="bad.safetensors"):
+        load_clip(path)
+
+
+@pytest.mark.parametrize("bad", ["nan", "inf", "int"])
+def test_non_finite_or_integer_weights_are_refused(tmp_path, bad):
+    state = build_random_clip("test-tiny").state_dict()
+    name = "visual.proj"
+    if bad == "int":
+        state[name] = state[name].long()
+    else:
+        state[name] = state[name].clone()
+        state[name][0, 0] = float(bad)
+    path = tmp_path / "w.safetensors"
+    save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+    with pytest.raises(CheckpointError, match=f"w.safetensors: tensor {name}"):
+        load_clip(path, arch="test-tiny")
+
+
+def test_malformed_transformers_config_names_the_file(tmp_path):
+    (tmp_path / "config.json").write_text("{not json")
+    save_file({"x": torch.zeros(1)}, str(tmp_path / "model.safetensors"))
+    with pytest.raises(CheckpointError, match="config.json: not a readable JSON file"):
+        load_clip(tmp_path)

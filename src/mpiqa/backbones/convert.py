@@ -67,21 +67,35 @@ MPIQA_FORMAT = "mpiqa-clip/1"
 
 def embedded_config(path: str | Path) -> CLIPConfig | None:
     """The architecture stored in the header of an mpiqa backbone file
-    (``mpiqa pretrain-backbone``), or None for any other file."""
+    (``mpiqa pretrain-backbone``), or None for any other file.
+
+    Raises:
+        CheckpointError: an unreadable safetensors header, or an mpiqa header whose
+            architecture is not a valid config (naming the file).
+    """
     path = Path(path)
     if path.suffix != ".safetensors" or not path.is_file():
         return None
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except Exception as err:  # SafetensorError and friends: a malformed header
+        raise CheckpointError(f"{path}: not a readable safetensors file ({err})") from None
     if meta.get("format") != MPIQA_FORMAT:
         return None
-    return CLIPConfig.from_dict(json.loads(meta["config"]), name=meta.get("arch"))
+    try:
+        return CLIPConfig.from_dict(json.loads(meta["config"]), name=meta.get("arch"))
+    except (KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(f"{path}: its header's architecture is invalid ({err})") from None
 
 
 def read_tensors(path: Path) -> StateDict:
     """Tensors of a safetensors file or a ``torch.save`` pickle (weights only)."""
     if path.suffix == ".safetensors":
-        return load_safetensors(str(path))
+        try:
+            return load_safetensors(str(path))
+        except Exception as err:  # SafetensorError, or OSError for a header past the end
+            raise CheckpointError(f"{path}: not a readable safetensors file ({err})") from None
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises several types for foreign or unsafe pickles
@@ -379,17 +393,51 @@ def read_checkpoint(path: str | Path) -> tuple[StateDict, Format, dict[str, Any]
     if path.is_dir():
         config_file = path / "config.json"
         if config_file.is_file():
-            hf_config = json.loads(config_file.read_text())
+            hf_config = _read_json(config_file)
         weights = next((path / f for f in _HF_WEIGHT_FILES if (path / f).is_file()), None)
         if weights is None:
             raise FileNotFoundError(f"{path}: no {' or '.join(_HF_WEIGHT_FILES)} in this directory")
         path = weights
     elif (path.parent / "config.json").is_file() and path.name in _HF_WEIGHT_FILES:
-        hf_config = json.loads((path.parent / "config.json").read_text())
+        hf_config = _read_json(path.parent / "config.json")
+    if not path.is_file():
+        # /dev/zero would be read without end, a FIFO would block for ever
+        raise CheckpointError(f"{path}: not a regular file (a device, pipe or socket)")
     jit = is_torchscript_archive(path)
     state = load_torchscript_state_dict(path) if jit else read_tensors(path)
     try:
         layout = detect_layout(state)
-        return to_mpiqa_layout(state, layout), ("openai" if jit else layout), hf_config
+        state = to_mpiqa_layout(state, layout)
     except CheckpointError as err:
         raise CheckpointError(f"{path}: {err}") from None
+    check_weight_values(state, path)
+    return state, ("openai" if jit else layout), hf_config
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise CheckpointError(f"{path}: not a readable JSON file ({err})") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+def check_weight_values(state: StateDict, path: str | Path) -> None:
+    """Refuse weights that would silently give meaningless scores: integer or boolean
+    tensors where floats belong, and NaN or infinite values.
+
+    Raises:
+        CheckpointError: naming the file and the first offending tensor.
+    """
+    for name, tensor in state.items():
+        if name.endswith("num_batches_tracked"):  # BatchNorm's step counter is an integer
+            continue
+        if not tensor.is_floating_point():
+            raise CheckpointError(
+                f"{path}: tensor {name} is {tensor.dtype}, not floating point (corrupt or "
+                "foreign weights)"
+            )
+        if not bool(torch.isfinite(tensor).all()):
+            raise CheckpointError(f"{path}: tensor {name} holds NaN or infinite values")
