@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -137,16 +138,39 @@ class CaseInsensitiveIndex:
         return self.folder / actual if actual is not None else None
 
 
+def _escapes(folder: Path, name: str) -> bool:
+    if Path(name).is_absolute():
+        return True
+    inside = os.path.normpath(os.path.join(os.fspath(folder), name))
+    return os.path.commonpath([inside, os.path.normpath(os.fspath(folder))]) != os.path.normpath(
+        os.fspath(folder)
+    )
+
+
 def resolve_images(
-    folder: Path, names: Iterable[str], dataset: str, label_file: Path, check_images: bool
+    folder: Path,
+    names: Iterable[str],
+    dataset: str,
+    label_file: Path,
+    check_images: bool,
+    allow_outside: bool = False,
 ) -> list[Path]:
-    """Paths of ``names`` inside ``folder`` (names may contain sub-folders).
+    """Paths of ``names`` inside ``folder`` (names may contain sub-folders; with
+    ``allow_outside``, also absolute paths and ``..``).
 
     Raises:
+        DatasetFormatError: a name leads outside ``folder`` (a label file must not make
+            mpiqa read arbitrary files) and ``allow_outside`` is off.
         MissingImagesError: some are missing (with ``check_images``): the first few and
             the count are named.
     """
     names = list(names)
+    for name in names:
+        if not allow_outside and _escapes(folder, name):
+            raise DatasetFormatError(
+                f"{label_file}: {name!r} lies outside the dataset folder {folder} (an "
+                "absolute path or '..'); refused unless the adapter is told to allow it"
+            )
     if not check_images:
         return [folder / n for n in names]
     indexes: dict[Path, CaseInsensitiveIndex] = {}
@@ -177,6 +201,9 @@ def label_key(root: Path, folder: Path, name: str) -> str:
 
 def parse_float(text: str, where: str, what: str = "score") -> float:
     try:
-        return float(text)
-    except ValueError:
+        value = float(text)
+    except (TypeError, ValueError):
         raise DatasetFormatError(f"{where}: {what} {text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise DatasetFormatError(f"{where}: {what} {text!r} is not a finite number")
+    return value

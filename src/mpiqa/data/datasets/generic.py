@@ -28,6 +28,8 @@ def load_csv(
     scale: tuple[float, float] | None = None,
     content_column: str | None = None,
     delimiter: str = ",",
+    encoding: str = "utf-8-sig",
+    allow_outside_root: bool = False,
 ) -> IQADataset:
     """Reads ``root/csv_file``; image paths are relative to ``root/image_dir``.
 
@@ -35,18 +37,49 @@ def load_csv(
         scale: (low, high) of the scores; default: their min and max in the file.
         lower_better: the scores are DMOS-like.
         content_column: a column grouping images of one scene (kept on one side of splits).
+        encoding: of the CSV file (UTF-8, with or without a byte-order mark, by default).
+        allow_outside_root: accept absolute paths and ``..`` leading out of the image
+            folder (refused by default: a label file must not read arbitrary files).
+
+    Raises:
+        DatasetFormatError: naming ``file:line``: a missing column, a short row, a score
+            that is not a finite number, an image listed twice, a path outside the
+            folder, or text that is not in ``encoding``.
     """
     label = find_file(root, [csv_file], "CSV dataset")
     rows = []
-    with open(label, newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f, delimiter=delimiter)
-        columns = reader.fieldnames or []
-        for needed in filter(None, (path_column, score_column, content_column)):
-            if needed not in columns:
-                raise DatasetFormatError(f"{label}:1: no column {needed!r}; columns are {columns}")
-        for line, row in enumerate(reader, start=2):
-            raw = parse_float(row[score_column], f"{label}:{line}", score_column)
-            rows.append((row[path_column], raw, row[content_column] if content_column else ""))
+    seen: dict[str, int] = {}
+    try:
+        with open(label, newline="", encoding=encoding) as f:
+            reader = csv.DictReader(f, delimiter=delimiter)
+            columns = reader.fieldnames or []
+            for needed in filter(None, (path_column, score_column, content_column)):
+                if needed not in columns:
+                    raise DatasetFormatError(
+                        f"{label}:1: no column {needed!r}; columns are {columns}"
+                    )
+            for row in reader:
+                line = reader.line_num
+                if any(row.get(c) is None for c in columns):
+                    raise DatasetFormatError(
+                        f"{label}:{line}: {sum(v is not None for v in row.values())} fields, "
+                        f"the header has {len(columns)}"
+                    )
+                raw = parse_float(row[score_column], f"{label}:{line}", score_column)
+                name = row[path_column]
+                key = Path(name).as_posix()
+                if key in seen:
+                    raise DatasetFormatError(
+                        f"{label}:{line}: {name!r} is listed again (first on line {seen[key]}); "
+                        "each image must appear once"
+                    )
+                seen[key] = line
+                rows.append((name, raw, row[content_column] if content_column else ""))
+    except UnicodeDecodeError as err:
+        raise DatasetFormatError(
+            f"{label}: not {encoding} text (byte {err.start}: {err.reason}); save it as UTF-8 "
+            "or give its encoding (--dataset-option encoding=latin-1)"
+        ) from None
     if not rows:
         raise DatasetFormatError(f"{label}: no data rows")
     raws = [r[1] for r in rows]
@@ -56,7 +89,9 @@ def load_csv(
             f"{label}: score scale {scale} is empty; give it as --dataset-option scale=LOW,HIGH"
         )
     folder = (root / image_dir).resolve()
-    paths = resolve_images(folder, [r[0] for r in rows], "CSV dataset", label, check_images)
+    paths = resolve_images(
+        folder, [r[0] for r in rows], "CSV dataset", label, check_images, allow_outside_root
+    )
     records = [
         Record(
             Path(name).as_posix(),
