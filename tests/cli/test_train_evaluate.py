@@ -153,3 +153,17 @@ def test_cuda_requested_without_cuda(tmp_path, capsys):
         == 2
     )
     assert "CUDA is not available" in capsys.readouterr().err
+
+
+def test_resume_reads_the_runs_own_config_and_refuses_changes(tmp_path, csv_task, capsys):
+    root = make_blur_task(tmp_path / "task", n_contents=10, size=32)
+    run = tmp_path / "run"
+    assert _train(root, "--epochs", "1", "--out", str(run)) == 0
+    # the README's form: nothing but --resume and --out
+    assert main(["train", "--resume", "--out", str(run)]) == 0
+    capsys.readouterr()
+    assert main(["train", "--resume", "--out", str(run), "--seed", "5"]) == 2
+    assert "train.seed: 0 -> 5" in capsys.readouterr().err
+    # a second run into the same folder would mix the logs
+    assert _train(root, "--epochs", "1", "--out", str(run)) == 2
+    assert "holds a training run already" in capsys.readouterr().err

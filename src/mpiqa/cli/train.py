@@ -86,7 +86,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default=1,
         help="n-round protocol: split seeds seed..seed+n-1, test metrics summarised",
     )
-    p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run in --out, with its own config.json (other flags "
+        "may only repeat it, unless --allow-changes)",
+    )
+    p.add_argument(
+        "--allow-changes",
+        action="store_true",
+        help="with --resume: accept flags that change the run's saved settings",
+    )
     p.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE"
     )
@@ -94,8 +104,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-def build_config(args: argparse.Namespace) -> TrainConfig:
-    config = TrainConfig.preset(args.preset) if getattr(args, "preset", None) else TrainConfig()
+def build_config(args: argparse.Namespace, base: TrainConfig | None = None) -> TrainConfig:
+    if base is not None:
+        config = base
+    else:
+        config = TrainConfig.preset(args.preset) if getattr(args, "preset", None) else TrainConfig()
     if args.config:
         config.override(_flatten(TrainConfig.load_raw(args.config)))
     flags = [
@@ -146,10 +159,53 @@ def _toml(value) -> str:
     )
 
 
-def run(args: argparse.Namespace) -> int:
+# Settings that may differ on resume without changing what is trained: where and how fast.
+_RUNTIME_KEYS = {("train", "device"), ("train", "workers"), ("train", "eval_batch_size")}
 
-    config = build_config(args)
+
+def _resume_config(args: argparse.Namespace, out: Path) -> TrainConfig:
+    """The run's own config.json; flags may repeat it but not change it (unless
+    --allow-changes): a resumed run that silently trains on other settings mixes two runs.
+    """
+    saved_path = out / "config.json"
+    saved = TrainConfig.from_dict(json.loads(saved_path.read_text()), source=str(saved_path))
+    if not _config_flags_given(args):
+        return saved
+    wanted = build_config(args, base=TrainConfig.from_dict(saved.to_dict()))
+    changed = [
+        f"{section}.{key}: {old!r} -> {new!r}"
+        for section, values in saved.to_dict().items()
+        if isinstance(values, dict)
+        for key, old in values.items()
+        if (section, key) not in _RUNTIME_KEYS
+        and (new := wanted.to_dict()[section].get(key)) != old
+    ]
+    if changed and not args.allow_changes:
+        raise ValueError(
+            f"--resume: the flags change {out}'s saved settings ({'; '.join(changed[:5])}); "
+            "resume without them, or pass --allow-changes"
+        )
+    return wanted
+
+
+def _config_flags_given(args: argparse.Namespace) -> bool:
+    given = [getattr(args, name, None) is not None for name in _FLAGS]
+    given += [bool(getattr(args, a, None)) for a in ("config", "preset", "overrides")]
+    given += [bool(getattr(args, "dataset_option", None)), bool(getattr(args, "grad_reg", None))]
+    return any(given)
+
+
+def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
+    if args.resume and (out / "config.json").is_file():
+        config = _resume_config(args, out)
+    else:
+        if not args.resume and (out / "log.jsonl").is_file():
+            raise ValueError(
+                f"{out} holds a training run already: --resume to continue it, or choose "
+                "another --out (two runs in one folder would mix their logs)"
+            )
+        config = build_config(args)
     try:
         return _run(args, config, out)
     finally:
