@@ -179,3 +179,40 @@ def test_malformed_transformers_config_names_the_file(tmp_path):
     save_file({"x": torch.zeros(1)}, str(tmp_path / "model.safetensors"))
     with pytest.raises(CheckpointError, match="config.json: not a readable JSON file"):
         load_clip(tmp_path)
+
+
+class _StoragePickler(pickle.Pickler):
+    """Pickles a marker as TorchScript's persistent storage reference."""
+
+    def __init__(self, file, numel: int) -> None:
+        super().__init__(file, protocol=2)
+        self.numel = numel
+
+    def persistent_id(self, obj):
+        if obj == "STORAGE":
+            return ("storage", torch.FloatStorage, "0", "cpu", self.numel)
+        return None
+
+
+def test_torchscript_zip_bomb_is_refused_before_inflating(tmp_path):
+    numel = 64 << 20  # 256 MB of zeros, a few hundred kB compressed
+    buffer = io.BytesIO()
+    _StoragePickler(buffer, numel).dump("STORAGE")
+    path = tmp_path / "bomb.pt"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("m/data.pkl", buffer.getvalue())
+        archive.writestr("m/code/__torch__/m.py", "")
+        archive.writestr("m/data/0", bytes(numel * 4))
+    assert path.stat().st_size < 2 << 20
+    with pytest.raises(ValueError, match="zip bomb"):
+        load_torchscript_state_dict(path)
+
+
+def test_hand_made_torchscript_pickle_is_one_clear_error(tmp_path):
+    payload = b"\x80\x02c__torch__\nModel\n(K\x01tR."  # Model(1): scripts take no arguments
+    path = tmp_path / "odd.pt"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("m/data.pkl", payload)
+        archive.writestr("m/code/__torch__/m.py", "")
+    with pytest.raises(ValueError, match="odd.pt: not a readable TorchScript archive"):
+        load_torchscript_state_dict(path)

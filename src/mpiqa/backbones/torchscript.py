@@ -80,13 +80,42 @@ class _RestrictedUnpickler(pickle.Unpickler):
         kind, storage_type, key, _location, numel = pid
         if kind != "storage" or not isinstance(storage_type, _StorageType):
             raise pickle.UnpicklingError(f"unexpected persistent id {pid!r}")
-        raw = bytearray(self.archive.read(f"{self.prefix}data/{key}"))
+        name = f"{self.prefix}data/{key}"
+        expected = int(numel) * torch.empty(0, dtype=storage_type.dtype).element_size()
+        _check_member(self.archive, name, expected)
+        raw = bytearray(self.archive.read(name))
         flat = torch.frombuffer(raw, dtype=storage_type.dtype) if raw else torch.empty(0)
         if flat.numel() != numel:
             raise pickle.UnpicklingError(
                 f"storage {key}: {flat.numel()} elements, expected {numel}"
             )
         return flat
+
+
+# A member inflating to more than this many times its stored size is a zip bomb, not
+# weights (float tensors barely compress; TorchScript stores them uncompressed anyway).
+_MAX_RATIO = 20
+_MAX_PICKLE_BYTES = 64 << 20
+
+
+def _check_member(archive: zipfile.ZipFile, name: str, expected: int | None) -> None:
+    """Refuse a member before inflating it: missing, of another size than its tensor
+    needs, or compressed beyond :data:`_MAX_RATIO`."""
+    try:
+        info = archive.getinfo(name)
+    except KeyError:
+        raise pickle.UnpicklingError(f"storage {name} is missing from the archive") from None
+    if expected is not None and info.file_size != expected:
+        raise pickle.UnpicklingError(
+            f"storage {name}: {info.file_size} bytes, its tensor needs {expected}"
+        )
+    if info.compress_type != zipfile.ZIP_STORED and info.file_size > _MAX_RATIO * max(
+        info.compress_size, 1
+    ):
+        raise pickle.UnpicklingError(
+            f"{name} inflates {info.file_size / max(info.compress_size, 1):.0f}-fold "
+            "(a zip bomb, not weights)"
+        )
 
 
 def is_torchscript_archive(path: str | Path) -> bool:
@@ -122,9 +151,16 @@ def load_torchscript_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             raise ValueError(f"{path}: not a TorchScript archive (no data.pkl at its top level)")
         prefix = pickles[0][: -len("data.pkl")]
         try:
+            if archive.getinfo(pickles[0]).file_size > _MAX_PICKLE_BYTES:
+                raise pickle.UnpicklingError("its module pickle is implausibly large")
+            _check_member(archive, pickles[0], None)
             root = _RestrictedUnpickler(archive.read(pickles[0]), archive, prefix).load()
         except pickle.UnpicklingError as err:
             raise ValueError(f"{path}: {err}") from None
+        except Exception as err:  # a hand-made pickle: wrong arguments, bad strides, ...
+            raise ValueError(
+                f"{path}: not a readable TorchScript archive ({type(err).__name__}: {err})"
+            ) from None
     out: dict[str, torch.Tensor] = {}
     _flatten(root, "", out)
     return out
