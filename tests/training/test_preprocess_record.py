@@ -4,6 +4,7 @@ checkpoint, so evaluation and scoring prepare images as training did."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -88,3 +89,15 @@ def test_only_families_trained_with_labels_get_columns(tmp_path, loss, columns):
     assert loaded.extra_columns == columns
     loaded.labelled_families = None  # mpiqa score --describe
     assert len(loaded.extra_columns) == 4
+
+
+def test_validation_part_that_cannot_rank_is_refused(caplog):
+    from mpiqa.data.records import Record
+    from mpiqa.training.run import check_validation_part
+
+    same = [Record(f"{i}.png", Path(f"{i}.png"), 3.0, 0.5) for i in range(5)]
+    with pytest.raises(ValueError, match="all have the label 0.5"):
+        check_validation_part(same)
+    varied = [Record(f"{i}.png", Path(f"{i}.png"), i, i / 5) for i in range(5)]
+    check_validation_part(varied)
+    assert "only 5 images" in caplog.text

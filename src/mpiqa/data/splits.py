@@ -53,13 +53,15 @@ class Split:
     @classmethod
     def load(cls, path: str | Path) -> Split:
         """Raises ValueError naming the file if it is not a split file of this version."""
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"split file not found: {path}")
         try:
-            data = json.loads(Path(path).read_text())
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
             version = data.pop("version")
             if version != SPLIT_VERSION:
                 raise ValueError(f"split file version {version}, expected {SPLIT_VERSION}")
             return cls(**data)
-        except (KeyError, TypeError, ValueError) as err:
+        except (AttributeError, KeyError, TypeError, ValueError) as err:
             raise ValueError(f"{path}: not a valid split file ({err})") from None
 
     def check_disjoint(self, dataset: IQADataset | None = None) -> None:

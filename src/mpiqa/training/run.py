@@ -51,6 +51,36 @@ def make_split(dataset: IQADataset, config: TrainConfig) -> Split:
     return split
 
 
+# Below this many images a validation SRCC is mostly noise (its standard error is about
+# 1 / sqrt(n - 3)): it still selects, with a warning.
+MIN_VAL_IMAGES = 20
+
+
+def check_validation_part(records) -> None:
+    """Refuse a validation part that cannot rank (all labels equal: SRCC is undefined,
+    every epoch would tie at -inf); warn when it is too small to select with.
+
+    Raises:
+        ValueError: two or more validation images, all with the same label.
+    """
+    scores = [r.score for r in records]
+    if not scores:
+        return
+    if len(scores) >= 2 and max(scores) == min(scores):
+        raise ValueError(
+            f"the validation part's {len(scores)} images all have the label {scores[0]:g}: "
+            "no ranking to select an epoch by (use another split, or --shots for a fixed "
+            "schedule without one)"
+        )
+    if len(scores) < MIN_VAL_IMAGES:
+        logger.warning(
+            "the validation part has only %d images: the epoch it selects is close to "
+            "chance (use at least %d)",
+            len(scores),
+            MIN_VAL_IMAGES,
+        )
+
+
 def build_model(config: TrainConfig) -> tuple[MultiModalPromptIQA, dict]:
     spec = config.backbone
     if spec.weights == "random":
@@ -96,6 +126,7 @@ def train_run(
         **config.data.options,
     )
     split = make_split(dataset, config)
+    check_validation_part(dataset.subset(split.val))
     out_dir.mkdir(parents=True, exist_ok=True)
     if context.is_main:
         split.save(out_dir / "split.json")
