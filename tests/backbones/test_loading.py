@@ -216,3 +216,20 @@ def test_hand_made_torchscript_pickle_is_one_clear_error(tmp_path):
         archive.writestr("m/code/__torch__/m.py", "")
     with pytest.raises(ValueError, match="odd.pt: not a readable TorchScript archive"):
         load_torchscript_state_dict(path)
+
+
+@pytest.mark.parametrize(
+    "hf_config",
+    [
+        {"vision_config": {"num_attention_heads": 0}},
+        {"vision_config": {"num_attention_heads": -2}},
+        {"vision_config": "ViT"},
+        {"text_config": {"num_attention_heads": "eight"}},
+    ],
+)
+def test_malformed_transformers_config_values_are_one_clear_error(hf_config):
+    from mpiqa.backbones.convert import resolve_config
+
+    state = build_random_clip("test-tiny").state_dict()
+    with pytest.raises(CheckpointError, match="config.json does not describe these weights"):
+        resolve_config(state, "hf", hf_config=hf_config)

@@ -98,6 +98,12 @@ class CLIPConfig:
         if self.act not in ("quick_gelu", "gelu"):
             raise ValueError(f"act must be 'quick_gelu' or 'gelu', got {self.act!r}")
         for tower, cfg in (("vision", self.vision), ("text", self.text)):
+            for field_name in ("width", "heads", "layers"):
+                value = getattr(cfg, field_name)
+                if not isinstance(value, int) or value < 1:
+                    raise ValueError(
+                        f"{tower} {field_name} must be a positive integer, got {value!r}"
+                    )
             if cfg.width % cfg.heads:
                 raise ValueError(
                     f"{tower} width {cfg.width} is not divisible by its {cfg.heads} heads"

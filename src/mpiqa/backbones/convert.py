@@ -357,7 +357,14 @@ def resolve_config(
             )
         return hint
     if fmt == "hf" and hf_config is not None:
-        return _hf_config(hf_config, shapes)
+        try:
+            return _hf_config(hf_config, shapes)
+        except CheckpointError:
+            raise
+        except (AttributeError, KeyError, TypeError, ValueError, ZeroDivisionError) as err:
+            raise CheckpointError(
+                f"its config.json does not describe these weights ({type(err).__name__}: {err})"
+            ) from None
     registered = registered_config_with_shapes(shapes)
     if registered is not None:
         if fmt == "open_clip":

@@ -90,7 +90,10 @@ def load_clip(
     embedded = embedded_config(path)
     hint = hint or embedded
     state, fmt, hf_config = read_checkpoint(path)
-    config = resolve_config(state, fmt, hint=hint, hf_config=hf_config)
+    try:
+        config = resolve_config(state, fmt, hint=hint, hf_config=hf_config)
+    except CheckpointError as err:
+        raise CheckpointError(f"{path}: {err}") from None
     if act is not None:
         config = replace(config, act=act)
     model = CLIP(config)
