@@ -6,6 +6,7 @@ decoded images exist at any time, and results are yielded as soon as a batch is 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Callable, Iterator, Sequence
@@ -59,6 +60,25 @@ def _single_thread_worker(_: int) -> None:
     torch.set_num_threads(1)
 
 
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def precision_context(precision: str, device: torch.device):
+    """A context running the forward pass in ``precision`` (autocast; fp32: no change).
+
+    Raises:
+        ValueError: unknown precision, or fp16 on a CPU (CPU kernels are bf16 or fp32).
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision == "fp16" and device.type != "cuda":
+        raise ValueError("precision fp16 needs a CUDA device; use bf16 on a CPU")
+    dtype = PRECISIONS[precision]
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
+
+
 def default_workers() -> int:
     return min(8, max(0, (os.cpu_count() or 1) - 1))
 
@@ -70,6 +90,7 @@ def score_files(
     workers: int | None = None,
     on_error: OnError = "skip",
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    precision: str = "fp32",
 ) -> Iterator[FileResult]:
     """Yield one :class:`FileResult` per path, in the order of ``paths``.
 
@@ -81,12 +102,16 @@ def score_files(
         on_error: ``"skip"`` yields a result with ``error`` set for a bad file and goes on;
             ``"fail"`` raises at the first one.
         max_pixels: refuse larger images (decompression bombs).
+        precision: ``fp32``, or ``bf16`` / ``fp16`` autocast for the forward pass
+            (``fp16`` on CUDA only); scores are returned as float32 either way.
 
     Raises:
+        ValueError: an unknown precision, or fp16 on a CPU.
         ImageDecodeError: with ``on_error="fail"``, for the first file that cannot be scored.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    autocast = precision_context(precision, model.device)
     workers = default_workers() if workers is None else workers
     loader = DataLoader(
         _DecodedFiles(paths, model.preprocessor(), max_pixels),
@@ -98,7 +123,10 @@ def score_files(
     )
     for batch in loader:
         good = [(i, crops) for i, crops, err in batch if err is None]
-        scores, extras = model.describe_crops([crops for _, crops in good]) if good else ([], [])
+        with autocast:
+            scores, extras = (
+                model.describe_crops([crops for _, crops in good]) if good else ([], [])
+            )
         by_index = {i: (float(s), e) for (i, _), s, e in zip(good, scores, extras, strict=True)}
         for index, _, error in batch:
             if error is not None:

@@ -152,3 +152,29 @@ def test_a_closed_pipe_ends_quietly(folder):
     os.close(write)
     assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr
     assert done.returncode == 141
+
+
+def test_bf16_scores_follow_fp32(capsys):
+    # the default model on the example photos: bf16 autocast keeps scores and their order
+    import csv as _csv
+    from pathlib import Path as _Path
+
+    examples = str(_Path(__file__).resolve().parents[2] / "examples")
+    rows = {}
+    for precision in ("fp32", "bf16"):
+        assert main(["score", examples, "--precision", precision, "--workers", "0",
+                     "--no-progress"]) == 0  # fmt: skip
+        rows[precision] = {
+            r["path"]: float(r["score"])
+            for r in _csv.DictReader(capsys.readouterr().out.splitlines())
+        }
+    fp32, bf16 = rows["fp32"], rows["bf16"]
+    assert fp32.keys() == bf16.keys() and len(fp32) >= 5
+    keys = sorted(fp32)
+    # bf16 keeps 8 bits of mantissa: the scores move (up to 0.05 here), their order holds
+    assert max(abs(fp32[k] - bf16[k]) for k in keys) < 0.08
+    from scipy.stats import spearmanr
+
+    assert spearmanr([fp32[k] for k in keys], [bf16[k] for k in keys])[0] >= 0.9
+    assert main(["score", examples, "--precision", "fp16", "--workers", "0"]) == 2
+    assert "fp16 needs a CUDA device" in capsys.readouterr().err

@@ -94,6 +94,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="cpu, cuda, cuda:1, ..., or auto: CUDA when available (default %(default)s)",
     )  # fmt: skip
     p.add_argument(
+        "--precision",
+        choices=("fp32", "bf16", "fp16"),
+        default="fp32",
+        help="forward pass in float32 (default), or bfloat16 / float16 autocast (fp16 on CUDA "
+        "only); bf16 moved the default model's scores of the example photos by up to 0.05, "
+        "keeping their order but for a near tie",
+    )
+    p.add_argument(
         "--crop",
         choices=CROP_MODES,
         default="center",
@@ -205,6 +213,7 @@ def _score_into(
         workers=args.workers,
         on_error=args.on_error,
         max_pixels=args.max_pixels,
+        precision=args.precision,
     )
     progress = tqdm(
         total=len(paths),
@@ -341,6 +350,8 @@ def _settings(args: argparse.Namespace) -> dict:
     return {
         "model": args.model, "checkpoint_sha256": checkpoint, "backbone": args.backbone,
         "weights": args.weights, "seed": args.seed, "crop": args.crop, "n_crops": args.n_crops,
+        # only when not the default, so files written before the option still resume
+        **({"precision": args.precision} if args.precision != "fp32" else {}),
     }  # fmt: skip
 
 

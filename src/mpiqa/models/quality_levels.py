@@ -60,6 +60,9 @@ class QualityLevelsIQA(IQAModel):
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         image = self.backbone.encode_image(pixels)
-        return expected_level(
-            image, self.level_text.to(image.dtype), self.backbone.logit_scale.exp()
-        )
+        # The readout in float32 even under bf16/fp16 autocast: a softmax over
+        # temperature-scaled logits rounded to 8 bits moves scores by several hundredths.
+        with torch.autocast(image.device.type, enabled=False):
+            return expected_level(
+                image.float(), self.level_text.float(), self.backbone.logit_scale.exp().float()
+            )
