@@ -22,9 +22,9 @@ import numpy as np
 
 from mpiqa.data.distortions.tasks import level_quality, render
 from mpiqa.evaluation.metrics import plcc, srcc
+from mpiqa.models.checkpoint import load_checkpoint
 from mpiqa.models.registry import create_model, list_models
 from mpiqa.prompts.vocab import distortion_class
-from mpiqa.training.checkpoint import load_checkpoint
 from mpiqa.training.few_shot import wilcoxon_p
 from mpiqa.training.pretrain import synthetic_items
 

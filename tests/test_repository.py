@@ -27,3 +27,27 @@ def test_ci_runs_the_readme_test_command():
 
 def test_constraints_pin_the_cpu_torch():
     assert "torch==2.13.0" in (ROOT / "constraints.txt").read_text().splitlines()
+
+
+def test_lower_layers_never_import_training_or_evaluation():
+    # models, prompts, backbones and data sit below training and evaluation: a model must
+    # load (checkpoints included) without the training code
+    import ast
+    from pathlib import Path
+
+    package = Path(__file__).resolve().parents[1] / "src" / "mpiqa"
+    offenders = []
+    for layer in ("models", "prompts", "backbones", "data"):
+        for path in (package / layer).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                names = []
+                if isinstance(node, ast.Import):
+                    names = [a.name for a in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.module:
+                    names = [node.module]
+                offenders += [
+                    f"{path.relative_to(package)}: {n}"
+                    for n in names
+                    if n.startswith(("mpiqa.training", "mpiqa.evaluation"))
+                ]
+    assert offenders == []

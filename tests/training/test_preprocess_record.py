@@ -101,3 +101,21 @@ def test_validation_part_that_cannot_rank_is_refused(caplog):
     varied = [Record(f"{i}.png", Path(f"{i}.png"), i, i / 5) for i in range(5)]
     check_validation_part(varied)
     assert "only 5 images" in caplog.text
+
+
+def test_malformed_checkpoint_files_are_one_clear_error(tmp_path):
+    torch.manual_seed(0)
+    model = MultiModalPromptIQA(build_random_clip("test-tiny", seed=0), MMPConfig(visual_depth=1))
+    save_checkpoint(tmp_path / "best", model, backbone_record("test-tiny", "random", 0))
+    tensors = tmp_path / "best.safetensors"
+    good = tensors.read_bytes()
+    tensors.write_bytes(b"\xff" * 16)
+    with pytest.raises(ValueError, match="best.safetensors: not a readable safetensors file"):
+        load_checkpoint(tensors)
+    tensors.write_bytes(good)
+    (tmp_path / "best.json").write_text("{oops")
+    with pytest.raises(ValueError, match="best.json: not a readable JSON file"):
+        load_checkpoint(tensors)
+    (tmp_path / "best.json").write_text(json.dumps({"format": "mpiqa-checkpoint/1", "mmp": "x"}))
+    with pytest.raises(ValueError, match="'backbone' entry is missing"):
+        load_checkpoint(tensors)

@@ -7,8 +7,8 @@ import logging
 from pathlib import Path
 
 from mpiqa.export import FORMATS, export, parity
+from mpiqa.models.checkpoint import load_checkpoint
 from mpiqa.models.registry import create_model, list_models
-from mpiqa.training.checkpoint import load_checkpoint
 
 logger = logging.getLogger("mpiqa.cli.export")
 

@@ -20,9 +20,9 @@ from mpiqa import distributed
 from mpiqa.data.files import discover_images
 from mpiqa.data.images import DEFAULT_MAX_PIXELS, ImageDecodeError
 from mpiqa.data.transforms import CROP_MODES
+from mpiqa.models.checkpoint import load_checkpoint
 from mpiqa.models.registry import ALIASES, DEFAULT_MODEL, create_model, list_models, resolve_device
 from mpiqa.scoring import score_files
-from mpiqa.training.checkpoint import load_checkpoint
 
 # A CLIP named by --backbone / --weights without --model is scored zero-shot.
 ZERO_SHOT_MODEL = "clip-iqa"

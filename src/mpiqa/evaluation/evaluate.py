@@ -77,7 +77,7 @@ def evaluate_checkpoint(
 ) -> dict:
     """As :func:`evaluate_model` for a training checkpoint; the split defaults to the
     ``split.json`` of the checkpoint's run."""
-    from mpiqa.training.checkpoint import load_checkpoint
+    from mpiqa.models.checkpoint import load_checkpoint
 
     model = load_checkpoint(checkpoint, weights=weights, device=device).for_inference()
     split_file = Path(split_file) if split_file else Path(checkpoint).parent / "split.json"

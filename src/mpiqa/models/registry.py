@@ -125,7 +125,7 @@ def _packaged_model(name: str, **kwargs) -> IQAModel:
     """A prompt model whose weights ship in ``mpiqa/weights/`` (built by its recipe)."""
     # Imported here: training modules are not needed to build the zero-shot models.
     from mpiqa.backbones.pretrained import packaged_path
-    from mpiqa.training.checkpoint import load_checkpoint
+    from mpiqa.models.checkpoint import load_checkpoint
 
     return load_checkpoint(packaged_path(f"{name}.safetensors"), **kwargs)
 

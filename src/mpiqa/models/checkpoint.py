@@ -1,0 +1,126 @@
+"""Reading checkpoints of trained prompt models (``NAME.safetensors`` holds only the
+trained tensors, ``NAME.json`` what rebuilds the model around them). Below the training
+layer, so that models, scoring and evaluation load checkpoints without importing
+training; writing stays in :mod:`mpiqa.training.checkpoint`."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from mpiqa.backbones.factory import build_random_clip, load_clip
+from mpiqa.backbones.pretrained import verify_sha256
+from mpiqa.models.mmp_iqa import MMPConfig, MultiModalPromptIQA
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_FORMAT = "mpiqa-checkpoint/1"
+
+
+def assign_tensors(
+    model: torch.nn.Module, tensors: dict[str, torch.Tensor], source: str | Path = ""
+) -> None:
+    """Copy ``tensors`` into the model's parameters of the same names, in place.
+
+    Raises:
+        ValueError: a name the model lacks, or a shape that differs (naming ``source``).
+    """
+    params = dict(model.named_parameters())
+    for name, value in tensors.items():
+        if name not in params:
+            raise ValueError(f"{source}: the model has no tensor {name}")
+        if params[name].shape != value.shape:
+            raise ValueError(
+                f"{source}: tensor {name} {tuple(value.shape)} does not fit this model {tuple(params[name].shape)}"
+            )
+    with torch.no_grad():
+        for name, value in tensors.items():
+            params[name].copy_(value)
+
+
+def read_checkpoint_meta(path: str | Path) -> dict:
+    """The ``.json`` beside a checkpoint, checked to be an mpiqa checkpoint's.
+
+    Raises:
+        FileNotFoundError: either file is missing; ValueError: unreadable or foreign JSON.
+    """
+    path = Path(path)
+    meta_path = path.with_suffix(".json")
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    if not meta_path.is_file():
+        raise FileNotFoundError(f"{path}: its configuration {meta_path.name} is missing beside it")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise ValueError(f"{meta_path}: not a readable JSON file ({err})") from None
+    if not isinstance(meta, dict) or meta.get("format") != CHECKPOINT_FORMAT:
+        found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+        raise ValueError(f"{meta_path}: not an mpiqa checkpoint (format {found!r})")
+    for key, kind in (("backbone", dict), ("mmp", dict)):
+        if not isinstance(meta.get(key), kind):
+            raise ValueError(f"{meta_path}: its {key!r} entry is missing or not a mapping")
+    return meta
+
+
+def load_checkpoint(
+    path: str | Path, weights: str | None = None, device: str | torch.device = "cpu", **model_kwargs
+) -> MultiModalPromptIQA:
+    """Rebuild a trained prompt model.
+
+    Args:
+        path: the ``.safetensors`` file written by training.
+        weights: backbone weights to use instead of those the checkpoint names (for a
+            copy elsewhere); checked against the recorded SHA-256 when one is recorded.
+        **model_kwargs: e.g. ``crop="multi"``.
+
+    Raises:
+        FileNotFoundError, ValueError: missing or foreign files; ChecksumError: the
+            backbone weights differ from those the prompts were trained on.
+    """
+    meta = read_checkpoint_meta(path)
+    spec = meta["backbone"]
+    if not isinstance(spec.get("arch"), str):
+        raise ValueError(f"{path}: its backbone record names no architecture")
+    source = weights or spec.get("weights")
+    if source == "random":
+        logger.warning(
+            "%s was trained on a randomly initialised backbone: its scores mean nothing", path
+        )
+        backbone = build_random_clip(spec["arch"], seed=int(spec.get("seed", 0)))
+    else:
+        if source and spec.get("sha256") and Path(source).is_file():
+            verify_sha256(source, spec["sha256"])
+        backbone = load_clip(source or spec["arch"], arch=spec["arch"])
+    model = MultiModalPromptIQA(backbone, MMPConfig.from_dict(meta["mmp"]), **model_kwargs)
+    try:
+        tensors = load_file(str(path))
+    except Exception as err:  # SafetensorError and friends: a malformed file
+        raise ValueError(f"{path}: not a readable safetensors file ({err})") from None
+    expected = {name for name, _ in model.trainable_parameters()}
+    if set(tensors) != expected:
+        raise ValueError(
+            f"{path}: tensors do not match the model: missing {sorted(expected - set(tensors))[:5]}, "
+            f"unexpected {sorted(set(tensors) - expected)[:5]}"
+        )
+    assign_tensors(model, tensors, path)
+    model.preprocess_options = _preprocess_options(meta.get("preprocess") or {}, path)
+    loss = (meta.get("config") or {}).get("loss")
+    if isinstance(loss, dict):
+        model.labelled_families = tuple(
+            f for f in ("distortion", "scene") if float(loss.get(f, 0) or 0) > 0
+        )
+    return model.to(device).eval()
+
+
+def _preprocess_options(options: dict, path) -> dict:
+    known = {"resize": int, "squash": bool, "stats": str}
+    if not isinstance(options, dict) or set(options) - set(known):
+        raise ValueError(f"{path}: unknown preprocessing {options!r}")
+    if options.get("stats", "clip") not in ("clip", "imagenet"):
+        raise ValueError(f"{path}: unknown normalisation {options['stats']!r}")
+    return {k: known[k](v) for k, v in options.items()}
