@@ -108,6 +108,19 @@ class IQAModel(nn.Module):
         flat = self(torch.cat(list(crops)).to(self.device)).float().cpu()
         return torch.stack([part.mean() for part in flat.split(counts)])
 
+    def _crop_batches(self, inputs: ScoreInput, batch_size: int):
+        """Preprocessed crops of ``inputs``, ``batch_size`` images at a time."""
+        if isinstance(inputs, torch.Tensor):
+            images: list = list(_check_pixels(inputs))
+        elif isinstance(inputs, (str, Path, Image.Image)):
+            images = [inputs]
+        else:
+            images = list(inputs)
+        for start in range(0, len(images), batch_size):
+            chunk = images[start : start + batch_size]
+            loaded = [load_image(x) if isinstance(x, (str, Path)) else x for x in chunk]
+            yield [self.preprocess(x) for x in loaded]
+
     def score(self, inputs: ScoreInput, batch_size: int = 32) -> torch.Tensor:
         """Quality scores, one per image.
 
@@ -123,17 +136,7 @@ class IQAModel(nn.Module):
             ImageDecodeError: a file cannot be decoded (the message names it).
             ValueError: a tensor of the wrong shape or outside [0, 1].
         """
-        if isinstance(inputs, torch.Tensor):
-            images: list = list(_check_pixels(inputs))
-        elif isinstance(inputs, (str, Path, Image.Image)):
-            images = [inputs]
-        else:
-            images = list(inputs)
-        scores = []
-        for start in range(0, len(images), batch_size):
-            chunk = images[start : start + batch_size]
-            loaded = [load_image(x) if isinstance(x, (str, Path)) else x for x in chunk]
-            scores.append(self.score_crops([self.preprocess(x) for x in loaded]))
+        scores = [self.score_crops(crops) for crops in self._crop_batches(inputs, batch_size)]
         return torch.cat(scores) if scores else torch.empty(0)
 
     def describe(self, inputs: ScoreInput, batch_size: int = 32) -> list[dict[str, object]]:
@@ -143,17 +146,9 @@ class IQAModel(nn.Module):
 
         Args and raises: as :meth:`score`.
         """
-        if isinstance(inputs, torch.Tensor):
-            images: list = list(_check_pixels(inputs))
-        elif isinstance(inputs, (str, Path, Image.Image)):
-            images = [inputs]
-        else:
-            images = list(inputs)
         rows: list[dict[str, object]] = []
-        for start in range(0, len(images), batch_size):
-            chunk = images[start : start + batch_size]
-            loaded = [load_image(x) if isinstance(x, (str, Path)) else x for x in chunk]
-            scores, extras = self.describe_crops([self.preprocess(x) for x in loaded])
+        for crops in self._crop_batches(inputs, batch_size):
+            scores, extras = self.describe_crops(crops)
             for score, extra in zip(scores.tolist(), extras, strict=True):
                 wanted = {k: v for k, v in extra.items() if k in self.extra_columns}
                 rows.append({"score": float(score), **wanted})
