@@ -62,3 +62,11 @@ def test_interleaved_timing_calls_each_function_in_rotating_rounds():
     assert set(seconds) == {"a", "b", "c"} and all(s >= 0 for s in seconds.values())
     # one warm-up round, then rounds starting at a, b, c in turn
     assert "".join(calls) == "abc" + "abc" + "bca" + "cab"
+
+
+def test_gpus_are_probed_with_a_larger_matmul():
+    # 2048^3 leaves a GPU idle between calls: its roofline came out at "931 %"
+    from mpiqa.benchmarking import matmul_size
+
+    assert matmul_size(torch.device("cpu")) == 2048
+    assert matmul_size(torch.device("cuda")) == 8192
