@@ -38,6 +38,7 @@ def matmul_size(device: torch.device) -> int:
     """Side of the square matmul that probes ``device``'s peak."""
     return GPU_MATMUL_SIZE if device.type == "cuda" else MATMUL_SIZE
 
+
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 

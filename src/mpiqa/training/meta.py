@@ -28,12 +28,14 @@ import contextlib
 import json
 import logging
 import random
+import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from mpiqa.data.datasets import load_dataset
 from mpiqa.data.distortions.kadid import DISTORTION_NAMES
@@ -311,10 +313,23 @@ class MetaTrainer:
         tasks = iter(
             self.source.tasks([t for b in mine for t in b], self.epoch, self.config, self.size)
         )
-        return [
-            self.meta_step([next(tasks) for _ in part], len(batch))
-            for batch, part in zip(batches, mine, strict=True)
-        ]
+        # A progress bar on a terminal (stderr; off when piped, and on other ranks): an
+        # epoch of meta-steps takes minutes on a CPU, and silence looks like a hang.
+        bar = tqdm(
+            total=len(batches),
+            desc=f"meta epoch {self.epoch + 1}/{self.config.epochs}",
+            unit="step",
+            file=sys.stderr,
+            disable=None if self.context.is_main else True,
+            leave=False,
+        )
+        losses = []
+        with bar:
+            for batch, part in zip(batches, mine, strict=True):
+                losses.append(self.meta_step([next(tasks) for _ in part], len(batch)))
+                bar.set_postfix(query_loss=f"{losses[-1]:.4f}")
+                bar.update()
+        return losses
 
     # ------------------------------------------------------------------ persistence
     def _save(self, name: str, extra: dict) -> None:
