@@ -70,3 +70,27 @@ def test_gpus_are_probed_with_a_larger_matmul():
 
     assert matmul_size(torch.device("cpu")) == 2048
     assert matmul_size(torch.device("cuda")) == 8192
+
+
+def test_end_to_end_splits_the_time_of_scoring_files(tmp_path, capsys):
+    import json as _json
+
+    import numpy as np
+    from PIL import Image
+
+    from mpiqa.cli.main import main
+
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        image = rng.integers(0, 255, (40, 50, 3), dtype=np.uint8)
+        Image.fromarray(image).save(tmp_path / f"{i}.png")
+    (tmp_path / "broken.png").write_bytes(b"not an image")
+    out = tmp_path / "e2e.json"
+    args = ["benchmark", "--end-to-end", str(tmp_path), "--model", "mpiqa-tiny", "--limit", "5",
+            "--batch-size", "2", "--workers", "0", "--json", str(out)]  # fmt: skip
+    assert main(args) == 0
+    result = _json.loads(out.read_text())
+    assert (result["images"], result["failed"], result["workers"]) == (5, 1, 0)
+    for key in ("startup_s", "decode_images_per_s", "model_images_per_s", "pipeline_images_per_s"):
+        assert result[key] > 0
+    assert "score_files, 0 worker(s)" in capsys.readouterr().out

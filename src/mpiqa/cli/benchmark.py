@@ -31,6 +31,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="time training steps instead: prompts only vs prompts + last --blocks image "
         "blocks, each with and without gradient checkpointing, and one meta step",
     )  # fmt: skip
+    p.add_argument(
+        "--end-to-end", metavar="DIR",
+        help="time scoring real files under DIR instead: start-up, decode + preprocess, the "
+        "model alone and the whole score pipeline, each on its own (--model, --limit, "
+        "--workers, --batch-size, --device, --precision)",
+    )  # fmt: skip
+    p.add_argument("--model", help="with --end-to-end: the model (default: the default model)")
+    p.add_argument("--limit", type=int, default=500, help="with --end-to-end: at most N files")
+    p.add_argument("--workers", type=int, default=None, help="with --end-to-end: decoders")
     p.add_argument("--blocks", type=int, default=2, help="K of the last-K-blocks set-up")
     p.add_argument("--no-meta", action="store_true", help="with --train: skip the meta step")
     p.set_defaults(run=run)
@@ -41,6 +50,17 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     if args.train:
         return _run_train(args)
+    if args.end_to_end:
+        from mpiqa.end_to_end import run_end_to_end
+
+        e2e = run_end_to_end(
+            args.end_to_end, args.model, args.limit, args.batch_size, args.workers,
+            args.device, args.precision,
+        )  # fmt: skip
+        print(e2e.table())
+        if args.json:
+            Path(args.json).write_text(json.dumps(e2e.to_dict(), indent=1))
+        return 0
     result = run_benchmark(
         args.arch,
         args.precision,

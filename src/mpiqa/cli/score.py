@@ -87,7 +87,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         type=_non_negative_int,
         default=None,
         metavar="N",
-        help="decoding processes (default: cores - 1, at most 8)",
+        help="decoding processes (default: none on 1-2 cores, where decoding in-process is "
+        "faster; else cores - 1, at most 8)",
     )
     p.add_argument(
         "--device", default="cpu",
