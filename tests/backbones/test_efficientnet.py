@@ -15,7 +15,6 @@ from mpiqa.backbones.efficientnet import (
     EfficientNetLite,
     SameConv2d,
     default_weights_path,
-    load_lite0_weights,
     load_stem_weights,
     stage_table,
     stages_for_blocks,
@@ -83,7 +82,7 @@ def test_load_rejects_foreign_file(tmp_path):
     path = tmp_path / "x.pth"
     torch.save({"weight": torch.zeros(1)}, path)
     with pytest.raises(ValueError, match="not an EfficientNet"):
-        load_lite0_weights(EfficientNetLite(2), path)
+        load_stem_weights(EfficientNetLite(2), path)
 
 
 def _imagenet_weights(variant: str = "efficientnet-lite0") -> str:
@@ -121,7 +120,7 @@ def test_imagenet_weights_classify_examples(variant):
     """With the published ImageNet weights the port must recognise the example photos:
     a wrong padding, activation, layer order or stage table would not."""
     model = EfficientNetLite(7, classifier=True, variant=variant).eval()
-    load_lite0_weights(model, _imagenet_weights(variant))
+    load_stem_weights(model, _imagenet_weights(variant))
     with torch.no_grad():
         cat = model(_pixels("chelsea.jpg")).softmax(-1)[0]
         coffee = model(_pixels("coffee.jpg")).softmax(-1)[0]

@@ -58,8 +58,8 @@ def test_no_distortion_column_without_distortion_labels(model):
 
 
 def test_default_reads_out_what_its_backbone_was_pretrained_with():
-    from mpiqa.models.quality_levels import QualityLevelsIQA
-    from mpiqa.training.pretrain import class_embeddings, quality_captions
+    from mpiqa.models.quality_levels import QualityLevelsIQA, class_embeddings
+    from mpiqa.training.pretrain import quality_captions
 
     model = create_model(DEFAULT_MODEL)
     assert isinstance(model, QualityLevelsIQA) and model.image_size == 384

@@ -12,11 +12,11 @@ import json
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 Activation = Literal["quick_gelu", "gelu"]
 Stem = Literal["patch", "efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2"]
-STEMS = ("patch", "efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2")
+STEMS = get_args(Stem)
 
 
 @dataclass(frozen=True)

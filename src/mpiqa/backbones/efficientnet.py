@@ -234,10 +234,6 @@ def load_stem_weights(model: EfficientNetLite, path: str | Path) -> None:
     model.load_state_dict({k: v for k, v in state.items() if k in own})
 
 
-# The name this function had when Lite0 was the only variant.
-load_lite0_weights = load_stem_weights
-
-
 def stages_for_blocks(blocks: int, variant: str = DEFAULT_VARIANT) -> int:
     """How many stages hold exactly ``blocks`` blocks (reading a checkpoint's shapes).
 
@@ -372,7 +368,8 @@ class EfficientNetLite(nn.Module):
         """Fold every BatchNorm into the convolution before it, in place, for inference:
         the same outputs (to float rounding) at nearly twice the CPU speed with
         channels-last inputs. The state dict's keys change (each ``_bn*`` becomes an
-        identity), so fold only a model that will not be saved or trained.
+        identity), so fold only a model that will not be saved or trained. Folding twice
+        is a no-op.
         """
         from torch.nn.utils.fusion import fuse_conv_bn_eval
 
@@ -405,5 +402,4 @@ class EfficientNetLite(nn.Module):
             fold(block, "_project_conv", "_bn2")
         if self.classifier:
             fold(self, "_conv_head", "_bn1")
-        self.folded = True
         return self

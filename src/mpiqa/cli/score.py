@@ -22,7 +22,7 @@ from mpiqa.data.images import DEFAULT_MAX_PIXELS, ImageDecodeError
 from mpiqa.data.transforms import CROP_MODES
 from mpiqa.models.checkpoint import load_checkpoint
 from mpiqa.models.registry import ALIASES, DEFAULT_MODEL, create_model, list_models, resolve_device
-from mpiqa.scoring import score_files
+from mpiqa.scoring import PRECISIONS, score_files
 
 # A CLIP named by --backbone / --weights without --model is scored zero-shot.
 ZERO_SHOT_MODEL = "clip-iqa"
@@ -96,7 +96,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     p.add_argument(
         "--precision",
-        choices=("fp32", "bf16", "fp16"),
+        choices=tuple(PRECISIONS),
         default="fp32",
         help="forward pass in float32 (default), or bfloat16 / float16 autocast (fp16 on CUDA "
         "only); bf16 moved the default model's scores of the example photos by up to 0.05, "

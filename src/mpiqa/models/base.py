@@ -61,8 +61,8 @@ class IQAModel(nn.Module):
 
         self.eval()
         for module in self.modules():
-            if isinstance(module, EfficientNetLite) and not getattr(module, "folded", False):
-                module.fold_batchnorm_()
+            if isinstance(module, EfficientNetLite):
+                module.fold_batchnorm_()  # idempotent
         return self
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract

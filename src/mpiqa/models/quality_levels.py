@@ -20,13 +20,19 @@ from mpiqa.models.base import IQAModel
 from mpiqa.prompts.vocab import QUALITY_5, QUALITY_TEMPLATES
 
 
+def class_embeddings(backbone: CLIP, captions: list[str], templates: int) -> torch.Tensor:
+    """Normalised text embeddings averaged over each class's ``templates`` consecutive
+    captions: (classes, embed_dim)."""
+    tokens = tokenize(captions, backbone.context_length).to(backbone.logit_scale.device)
+    text = F.normalize(backbone.encode_text(tokens), dim=-1)
+    return F.normalize(text.view(-1, templates, text.shape[-1]).mean(1), dim=-1)
+
+
 def level_text_features(backbone: CLIP, templates: tuple[str, ...] = QUALITY_TEMPLATES):
     """(5, embed_dim) normalised text embeddings of the quality levels, each averaged over
     ``templates`` (format strings with one ``{}`` for the level word)."""
     captions = [t.format(word) for word in QUALITY_5 for t in templates]
-    tokens = tokenize(captions, backbone.context_length).to(backbone.logit_scale.device)
-    text = F.normalize(backbone.encode_text(tokens), dim=-1)
-    return F.normalize(text.view(len(QUALITY_5), len(templates), -1).mean(1), dim=-1)
+    return class_embeddings(backbone, captions, len(templates))
 
 
 def expected_level(

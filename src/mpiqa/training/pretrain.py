@@ -43,12 +43,11 @@ from mpiqa.backbones.clip import CLIP
 from mpiqa.backbones.convert import MPIQA_FORMAT
 from mpiqa.backbones.efficientnet import load_stem_weights
 from mpiqa.backbones.factory import build_random_clip
-from mpiqa.backbones.tokenizer import tokenize
 from mpiqa.data.distortions.kadid import DISTORTION_NAMES, N_LEVELS
 from mpiqa.data.distortions.tasks import DistortedItem, level_quality, render
 from mpiqa.data.transforms import normalize, to_tensor
 from mpiqa.evaluation.metrics import plcc, srcc
-from mpiqa.models.quality_levels import expected_level
+from mpiqa.models.quality_levels import class_embeddings, expected_level
 from mpiqa.prompts.vocab import DISTORTIONS, QUALITY_5, QUALITY_TEMPLATES, distortion_class
 from mpiqa.training.losses import rank_fidelity_loss
 
@@ -100,23 +99,6 @@ def quality_captions() -> list[str]:
 
 def distortion_captions() -> list[str]:
     return [t.format(d) for d in DISTORTIONS for t in DISTORTION_TEMPLATES]
-
-
-def class_embeddings(model: CLIP, captions: list[str], templates: int) -> torch.Tensor:
-    """Normalised text embeddings averaged over each class's ``templates`` consecutive
-    captions: (classes, embed_dim)."""
-    tokens = tokenize(captions, model.context_length).to(model.logit_scale.device)
-    text = F.normalize(model.encode_text(tokens), dim=-1)
-    text = text.view(-1, templates, text.shape[-1]).mean(1)
-    return F.normalize(text, dim=-1)
-
-
-def quality_score(
-    image: torch.Tensor, quality_text: torch.Tensor, scale: torch.Tensor
-) -> torch.Tensor:
-    """Expected quality in [0, 1] under the softmax over the five quality words (the
-    shipped default's readout, :class:`~mpiqa.models.quality_levels.QualityLevelsIQA`)."""
-    return expected_level(image, quality_text, scale)
 
 
 def _inference_stem(model: CLIP) -> torch.nn.Module:
@@ -272,7 +254,7 @@ def evaluate_features(model: CLIP, val: FeatureSet, batch_size: int = 256) -> di
     scale = model.logit_scale.exp()
     scores = torch.cat(
         [
-            quality_score(
+            expected_level(
                 _encode_features(model, val.features[i : i + batch_size]), quality_text, scale
             )
             for i in range(0, len(val), batch_size)
@@ -298,7 +280,7 @@ def _batch_loss(model: CLIP, feats: torch.Tensor, mos, target, distortion, confi
     quality_text = class_embeddings(model, quality_captions(), len(QUALITY_TEMPLATES))
     image = _encode_features(model, feats)
     scale = model.logit_scale.exp()
-    score = quality_score(image, quality_text, scale)
+    score = expected_level(image, quality_text, scale)
     losses = {}
     rated = ~torch.isnan(mos)
     if rated.sum() >= 2:
