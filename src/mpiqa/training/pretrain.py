@@ -43,6 +43,7 @@ from mpiqa.backbones.clip import CLIP
 from mpiqa.backbones.convert import MPIQA_FORMAT
 from mpiqa.backbones.efficientnet import load_stem_weights
 from mpiqa.backbones.factory import build_random_clip
+from mpiqa.backbones.pretrained import sha256_of
 from mpiqa.data.distortions.kadid import DISTORTION_NAMES, N_LEVELS
 from mpiqa.data.distortions.tasks import DistortedItem, level_quality, render
 from mpiqa.data.transforms import normalize, to_tensor
@@ -162,14 +163,6 @@ def compute_features(
     return FeatureSet(torch.cat(features), mos, target, distortion)
 
 
-def _file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def cached_features(
     cache_dir: str | Path | None,
     model: CLIP,
@@ -177,19 +170,21 @@ def cached_features(
     synthetic: Sequence[DistortedItem],
     size: int,
     stem_weights: str | None,
+    seed: int,
 ) -> FeatureSet:
     """:func:`compute_features`, kept in ``cache_dir`` under a key of everything the maps
-    depend on (the stem's config and weight file hash, the size, every image and
-    distortion item, the labels), so that runs differing only in what trains on top of the
-    frozen stem (ablations, seeds) compute them once. Read back with ``weights_only``."""
+    depend on (the stem's config, its weight file's hash or, for a random stem, the
+    seed; the size; every image path and distortion item; the labels), so that runs
+    differing only in what trains on top of the frozen stem (ablations) compute them
+    once. Images are keyed by path, not content: clear the cache when files change in
+    place. Read back with ``weights_only``."""
     if cache_dir is None:
         return compute_features(model, rated, synthetic, size)
     v = model.visual.config
     key_data = {
         "version": 1,
         "stem": [v.stem, v.stem_stages, list(v.stem_taps), v.stem_grid, v.stem_pool],
-        "weights": _file_sha256(stem_weights) if stem_weights else "random",
-        "seed": torch.initial_seed() if not stem_weights else None,
+        "weights": sha256_of(stem_weights) if stem_weights else f"random:{seed}",
         "size": size,
         "rated": [[str(p), float(m)] for p, m in rated],
         "synthetic": [list(asdict(item).values()) for item in synthetic],
@@ -421,8 +416,8 @@ def pretrain_backbone(
     items = synthetic_items(clean, config.synthetic_per_image, config.seed)
     start = time.perf_counter()
     size, weights = model.image_size, config.stem_weights
-    train_set = cached_features(feature_cache, model, rated, items, size, weights)
-    val_set = cached_features(feature_cache, model, val, val_items, size, weights)
+    train_set = cached_features(feature_cache, model, rated, items, size, weights, config.seed)
+    val_set = cached_features(feature_cache, model, val, val_items, size, weights, config.seed)
     feature_s = time.perf_counter() - start
     best_state, history = train_on_features(model, train_set, val_set, config)
     model.load_state_dict(best_state)
