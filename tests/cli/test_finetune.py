@@ -55,6 +55,7 @@ def test_finetune_rounds_use_exactly_the_shots(labels_csv, tmp_path, capsys):
     assert code == 0
     summary = json.loads((run / "summary.json").read_text())
     assert len(summary["rounds"]) == 2
+    assert (run / "rounds.png").stat().st_size > 0
     for row in summary["rounds"]:
         assert row["labelled_images"] == 8
         assert {"srcc", "zero_shot_srcc", "plcc"} <= set(row)

@@ -99,6 +99,7 @@ def test_rounds_protocol_writes_a_summary(tmp_path, csv_task):
     splits = [json.loads((out / f"round_{r}/split.json").read_text())["test"] for r in range(2)]
     assert splits[0] != splits[1]
     assert "median" in (out / "summary.md").read_text()
+    assert (out / "rounds.png").stat().st_size > 0
 
 
 def test_train_needs_dataset_and_root(tmp_path, capsys):

@@ -138,3 +138,11 @@ def test_missing_file_and_folder(tmp_path):
         load_image(tmp_path / "nope.jpg")
     with pytest.raises(ImageDecodeError, match="not a regular file"):
         load_image(tmp_path)
+
+
+def test_draft_decodes_jpegs_smaller_but_never_below_the_asked_size(tmp_path):
+    Image.new("RGB", (800, 600), (10, 200, 30)).save(tmp_path / "a.jpg")
+    Image.new("RGB", (800, 600), (10, 200, 30)).save(tmp_path / "a.png")
+    assert load_image(tmp_path / "a.jpg").size == (800, 600)
+    assert load_image(tmp_path / "a.jpg", draft=(150, 150)).size == (200, 150)  # 1/4 scale
+    assert load_image(tmp_path / "a.png", draft=(150, 150)).size == (800, 600)  # not a JPEG

@@ -21,6 +21,7 @@ from mpiqa.cli import list_datasets as list_datasets_cmd
 from mpiqa.cli import list_models as list_models_cmd
 from mpiqa.cli import meta_pretrain as meta_pretrain_cmd
 from mpiqa.cli import pretrain_backbone as pretrain_backbone_cmd
+from mpiqa.cli import report as report_cmd
 from mpiqa.cli import score as score_cmd
 from mpiqa.cli import train as train_cmd
 
@@ -30,6 +31,7 @@ EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a tool killed 
 
 _COMMANDS = (
     score_cmd,
+    report_cmd,
     train_cmd,
     finetune_cmd,
     evaluate_cmd,

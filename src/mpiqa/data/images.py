@@ -58,13 +58,20 @@ def _pillow_limit(max_pixels: int | None):
         Image.MAX_IMAGE_PIXELS = saved
 
 
-def load_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Image:
+def load_image(
+    path: str | Path,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    draft: tuple[int, int] | None = None,
+) -> Image.Image:
     """Decode ``path`` into an upright (EXIF-transposed) RGB image.
 
     Args:
         path: image file.
         max_pixels: refuse images with more pixels than this (decompression bombs);
             ``None`` for no limit.
+        draft: for JPEGs, let the decoder scale down by 1/2, 1/4 or 1/8 while decoding,
+            keeping the image at least this large (width, height); far faster for
+            thumbnails. Other formats decode at full size.
 
     Raises:
         ImageDecodeError: missing, empty, unreadable, truncated or too large; its message
@@ -88,6 +95,8 @@ def load_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) ->
                         f"{max_pixels} (a possible decompression bomb; raise --max-pixels "
                         "to score it)",
                     )
+                if draft is not None:
+                    image.draft("RGB", draft)
                 image.load()
                 image = ImageOps.exif_transpose(image) or image
                 return to_rgb(image)

@@ -34,21 +34,29 @@ def logistic4(x: np.ndarray, b1: float, b2: float, b3: float, b4: float) -> np.n
     return np.abs(b1 - b2) / (1 + np.exp(z)) + b2
 
 
-def fit_logistic(pred, mos) -> np.ndarray:
-    """Predictions mapped onto the MOS scale by the fitted increasing logistic. Returns the
-    raw predictions when the fit fails or collapses to a constant."""
+def fit_logistic_params(pred, mos) -> np.ndarray | None:
+    """Parameters (b1, b2, b3, b4) of :func:`logistic4` fitted to map ``pred`` onto ``mos``;
+    ``None`` when the fit fails or collapses to a constant."""
     pred, mos = _arrays(pred, mos)
     start = [mos.max(), mos.min(), np.mean(pred), np.std(pred) / 4 + 1e-6]
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             params, _ = optimize.curve_fit(logistic4, pred, mos, p0=start, maxfev=20000)
-        mapped = logistic4(pred, *params)
-        if np.isfinite(mapped).all() and np.std(mapped) > 1e-12 * (np.std(mos) + 1e-12):
-            return mapped
     except (RuntimeError, ValueError):
-        pass
-    return pred
+        return None
+    mapped = logistic4(pred, *params)
+    if np.isfinite(mapped).all() and np.std(mapped) > 1e-12 * (np.std(mos) + 1e-12):
+        return params
+    return None
+
+
+def fit_logistic(pred, mos) -> np.ndarray:
+    """Predictions mapped onto the MOS scale by the fitted increasing logistic. Returns the
+    raw predictions when the fit fails or collapses to a constant."""
+    pred, mos = _arrays(pred, mos)
+    params = fit_logistic_params(pred, mos)
+    return pred if params is None else logistic4(pred, *params)
 
 
 def srcc(pred, mos) -> float:

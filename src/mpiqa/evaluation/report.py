@@ -1,7 +1,5 @@
-"""Evaluation reports: metrics JSON, a Markdown table, a scatter plot PNG, predictions CSV.
-
-The plot is drawn with Pillow: a scatter of predicted score against MOS does not justify
-a dependency on matplotlib."""
+"""Evaluation reports: metrics JSON, a Markdown table, predictions CSV and (with the
+``plot`` extra) a scatter plot with the fitted logistic (:mod:`mpiqa.evaluation.plots`)."""
 
 from __future__ import annotations
 
@@ -10,8 +8,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
-from PIL import Image, ImageDraw
+from mpiqa.evaluation.plots import plot_if_available, scatter_plot
 
 _KEYS = ("srcc", "krcc", "plcc", "plcc_raw", "rmse", "rmse_raw", "n")
 
@@ -36,36 +33,6 @@ def rounds_table(summary: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def scatter_png(
-    pred: np.ndarray, mos: np.ndarray, path: Path, title: str = "", size: int = 480
-) -> None:
-    margin = 56
-    image = Image.new("RGB", (size, size), "white")
-    draw = ImageDraw.Draw(image)
-    inner = size - 2 * margin
-
-    def scale(values: np.ndarray) -> tuple[np.ndarray, float, float]:
-        low, high = float(np.min(values)), float(np.max(values))
-        span = high - low or 1.0
-        return (values - low) / span, low, high
-
-    xs, x_low, x_high = scale(np.asarray(pred, dtype=float))
-    ys, y_low, y_high = scale(np.asarray(mos, dtype=float))
-    draw.rectangle([margin, margin, size - margin, size - margin], outline="black")
-    for x, y in zip(xs, ys, strict=True):
-        cx, cy = margin + x * inner, size - margin - y * inner
-        draw.ellipse([cx - 2, cy - 2, cx + 2, cy + 2], fill=(31, 119, 180))
-    draw.text((margin, size - margin + 8), f"{x_low:.3g}", fill="black")
-    draw.text((size - margin - 30, size - margin + 8), f"{x_high:.3g}", fill="black")
-    draw.text((size // 2 - 40, size - margin + 24), "predicted score", fill="black")
-    draw.text((4, size - margin - 10), f"{y_low:.3g}", fill="black")
-    draw.text((4, margin), f"{y_high:.3g}", fill="black")
-    draw.text((4, size // 2), "MOS", fill="black")
-    draw.text((margin, 16), title, fill="black")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    image.save(path)
-
-
 def write_report(
     out_dir: str | Path,
     name: str,
@@ -75,13 +42,13 @@ def write_report(
     keys: Sequence[str],
     extra: dict | None = None,
 ) -> None:
-    """metrics.json, table.md, scatter.png and predictions.csv in ``out_dir``."""
+    """metrics.json, table.md, predictions.csv and scatter.png (when matplotlib is
+    installed) in ``out_dir``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps({**metrics, **(extra or {})}, indent=1))
     (out / "table.md").write_text(markdown_table({name: metrics}))
-    title = f"{name}: SRCC {metrics['srcc']:.3f}  PLCC {metrics['plcc']:.3f}  n={metrics['n']}"
-    scatter_png(np.asarray(pred), np.asarray(mos), out / "scatter.png", title)
+    plot_if_available(scatter_plot, pred, mos, out / "scatter.png", metrics, name)
     with open(out / "predictions.csv", "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["key", "score", "mos_normalised"])

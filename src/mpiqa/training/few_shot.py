@@ -20,6 +20,7 @@ import numpy as np
 
 from mpiqa.data.records import IQADataset, Record
 from mpiqa.data.splits import Split, few_shot, random_split
+from mpiqa.evaluation.plots import plot_if_available, rounds_plot
 from mpiqa.models.mmp_iqa import MultiModalPromptIQA
 from mpiqa.training.checkpoint import save_checkpoint, write_json
 from mpiqa.training.finetune import (
@@ -168,6 +169,15 @@ def run_rounds(
         "seconds": round(time.perf_counter() - start, 1),
     }
     write_json(out / "summary.json", record)
+    plot_if_available(
+        rounds_plot,
+        {
+            f"{shots}-shot fine-tuned": [r["srcc"] for r in rows],
+            "starting model (zero-shot)": [r["zero_shot_srcc"] for r in rows],
+        },
+        out / "rounds.png",
+        f"{dataset.name}: {shots} labels, {rounds} rounds",
+    )
     return record
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from mpiqa.evaluation.evaluate import evaluate_checkpoint
 from mpiqa.evaluation.metrics import summarise_rounds
+from mpiqa.evaluation.plots import plot_if_available, rounds_plot
 from mpiqa.evaluation.report import rounds_table
 from mpiqa.training.config import TrainConfig
 from mpiqa.training.run import train_run
@@ -17,8 +18,9 @@ from mpiqa.training.run import train_run
 def run_rounds(
     config: TrainConfig, out: str | Path, rounds: int, init_prompts=None, resume: bool = False
 ) -> dict:
-    """Writes ``round_<r>/`` per round and ``summary.json`` / ``summary.md``; returns the
-    summary. Split seeds are data.split_seed + r; the training seed stays fixed."""
+    """Writes ``round_<r>/`` per round, ``summary.json`` / ``summary.md`` and ``rounds.png``
+    (with the ``plot`` extra); returns the summary. Split seeds are data.split_seed + r;
+    the training seed stays fixed."""
     out = Path(out)
     per_round, seeds, labels = [], [], []
     for r in range(rounds):
@@ -52,5 +54,12 @@ def run_rounds(
     (out / "summary.md").write_text(
         f"{config.data.dataset}, {rounds} rounds, split seeds {seeds} (test parts)\n\n"
         + rounds_table(summary)
+    )
+    plot_if_available(
+        rounds_plot,
+        {"SRCC": [r["srcc"] for r in per_round], "PLCC": [r["plcc"] for r in per_round]},
+        out / "rounds.png",
+        f"{config.data.dataset}: {rounds} rounds",
+        ylabel="on the test part",
     )
     return record
