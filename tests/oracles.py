@@ -14,6 +14,8 @@ from types import ModuleType
 
 import torch
 
+from mpiqa.backbones import CLIPConfig
+
 
 def _clip_module(name: str) -> ModuleType:
     path = Path(sysconfig.get_paths()["purelib"]) / "clip" / f"{name}.py"
@@ -95,3 +97,39 @@ def openai_reference_model(state: dict[str, torch.Tensor]) -> torch.nn.Module:
     # build_model casts to fp16 before loading: load the weights again at full precision.
     model.load_state_dict({k: v.float() for k, v in state.items()})
     return model.eval()
+
+
+def hf_model_for(config: CLIPConfig, seed: int = 0):
+    """transformers' CLIPModel of ``config``'s shapes with seeded random weights."""
+    from transformers import CLIPConfig as HFCLIPConfig
+    from transformers import CLIPModel
+
+    v, t = config.vision, config.text
+    hf_config = HFCLIPConfig(
+        projection_dim=config.embed_dim,
+        text_config=dict(
+            hidden_size=t.width,
+            intermediate_size=int(t.width * t.mlp_ratio),
+            num_attention_heads=t.heads,
+            num_hidden_layers=t.layers,
+            max_position_embeddings=t.context_length,
+            vocab_size=t.vocab_size,
+            hidden_act=config.act,
+        ),
+        vision_config=dict(
+            hidden_size=v.width,
+            intermediate_size=int(v.width * v.mlp_ratio),
+            num_attention_heads=v.heads,
+            num_hidden_layers=v.layers,
+            image_size=v.image_size,
+            patch_size=v.patch_size,
+            hidden_act=config.act,
+        ),
+    )
+    torch.manual_seed(seed)
+    model = CLIPModel(hf_config).eval()
+    with torch.no_grad():  # transformers initialises some tensors to constants: randomise all
+        for param in model.parameters():
+            param.add_(torch.randn_like(param) * 0.02)
+        model.logit_scale.fill_(4.0)
+    return model

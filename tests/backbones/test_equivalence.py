@@ -10,12 +10,11 @@ from __future__ import annotations
 import pytest
 import torch
 from safetensors.torch import save_file
-from transformers import CLIPConfig as HFCLIPConfig
 from transformers import CLIPModel
 
 from mpiqa import load_clip, tokenize
 from mpiqa.backbones import CLIPConfig, get_config
-from tests.oracles import hf_to_openai_state_dict, openai_reference_model
+from tests.oracles import hf_model_for, hf_to_openai_state_dict, openai_reference_model
 
 # Tracing OpenAI's model warns about data-dependent branches it does not take here.
 pytestmark = pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
@@ -27,38 +26,6 @@ TEXTS = [
     "a blurry, noisy, over-exposed picture of a city at night with many lights",
     "",
 ]
-
-
-def hf_model_for(config: CLIPConfig, seed: int = 0) -> CLIPModel:
-    v, t = config.vision, config.text
-    hf_config = HFCLIPConfig(
-        projection_dim=config.embed_dim,
-        text_config=dict(
-            hidden_size=t.width,
-            intermediate_size=int(t.width * t.mlp_ratio),
-            num_attention_heads=t.heads,
-            num_hidden_layers=t.layers,
-            max_position_embeddings=t.context_length,
-            vocab_size=t.vocab_size,
-            hidden_act=config.act,
-        ),
-        vision_config=dict(
-            hidden_size=v.width,
-            intermediate_size=int(v.width * v.mlp_ratio),
-            num_attention_heads=v.heads,
-            num_hidden_layers=v.layers,
-            image_size=v.image_size,
-            patch_size=v.patch_size,
-            hidden_act=config.act,
-        ),
-    )
-    torch.manual_seed(seed)
-    model = CLIPModel(hf_config).eval()
-    with torch.no_grad():  # transformers initialises some tensors to constants: randomise all
-        for param in model.parameters():
-            param.add_(torch.randn_like(param) * 0.02)
-        model.logit_scale.fill_(4.0)
-    return model
 
 
 def _features(output) -> torch.Tensor:

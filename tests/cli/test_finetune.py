@@ -70,7 +70,7 @@ def test_finetune_rounds_use_exactly_the_shots(labels_csv, tmp_path, capsys):
     [
         (["--rounds", "3"], "--rounds needs --shots"),
         (["--shots", "1000"], "--shots 1000"),
-        (["--select", "cv", "--folds", "1"], "folds must be >= 2"),
+        (["--select", "cv", "--folds", "1"], "argument --folds: must be from 2"),
     ],
 )
 def test_finetune_bad_arguments_are_one_line_errors(labels_csv, tmp_path, capsys, args, message):

@@ -59,6 +59,47 @@ def test_resume_ends_where_the_uninterrupted_run_ends(blur_task, csv_task, tmp_p
     assert log("straight") == log("interrupted")
 
 
+@pytest.mark.parametrize("crash_in", ["state", "last"])
+def test_a_crash_while_saving_resumes_to_the_uninterrupted_run(
+    blur_task, csv_task, tmp_path, monkeypatch, crash_in
+):
+    """state.pt is the one commit: a crash while writing it (after epoch 2 was logged) or
+    just after it (before last.safetensors) resumes to the same weights and log."""
+    from mpiqa.training import trainer as trainer_module
+
+    config = _config(blur_task, epochs=4)
+    train_run(config, tmp_path / "straight")
+    calls = {"state": 0, "last": 0}
+    real_atomic, real_save = trainer_module._atomic, trainer_module.save_checkpoint
+
+    def atomic(path, write):
+        calls["state"] += 1
+        if crash_in == "state" and calls["state"] == 2:
+            raise OSError(28, "No space left on device")
+        return real_atomic(path, write)
+
+    def save(path, *args, **kwargs):
+        if path.name == "last":
+            calls["last"] += 1
+            if crash_in == "last" and calls["last"] == 2:
+                raise OSError(28, "No space left on device")
+        return real_save(path, *args, **kwargs)
+
+    monkeypatch.setattr(trainer_module, "_atomic", atomic)
+    monkeypatch.setattr(trainer_module, "save_checkpoint", save)
+    with pytest.raises(OSError):
+        train_run(config, tmp_path / "crashed")
+    monkeypatch.setattr(trainer_module, "_atomic", real_atomic)
+    monkeypatch.setattr(trainer_module, "save_checkpoint", real_save)
+    train_run(config, tmp_path / "crashed", resume=True)
+    a = load_file(str(tmp_path / "straight/last.safetensors"))
+    b = load_file(str(tmp_path / "crashed/last.safetensors"))
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    log = lambda d: [json.loads(line)["val"] for line in open(tmp_path / d / "log.jsonl")]  # noqa: E731
+    assert log("straight") == log("crashed")  # each epoch logged once
+
+
 def test_checkpoint_holds_only_trained_tensors(blur_task, csv_task, tmp_path):
     config = _config(blur_task, epochs=1)
     train_run(config, tmp_path / "run")

@@ -15,13 +15,13 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 import urllib.request
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
+from mpiqa.atomic import atomic_write
 from mpiqa.backbones.config import canonical_name
 
 logger = logging.getLogger(__name__)
@@ -111,18 +111,14 @@ def verify_sha256(path: str | Path, expected: str) -> None:
 
 def download_url(url: str, destination: Path, sha256: str | None, timeout: float = 60.0) -> Path:
     """Download ``url`` to ``destination`` atomically, verifying the SHA-256 if given."""
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=destination.parent, prefix=destination.name, suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as src:
+
+    def fetch(tmp: Path) -> None:
+        with open(tmp, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as src:
             shutil.copyfileobj(src, out, length=1 << 20)
         if sha256 is not None:
-            verify_sha256(tmp_name, sha256)
-        os.replace(tmp_name, destination)
-    finally:
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
-    return destination
+            verify_sha256(tmp, sha256)
+
+    return atomic_write(destination, fetch)
 
 
 def _one_line(err: Exception, limit: int = 160) -> str:

@@ -15,6 +15,7 @@ import logging
 import shlex
 from pathlib import Path
 
+from mpiqa.cli import arguments
 from mpiqa.cli.train import build_config
 from mpiqa.training.rounds import run_rounds
 
@@ -53,12 +54,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--backbone", metavar="ARCH")
     p.add_argument("--weights", metavar="FILE|random")
     group = p.add_mutually_exclusive_group()
-    group.add_argument("--shots", type=int, default=None)
-    group.add_argument("--fraction", type=float)
+    group.add_argument("--shots", type=arguments.integer(1), default=None)
+    group.add_argument("--fraction", type=arguments.fraction)
     p.add_argument("--grad-reg", default="5", metavar="LAMBDA")
     p.add_argument("--grad-reg-mode", choices=("grmp", "prograd"))
-    p.add_argument("--rounds", type=int, default=10)
-    p.add_argument("--epochs", type=int)
+    p.add_argument("--rounds", type=arguments.integer(1), default=10)
+    p.add_argument("--epochs", type=arguments.integer(1))
     p.add_argument("--seed", type=int)
     p.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
     p.add_argument(

@@ -9,17 +9,23 @@ from pathlib import Path
 import torch
 
 from mpiqa.benchmarking import PRECISIONS, run_benchmark
+from mpiqa.cli import arguments
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("benchmark", help="scoring throughput against transformers and the roofline")
     p.add_argument("--arch", default="ViT-B-16")
     p.add_argument("--precision", choices=sorted(PRECISIONS), default="fp32")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--iters", type=int, default=5)
-    p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument("--device", default="cpu", type=arguments.device)
+    p.add_argument("--batch-size", type=arguments.batch_size, default=32)
+    p.add_argument("--iters", type=arguments.integer(1), default=5)
+    p.add_argument("--warmup", type=arguments.non_negative, default=2)
+    p.add_argument(
+        "--threads",
+        type=arguments.integer(1),
+        default=None,
+        help="torch threads (default: torch's)",
+    )
     p.add_argument("--no-compare", action="store_true", help="skip transformers")
     p.add_argument("--json", metavar="OUT", help="write the figures here")
     p.add_argument(
@@ -38,9 +44,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--workers, --batch-size, --device, --precision)",
     )  # fmt: skip
     p.add_argument("--model", help="with --end-to-end: the model (default: the default model)")
-    p.add_argument("--limit", type=int, default=500, help="with --end-to-end: at most N files")
-    p.add_argument("--workers", type=int, default=None, help="with --end-to-end: decoders")
-    p.add_argument("--blocks", type=int, default=2, help="K of the last-K-blocks set-up")
+    p.add_argument(
+        "--limit", type=arguments.integer(1), default=500, help="with --end-to-end: at most N files"
+    )
+    p.add_argument(
+        "--workers", type=arguments.non_negative, default=None, help="with --end-to-end: decoders"
+    )
+    p.add_argument(
+        "--blocks", type=arguments.non_negative, default=2, help="K of the last-K-blocks set-up"
+    )
     p.add_argument("--no-meta", action="store_true", help="with --train: skip the meta step")
     p.set_defaults(run=run)
 

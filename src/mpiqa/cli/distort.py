@@ -12,6 +12,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from mpiqa.cli import arguments
 from mpiqa.data.distortions.kadid import DISTORTION_NAMES, N_LEVELS, distort
 from mpiqa.data.distortions.sheet import contact_sheet
 from mpiqa.data.distortions.tasks import level_quality
@@ -47,7 +48,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--size", type=int, default=None, help="resize shorter side and centre crop to this first"
     )
-    p.add_argument("--limit", type=int, default=None, help="use at most this many source images")
+    p.add_argument(
+        "--limit",
+        type=arguments.integer(1),
+        default=None,
+        help="use at most this many source images",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(run=run)
 

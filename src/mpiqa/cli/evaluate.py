@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from mpiqa.cli import arguments
 from mpiqa.evaluation.evaluate import evaluate_checkpoint, evaluate_model
 from mpiqa.models.registry import create_model, list_models
 
@@ -31,8 +32,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--split", choices=("train", "val", "test", "all"), default="test")
     p.add_argument("--split-file", help="default: split.json of the checkpoint's run")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--batch-size", type=arguments.batch_size, default=64)
+    p.add_argument("--device", default="cpu", type=arguments.device)
     p.add_argument("--out", required=True, metavar="DIR")
     p.set_defaults(run=run)
 

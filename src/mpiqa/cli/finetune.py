@@ -8,6 +8,8 @@ import logging
 import random
 from pathlib import Path
 
+from mpiqa.cli import arguments
+
 # The shipped prompt model fine-tuning starts from (mpiqa-small, the scoring default, is a
 # zero-shot readout with no prompts: see its model card).
 FINETUNE_START = "mpiqa-tiny"
@@ -51,42 +53,52 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="the prompt model to start from (default: the shipped mpiqa-tiny: the default "
         "mpiqa-small has no prompts to adapt)",
     )  # fmt: skip
-    p.add_argument("--shots", type=int, help="use N labelled images (drawn with the split seed)")
     p.add_argument(
-        "--rounds", type=int, default=1,
+        "--shots",
+        type=arguments.integer(1),
+        help="use N labelled images (drawn with the split seed)",
+    )
+    p.add_argument(
+        "--rounds", type=arguments.integer(1), default=1,
         help="N-shot benchmark: R seeded 80/20 splits, N shots from each training part, "
         "scored on its test part next to the starting model (needs --shots)",
     )  # fmt: skip
     p.add_argument("--split-seed", type=int, default=0)
-    p.add_argument("--test-fraction", type=float, default=0.2)
-    p.add_argument("--steps", type=int, help="optimisation steps of the fixed schedule")
+    p.add_argument("--test-fraction", type=arguments.fraction, default=0.2)
+    p.add_argument(
+        "--steps", type=arguments.integer(1), help="optimisation steps of the fixed schedule"
+    )
     p.add_argument(
         "--select", choices=("fixed", "cv"),
         help="fixed: train --steps steps; cv: pick the step count (0 = no change) by "
         "k-fold cross-validation within the labels",
     )  # fmt: skip
-    p.add_argument("--folds", type=int)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--weight-decay", type=float)
+    p.add_argument("--folds", type=arguments.integer(2))
+    p.add_argument("--lr", type=arguments.positive_real)
+    p.add_argument("--weight-decay", type=arguments.non_negative_real)
     p.add_argument("--optimizer", choices=("adamw", "sgd"))
-    p.add_argument("--momentum", type=float)
-    p.add_argument("--batch-size", type=int, help="default: all labelled images in one batch")
-    p.add_argument("--rank-weight", type=float)
-    p.add_argument("--quality-weight", type=float)
-    p.add_argument("--anchor", type=float, help="L2 pull towards the starting tensors")
-    p.add_argument("--train-visual-blocks", type=int, metavar="K")
-    p.add_argument("--train-text-blocks", type=int, metavar="K")
+    p.add_argument("--momentum", type=arguments.real(0.0, 1.0))
     p.add_argument(
-        "--visual-prompt-blocks", type=int, metavar="K",
+        "--batch-size", type=arguments.batch_size, help="default: all labelled images in one batch"
+    )
+    p.add_argument("--rank-weight", type=arguments.non_negative_real)
+    p.add_argument("--quality-weight", type=arguments.non_negative_real)
+    p.add_argument(
+        "--anchor", type=arguments.non_negative_real, help="L2 pull towards the starting tensors"
+    )
+    p.add_argument("--train-visual-blocks", type=arguments.non_negative, metavar="K")
+    p.add_argument("--train-text-blocks", type=arguments.non_negative, metavar="K")
+    p.add_argument(
+        "--visual-prompt-blocks", type=arguments.non_negative, metavar="K",
         help="adapt the visual prompts of the last K prompted blocks (0: none)",
     )  # fmt: skip
     p.add_argument(
-        "--grad-reg", type=float, metavar="LAMBDA",
+        "--grad-reg", type=arguments.non_negative_real, metavar="LAMBDA",
         help="GRMP-IQA's quality-aware gradient regularisation, e.g. 5",
     )  # fmt: skip
     p.add_argument("--grad-reg-mode", choices=("grmp", "prograd"))
     p.add_argument("--seed", type=int)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", type=arguments.device)
     p.add_argument("--out", required=True, metavar="RUN_DIR")
     p.set_defaults(run=run)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
 import sys
@@ -28,6 +29,11 @@ from mpiqa.cli import train as train_cmd
 # Exit statuses, as documented in the README.
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a tool killed by it
+# OSErrors that describe the user's machine (one line, exit 2) rather than a bug
+_SETUP_ERRNOS = frozenset(
+    {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG,
+     errno.ENAMETOOLONG, errno.ENOTDIR, errno.EISDIR, errno.ELOOP}
+)  # fmt: skip
 
 _COMMANDS = (
     score_cmd,
@@ -76,7 +82,10 @@ def _configure_logging(verbose: int, quiet: bool) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:  # --help, --version, or argparse refusing an argument
+        return int(exit_.code or 0) if not isinstance(exit_.code, str) else EXIT_USAGE
     _configure_logging(args.verbose, args.quiet)
     # Every command runs forward passes on large tensors; see mpiqa.runtime for why.
     runtime.tune_malloc()
@@ -100,6 +109,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         # tools do, and keep Python from complaining when it flushes stdout at exit
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_BROKEN_PIPE
+    except OSError as err:
+        if err.errno not in _SETUP_ERRNOS:
+            raise
+        # the machine's state, not a bug: a full disk, a read-only or forbidden folder
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"mpiqa: error: {where}{err.strerror or err}", file=sys.stderr)
+        return EXIT_USAGE
 
 
 if __name__ == "__main__":  # pragma: no cover

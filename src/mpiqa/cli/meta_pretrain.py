@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from mpiqa import distributed
+from mpiqa.cli import arguments
 from mpiqa.cli.train import _flatten, _toml
 from mpiqa.training.config import TrainConfig
 from mpiqa.training.meta import MetaTrainer, task_source
@@ -36,19 +37,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--root", required=True, help="clean images, or the dataset folder with --dataset"
     )
     p.add_argument("--dataset", choices=("kadid10k", "tid2013"))
-    p.add_argument("--limit", type=int, help="use at most this many clean images")
+    p.add_argument("--limit", type=arguments.integer(1), help="use at most this many clean images")
     p.add_argument("--preset")
     p.add_argument("--config", help="TOML file; [model], [loss] and [meta] apply")
     p.add_argument("--backbone", metavar="ARCH")
     p.add_argument("--weights", metavar="FILE|random")
-    p.add_argument("--epochs", type=int)
+    p.add_argument("--epochs", type=arguments.integer(1))
     p.add_argument("--algorithm", choices=("reptile", "fomaml"))
-    p.add_argument("--inner-steps", type=int)
-    p.add_argument("--inner-lr", type=float)
-    p.add_argument("--outer-lr", type=float)
-    p.add_argument("--tasks-per-batch", type=int)
+    p.add_argument("--inner-steps", type=arguments.integer(1))
+    p.add_argument("--inner-lr", type=arguments.positive_real)
+    p.add_argument("--outer-lr", type=arguments.positive_real)
+    p.add_argument("--tasks-per-batch", type=arguments.integer(1))
     p.add_argument("--seed", type=int)
-    p.add_argument("--device")
+    p.add_argument("--device", type=arguments.device)
     p.add_argument("--resume", action="store_true")
     p.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE"

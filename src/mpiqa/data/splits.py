@@ -11,13 +11,12 @@ Rules that keep reported numbers honest:
 from __future__ import annotations
 
 import json
-import os
 import random
-import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from mpiqa.atomic import atomic_write
 from mpiqa.data.records import IQADataset
 
 SPLIT_VERSION = 1
@@ -43,12 +42,7 @@ class Split:
 
     def save(self, path: str | Path) -> None:
         """Write atomically (a crash never leaves half a split file)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            f.write(self.to_json())
-        os.replace(tmp, path)
+        atomic_write(path, lambda tmp: tmp.write_text(self.to_json()))
 
     @classmethod
     def load(cls, path: str | Path) -> Split:

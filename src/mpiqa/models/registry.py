@@ -87,17 +87,31 @@ def create_model(
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
-    """``"auto"``: the first CUDA device when one is available, else the CPU.
+    """The device to run on: ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"``, or
+    ``"auto"`` (the first CUDA device when one is available, else the CPU).
 
     Raises:
-        ValueError: a device string torch does not know.
+        ValueError: a device string torch does not know, a kind mpiqa does not run on
+            (``meta``, ``xla`` ...), or one this machine lacks (the message says which).
     """
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        return torch.device(device)
-    except RuntimeError as err:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as err:
         raise ValueError(f"unknown device {device!r}: {err}") from None
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {device!r}: CUDA is not available on this machine")
+        count = torch.cuda.device_count()
+        if resolved.index is not None and resolved.index >= count:
+            raise ValueError(f"device {device!r}: this machine has {count} CUDA device(s)")
+    elif resolved.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise ValueError(f"device {device!r}: MPS is not available on this machine")
+    elif resolved.type != "cpu":
+        raise ValueError(f"device {device!r}: mpiqa runs on cpu, cuda, cuda:N, mps or auto")
+    return resolved
 
 
 def _load_backbone(backbone: str | None, weights: str | Path | None, seed: int):

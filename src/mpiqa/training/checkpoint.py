@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from safetensors.torch import save_file
 
+from mpiqa.atomic import atomic_write
 from mpiqa.backbones.pretrained import sha256_of
 from mpiqa.models.checkpoint import (  # noqa: F401  (reading lives below the models; re-exported)
     CHECKPOINT_FORMAT,
@@ -28,15 +27,12 @@ logger = logging.getLogger(__name__)
 
 
 def _atomic(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic_write(path, lambda tmp: write(str(tmp)))
+
+
+def rewrite_log(path: Path, history: list[dict]) -> None:
+    """``log.jsonl`` as one line per entry of a resumed run's committed ``history``."""
+    _atomic(path, lambda tmp: Path(tmp).write_text("".join(json.dumps(e) + "\n" for e in history)))
 
 
 def write_json(path: Path, data: dict) -> None:

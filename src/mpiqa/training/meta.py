@@ -44,7 +44,7 @@ from mpiqa.data.files import discover_images
 from mpiqa.data.loading import EvalTransform, RecordDataset
 from mpiqa.distributed import Context
 from mpiqa.models.mmp_iqa import MultiModalPromptIQA
-from mpiqa.training.checkpoint import _atomic, save_checkpoint, write_json
+from mpiqa.training.checkpoint import _atomic, rewrite_log, save_checkpoint, write_json
 from mpiqa.training.data_parallel import GradientSync
 from mpiqa.training.losses import LossWeights, total_loss
 
@@ -344,14 +344,14 @@ class MetaTrainer:
     def _save_state(self) -> None:
         if not self.context.is_main:
             return
-        self._save("last", {"epoch": self.epoch})
-        state = {
+        state = {  # the one commit of the run (see Trainer._save_state)
             "epoch": self.epoch,
             "best": self.best,
             "history": json.dumps(self.history),
             "theta": self.theta,
         }
         _atomic(self.out_dir / "state.pt", lambda tmp: torch.save(state, tmp))
+        self._save("last", {"epoch": self.epoch})
 
     def resume(self) -> bool:
         path = self.out_dir / "state.pt"
@@ -361,6 +361,8 @@ class MetaTrainer:
         self.theta = [t.to(p.device) for t, p in zip(state["theta"], self.params, strict=True)]
         self.epoch, self.best = int(state["epoch"]), float(state["best"])
         self.history = json.loads(state["history"])
+        if self.context.is_main:
+            rewrite_log(self.out_dir / "log.jsonl", self.history)  # see Trainer.resume
         logger.info("resumed meta-pre-training in %s after epoch %d", self.out_dir, self.epoch)
         return True
 

@@ -29,7 +29,7 @@ from mpiqa.distributed import Context
 from mpiqa.evaluation.metrics import all_metrics
 from mpiqa.evaluation.predict import predict_records
 from mpiqa.models.mmp_iqa import MultiModalPromptIQA
-from mpiqa.training.checkpoint import _atomic, assign_tensors, save_checkpoint
+from mpiqa.training.checkpoint import _atomic, assign_tensors, rewrite_log, save_checkpoint
 from mpiqa.training.config import TrainConfig
 from mpiqa.training.data_parallel import GlobalBatchSampler, GradientSync
 from mpiqa.training.losses import total_loss
@@ -223,17 +223,21 @@ class Trainer:
     def _save_state(self) -> None:
         if not self.context.is_main:
             return
-        save_checkpoint(
-            self.out_dir / "last", self.model, self.backbone_info, {"epoch": self.epoch}
-        )
+        # state.pt is the run's one commit: the trained tensors, optimiser, scheduler and
+        # history renamed into place together, so a crash leaves the previous epoch or
+        # this one, never a mix. last.safetensors is a copy for users, written after it.
         state = {
             "epoch": self.epoch,
+            "model": {k: v.detach().cpu() for k, v in self.model.trained_state_dict().items()},
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "best": {k: (v if v != -math.inf else None) for k, v in self.best.items()},
             "history": json.dumps(self.history),
         }
         _atomic(self.out_dir / "state.pt", lambda tmp: torch.save(state, tmp))
+        save_checkpoint(
+            self.out_dir / "last", self.model, self.backbone_info, {"epoch": self.epoch}
+        )
 
     def resume(self) -> bool:
         """Continue from ``out_dir/state.pt`` if it exists. Returns whether it did."""
@@ -243,13 +247,19 @@ class Trainer:
         from safetensors.torch import load_file
 
         state = torch.load(state_path, map_location="cpu", weights_only=True)
-        tensors = load_file(str(self.out_dir / "last.safetensors"))
-        assign_tensors(self.model, tensors, self.out_dir / "last.safetensors")
+        if "model" in state:
+            assign_tensors(self.model, state["model"], state_path)
+        else:  # a run saved before the tensors moved into state.pt
+            tensors = load_file(str(self.out_dir / "last.safetensors"))
+            assign_tensors(self.model, tensors, self.out_dir / "last.safetensors")
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.epoch = int(state["epoch"])
         self.best = {k: (-math.inf if v is None else v) for k, v in state["best"].items()}
         self.history = json.loads(state["history"])
+        if self.context.is_main:
+            # epochs logged after the last commit are done again: log them once
+            rewrite_log(self.out_dir / "log.jsonl", self.history)
         logger.info("resumed %s after epoch %d", self.out_dir, self.epoch)
         return True
 

@@ -1,0 +1,79 @@
+"""Argument types shared by the sub-commands: a bad value is refused by argparse, naming
+the argument (``mpiqa score: error: argument --batch-size: ...``, exit 2), before any
+model is loaded, instead of failing later with a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Callable
+
+#: the largest batch any command accepts: far beyond what fits in memory at 224 px, and
+#: far below what makes ``itertools.islice`` or tensor shapes overflow
+MAX_BATCH = 1 << 16
+#: any other count (epochs, steps, rounds, files ...): what a C int holds
+MAX_COUNT = (1 << 31) - 1
+
+
+def integer(low: int = 1, high: int = MAX_COUNT) -> Callable[[str], int]:
+    """An argparse type: an integer in ``[low, high]``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be from {low} to {high}, got {value}")
+        return value
+
+    parse.__name__ = "integer"  # argparse names the type in its messages
+    return parse
+
+
+def real(
+    low: float = -math.inf, high: float = math.inf, *, open_low: bool = False
+) -> Callable[[str], float]:
+    """An argparse type: a finite number in ``[low, high]`` (``(low, high]`` with
+    ``open_low``); ``nan`` and ``inf`` are refused."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        below = value <= low if open_low else value < low
+        if not math.isfinite(value) or below or value > high:
+            bracket = "(" if open_low else "["
+            raise argparse.ArgumentTypeError(
+                f"must be a finite number in {bracket}{low:g}, {high:g}], got {text}"
+            )
+        return value
+
+    parse.__name__ = "number"
+    return parse
+
+
+#: counts that may be zero (worker processes, frozen blocks)
+non_negative = integer(0)
+#: learning rates, weights of loss terms: positive or zero
+positive_real = real(0.0, open_low=True)
+non_negative_real = real(0.0)
+#: fractions of a dataset
+fraction = real(0.0, 1.0, open_low=True)
+batch_size = integer(1, MAX_BATCH)
+
+
+def device(text: str) -> str:
+    """An argparse type: ``cpu``, ``cuda``, ``cuda:N``, ``mps`` or ``auto``, usable on this
+    machine (see :func:`mpiqa.models.registry.resolve_device`). Returns ``text``."""
+    from mpiqa.models.registry import resolve_device
+
+    try:
+        resolve_device(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return text
+
+
+device.__name__ = "device"
