@@ -97,9 +97,13 @@ def test_act_override(tmp_path):
     assert load_clip(tmp_path / "m.safetensors", act="gelu").config.act == "gelu"
 
 
-def test_resnet_checkpoint_is_named_as_unsupported(tmp_path):
-    torch.save({"visual.layer1.0.conv1.weight": torch.zeros(1)}, tmp_path / "rn50.pt")
-    with pytest.raises(CheckpointError, match="ModifiedResNet"):
+def test_partial_resnet_checkpoint_is_one_clear_error(tmp_path):
+    state = {
+        "visual.layer1.0.conv1.weight": torch.zeros(8, 8, 1, 1),
+        "visual.attnpool.c_proj.weight": torch.zeros(32, 256),
+    }
+    torch.save(state, tmp_path / "rn50.pt")
+    with pytest.raises(CheckpointError, match="rn50.pt: checkpoint lacks the tensor"):
         load_clip(tmp_path / "rn50.pt")
 
 

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from mpiqa.backbones.config import CLIPConfig
+from mpiqa.backbones.resnet import ModifiedResNet
 from mpiqa.backbones.text import TextTransformer
 from mpiqa.backbones.vision import VisionTransformer
 
@@ -18,12 +19,18 @@ class CLIP(nn.Module):
 
     State-dict keys are OpenAI's with the text tower under ``text.`` (as open_clip's
     CustomTextCLIP): ``visual.*``, ``text.token_embedding.weight``, ``logit_scale``.
+    The image tower is a Vision Transformer, or CLIP's ResNet when the config has
+    ``resnet_layers``.
     """
 
     def __init__(self, config: CLIPConfig) -> None:
         super().__init__()
         self.config = config
-        self.visual = VisionTransformer(config.vision, config.embed_dim, config.act)
+        self.visual: VisionTransformer | ModifiedResNet = (
+            ModifiedResNet(config.vision, config.embed_dim)
+            if config.vision.is_resnet
+            else VisionTransformer(config.vision, config.embed_dim, config.act)
+        )
         self.text = TextTransformer(config.text, config.embed_dim, config.act)
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
 
@@ -38,8 +45,9 @@ class CLIP(nn.Module):
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Recompute the transformer blocks' activations in backward instead of keeping
         them (both towers): less memory for training, about one extra forward pass of
-        time. Results are unchanged."""
-        self.visual.transformer.grad_checkpointing = enable
+        time. Results are unchanged. (A ResNet image tower keeps its activations.)"""
+        if isinstance(self.visual, VisionTransformer):
+            self.visual.transformer.grad_checkpointing = enable
         self.text.transformer.grad_checkpointing = enable
 
     def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:

@@ -45,9 +45,24 @@ class VisionConfig:
     # global feature statistics (what a linear probe of the stem sees) instead of a
     # constant, so the transformer refines that summary rather than having to rebuild it.
     global_token: bool = False
+    # A ResNet tower instead of a transformer (CLIP's ModifiedResNet, RN50 ...): blocks
+    # per stage. ``width`` is then the stem's width (64 for RN50), ``heads`` those of the
+    # attention pool, ``patch_size`` the total stride (32) and ``layers`` the stage count.
+    resnet_layers: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "stem_taps", tuple(int(t) for t in self.stem_taps))
+        object.__setattr__(self, "resnet_layers", tuple(int(n) for n in self.resnet_layers))
+        if self.resnet_layers:
+            if self.stem != "patch" or self.stem_taps:
+                raise ValueError("a ResNet tower takes no hybrid stem options")
+            if len(self.resnet_layers) != 4 or min(self.resnet_layers) < 1:
+                raise ValueError(
+                    f"resnet_layers must be 4 positive block counts, got {self.resnet_layers}"
+                )
+            if self.patch_size != 32:
+                raise ValueError(f"a ResNet tower's total stride is 32, not {self.patch_size}")
+            object.__setattr__(self, "layers", len(self.resnet_layers))
         if any(not 1 <= t <= self.stem_stages for t in self.stem_taps):
             raise ValueError(f"stem_taps {self.stem_taps} must lie in 1..{self.stem_stages}")
         if self.stem_pool not in ("mean", "mean_std"):
@@ -57,6 +72,10 @@ class VisionConfig:
             raise ValueError("stem_grid, stem_pool and global_token need stem_taps")
         if self.stem_grid is not None and self.stem_grid < 1:
             raise ValueError(f"stem_grid must be positive, got {self.stem_grid}")
+
+    @property
+    def is_resnet(self) -> bool:
+        return bool(self.resnet_layers)
 
     @property
     def grid_size(self) -> int:
@@ -104,9 +123,11 @@ class CLIPConfig:
                     raise ValueError(
                         f"{tower} {field_name} must be a positive integer, got {value!r}"
                     )
-            if cfg.width % cfg.heads:
+            # a ResNet's attention pool works on the last stage's 32 x width channels
+            attended = cfg.width * 32 if tower == "vision" and self.vision.is_resnet else cfg.width
+            if attended % cfg.heads:
                 raise ValueError(
-                    f"{tower} width {cfg.width} is not divisible by its {cfg.heads} heads"
+                    f"{tower} width {attended} is not divisible by its {cfg.heads} heads"
                 )
         vision = self.vision
         if vision.stem not in STEMS:
@@ -159,6 +180,7 @@ class CLIPConfig:
                 v.token_channels,
                 v.grid_size,
                 v.global_token,
+                v.resnet_layers,
                 t.context_length,
                 t.vocab_size,
                 t.width,

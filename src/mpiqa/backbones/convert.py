@@ -213,10 +213,10 @@ def detect_layout(state: StateDict) -> Format:
         return "hf"
     if "visual.conv1.weight" in state and "visual.proj" in state:
         return "open_clip"
-    if "visual.layer1.0.conv1.weight" in state:
-        raise CheckpointError("ModifiedResNet (RN50-style) CLIP image towers are not supported yet")
+    if "visual.layer1.0.conv1.weight" in state and "visual.attnpool.c_proj.weight" in state:
+        return "open_clip"  # a ResNet tower (RN50 ...), OpenAI's names as well
     raise CheckpointError(
-        "not a CLIP ViT checkpoint (no visual.conv1.weight or vision_model.* keys)"
+        "not a CLIP checkpoint (no visual.conv1.weight, visual.attnpool.* or vision_model.* keys)"
     )
 
 
@@ -279,6 +279,10 @@ def shapes_config(state: StateDict) -> CLIPConfig:
     read from shapes: they are set by OpenAI's convention (width // 64, at least 1) and
     replaced by the caller when it knows better."""
     try:
+        if "visual.attnpool.c_proj.weight" in state:
+            vision = _resnet_shapes(state)
+            embed_dim = state["visual.attnpool.c_proj.weight"].shape[0]
+            return CLIPConfig(embed_dim=embed_dim, vision=vision, text=_text_shapes(state))
         conv = state["visual.conv1.weight"]
         v_width, patch = conv.shape[0], conv.shape[-1]
         stem: dict[str, Any] = {}
@@ -296,7 +300,6 @@ def shapes_config(state: StateDict) -> CLIPConfig:
                 "global_token": "visual.stats_proj.weight" in state,
             }
         grid = math.isqrt(state["visual.positional_embedding"].shape[0] - 1)
-        t_width = state["text.ln_final.weight"].shape[0]
         vision = VisionConfig(
             image_size=patch * grid,
             patch_size=patch,
@@ -306,19 +309,41 @@ def shapes_config(state: StateDict) -> CLIPConfig:
             mlp_ratio=state["visual.transformer.resblocks.0.mlp.c_fc.weight"].shape[0] / v_width,
             **stem,
         )
-        text = TextConfig(
-            context_length=state["text.positional_embedding"].shape[0],
-            vocab_size=state["text.token_embedding.weight"].shape[0],
-            width=t_width,
-            layers=_count_blocks(state, "text."),
-            heads=max(1, t_width // 64),
-            mlp_ratio=state["text.transformer.resblocks.0.mlp.c_fc.weight"].shape[0] / t_width,
+        return CLIPConfig(
+            embed_dim=state["visual.proj"].shape[1], vision=vision, text=_text_shapes(state)
         )
-        return CLIPConfig(embed_dim=state["visual.proj"].shape[1], vision=vision, text=text)
     except KeyError as err:
         raise CheckpointError(f"checkpoint lacks the tensor {err.args[0]}") from None
     except ValueError as err:
         raise CheckpointError(f"unreadable convolutional stem: {err}") from None
+
+
+def _text_shapes(state: StateDict) -> TextConfig:
+    width = state["text.ln_final.weight"].shape[0]
+    return TextConfig(
+        context_length=state["text.positional_embedding"].shape[0],
+        vocab_size=state["text.token_embedding.weight"].shape[0],
+        width=width,
+        layers=_count_blocks(state, "text."),
+        heads=max(1, width // 64),
+        mlp_ratio=state["text.transformer.resblocks.0.mlp.c_fc.weight"].shape[0] / width,
+    )
+
+
+def _resnet_shapes(state: StateDict) -> VisionConfig:
+    """A ResNet tower's config from its tensors, as OpenAI's ``build_model`` reads it:
+    blocks per stage, stem width, the attention pool's grid, and its heads by OpenAI's
+    convention (32 x width // 64)."""
+    width = state["visual.layer1.0.conv1.weight"].shape[0]
+    layers = []
+    for stage in range(1, 5):
+        pattern = re.compile(rf"^visual\.layer{stage}\.(\d+)\.")
+        layers.append(len({m.group(1) for k in state if (m := pattern.match(k))}))
+    grid = math.isqrt(state["visual.attnpool.positional_embedding"].shape[0] - 1)
+    return VisionConfig(
+        image_size=32 * grid, patch_size=32, width=width, heads=max(1, width * 32 // 64),
+        resnet_layers=tuple(layers),
+    )  # fmt: skip
 
 
 def _hf_config(config_json: dict[str, Any], shapes: CLIPConfig) -> CLIPConfig:

@@ -98,9 +98,11 @@ def load_clip(
         config = replace(config, act=act)
     model = CLIP(config)
     result = model.load_state_dict(state, strict=False)
-    if result.missing_keys or result.unexpected_keys:
+    # BatchNorm's step counters (ResNet towers) matter only to training in train mode
+    missing = [k for k in result.missing_keys if not k.endswith("num_batches_tracked")]
+    if missing or result.unexpected_keys:
         raise CheckpointError(
-            f"{path}: missing {result.missing_keys[:5]} ({len(result.missing_keys)}), "
+            f"{path}: missing {missing[:5]} ({len(missing)}), "
             f"unexpected {result.unexpected_keys[:5]} ({len(result.unexpected_keys)})"
         )
     logger.info(

@@ -105,9 +105,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--crop",
         choices=CROP_MODES,
-        default="center",
+        default=None,
         help="center: CLIP's resize + centre crop; multi: mean over native-resolution "
-        "crops; full: the whole image",
+        "crops; full: the whole image (default: the model's own: full for clip-iqa on a "
+        "ResNet backbone, as published, else center)",
     )
     p.add_argument(
         "--n-crops",
@@ -165,16 +166,14 @@ def _build_model(args: argparse.Namespace, device: str):
 def _load_model(args: argparse.Namespace, device: str):
     if args.checkpoint:
         return load_checkpoint(
-            args.checkpoint,
-            weights=args.weights,
-            device=device,
-            crop=args.crop,
-            n_crops=args.n_crops,
-        )
+            args.checkpoint, weights=args.weights, device=device, n_crops=args.n_crops,
+            crop=args.crop or "center",
+        )  # fmt: skip
     name = args.model or (ZERO_SHOT_MODEL if args.backbone or args.weights else DEFAULT_MODEL)
+    crop = {"crop": args.crop} if args.crop else {}  # else the model's default
     return create_model(
         name, weights=args.weights, backbone=args.backbone, device=device,
-        seed=args.seed, crop=args.crop, n_crops=args.n_crops,
+        seed=args.seed, n_crops=args.n_crops, **crop,
     )  # fmt: skip
 
 
@@ -324,7 +323,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _settings(args: argparse.Namespace) -> dict:
+def _settings(args: argparse.Namespace, model) -> dict:
     """What decides the scores: a resumed file must have been scored the same way."""
     checkpoint = None
     if args.checkpoint:
@@ -333,7 +332,7 @@ def _settings(args: argparse.Namespace) -> dict:
         checkpoint = sha256_of(args.checkpoint)
     return {
         "model": args.model, "checkpoint_sha256": checkpoint, "backbone": args.backbone,
-        "weights": args.weights, "seed": args.seed, "crop": args.crop, "n_crops": args.n_crops,
+        "weights": args.weights, "seed": args.seed, "crop": model.crop, "n_crops": args.n_crops,
         # only when not the default, so files written before the option still resume
         **({"precision": args.precision} if args.precision != "fp32" else {}),
     }  # fmt: skip
@@ -355,7 +354,7 @@ def _score_to_file(args, model, files: list[str], header, columns) -> tuple[int,
     from mpiqa.cli.score_output import CSVOutput
 
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
-    output = CSVOutput(args.out, header, _settings(args), args.resume)
+    output = CSVOutput(args.out, header, _settings(args, model), args.resume)
     try:
         with output:
             done = output.done

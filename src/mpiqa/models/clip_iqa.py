@@ -3,9 +3,18 @@
 score = softmax over each (positive, negative) prompt pair of CLIP's image-text logits,
 probability of the positive prompt, averaged over the pairs.
 
-Differences from the paper's code: the paper's main model is RN50 with its positional
-embedding removed; we use the ViT backbones registered here (RN50 is not implemented),
-keeping their positional embedding (resized for full-resolution input).
+With a ResNet backbone (``RN50`` ...) the defaults are the paper's: each image is scored
+whole at its own resolution (``crop="full"``) and the attention pool's positional
+embedding is left out (``positional="drop"``), so no resize touches the distortions.
+Where we differ from the authors' code (IceClear/CLIP-IQA, built on OpenAI's CLIP):
+- ``full`` mode downscales an image whose longer side exceeds 1,024 pixels (memory),
+  enlarges one with a side under 32 pixels to 32, and cuts the last (under 32) rows and
+  columns that do not fill a cell of the last feature map, which OpenAI's ResNet would
+  average away at its edge; the paper's code feeds every image unchanged.
+- ``positional="interpolate"`` (bicubically resized positional embedding) is offered as
+  an alternative; the paper only removes it.
+- ViT backbones keep their positional embedding (resized in ``full`` mode): a ViT's
+  tokens carry no position without it.
 """
 
 from __future__ import annotations
@@ -16,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from mpiqa.backbones.clip import CLIP
+from mpiqa.backbones.resnet import POSITIONAL_MODES, Positional
 from mpiqa.backbones.tokenizer import tokenize
 from mpiqa.data.transforms import CropMode
 from mpiqa.models.base import IQAModel
@@ -41,8 +51,14 @@ class CLIPIQA(IQAModel):
     Args:
         backbone: a CLIP from :func:`mpiqa.load_clip`.
         pairs: (positive, negative) prompt pairs.
-        crop: preprocessing mode (see :class:`IQAModel`).
+        crop: preprocessing mode (see :class:`IQAModel`); default ``full`` for a ResNet
+            backbone (the paper's), else ``center``.
         n_crops: crops per image in ``multi`` mode.
+        positional: ResNet backbones only: ``drop`` the attention pool's positional
+            embedding (default in ``full`` mode, as the paper) or ``interpolate`` it.
+
+    Raises:
+        ValueError: no prompt pairs, or ``positional="drop"`` with a ViT backbone.
     """
 
     lower_better = False
@@ -52,12 +68,21 @@ class CLIPIQA(IQAModel):
         self,
         backbone: CLIP,
         pairs: Sequence[PromptPair] = DEFAULT_PAIRS,
-        crop: CropMode = "center",
+        crop: CropMode | None = None,
         n_crops: int = 5,
+        positional: Positional | None = None,
     ) -> None:
+        resnet = backbone.config.vision.is_resnet
+        crop = crop or ("full" if resnet else "center")
         super().__init__(backbone.image_size, backbone.config.vision.patch_size, crop, n_crops)
         if not pairs:
             raise ValueError("at least one prompt pair is needed")
+        if positional is not None and positional not in POSITIONAL_MODES:
+            raise ValueError(f"positional must be one of {POSITIONAL_MODES}, got {positional!r}")
+        if resnet:
+            backbone.visual.positional = positional or ("drop" if crop == "full" else "interpolate")
+        elif positional == "drop":
+            raise ValueError("positional='drop' is for ResNet backbones (RN50 ...)")
         self.backbone = backbone.eval().requires_grad_(False)
         self.pairs = tuple((str(p), str(n)) for p, n in pairs)
         texts = [t for pair in self.pairs for t in pair]

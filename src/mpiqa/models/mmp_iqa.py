@@ -142,6 +142,11 @@ class MultiModalPromptIQA(IQAModel):
         crop: CropMode = "center",
         n_crops: int = 5,
     ) -> None:
+        if backbone.config.vision.is_resnet:
+            raise ValueError(
+                f"multi-modal prompts go between the blocks of a Vision Transformer; "
+                f"{backbone.config.name or 'this backbone'} has a ResNet image tower"
+            )
         super().__init__(backbone.image_size, backbone.config.vision.patch_size, crop, n_crops)
         self.config = config = config or MMPConfig()
         self.backbone = backbone
