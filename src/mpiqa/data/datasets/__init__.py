@@ -1,6 +1,6 @@
 """Dataset adapters: each reads a standard IQA dataset as its download ships it."""
 
-from mpiqa.data.datasets import authentic, generic, synthetic  # noqa: F401  (registration)
+from mpiqa.data.datasets import authentic, generic, pipal, synthetic  # noqa: F401  (registration)
 from mpiqa.data.datasets.base import (
     DatasetFormatError,
     MissingImagesError,
