@@ -28,7 +28,18 @@ def test_official_hashes_are_registered():
     )
     for arch, tag in pretrained.list_pretrained():
         entry = get_pretrained(arch, tag)
-        assert len(entry.sha256) == 64 and entry.sha256 in (entry.url or entry.sha256)
+        assert len(entry.sha256) == 64
+        if tag == "openai":  # OpenAI's addresses carry the whole digest
+            assert entry.sha256 in entry.url
+        elif entry.url:  # open_clip's file names carry its first 8 hex digits
+            assert f"-{entry.sha256[:8]}." in entry.file and entry.url.endswith(entry.file)
+
+
+def test_open_clip_laion_weights_are_registered_with_their_activation():
+    assert get_pretrained("RN50", "yfcc15m").sha256.startswith("455df137")
+    assert get_pretrained("ViT-B-32", "laion400m_e32").act is None  # trained with QuickGELU
+    assert get_pretrained("ViT-B-32", "laion2b_e16").act == "gelu"
+    assert get_pretrained("ViT-L-14", "laion400m_e32").file == "vit_l_14-laion400m_e32-3d133497.pt"
 
 
 def test_offline_miss_names_file_hash_and_how_to_point_at_a_copy():
@@ -88,3 +99,19 @@ def test_download_with_wrong_hash_leaves_nothing(tmp_path):
     with pytest.raises(ChecksumError):
         download_url(source.as_uri(), destination, sha256="0" * 64)
     assert not destination.exists() and list(destination.parent.iterdir()) == []
+
+
+def test_registered_activation_is_applied(tiny_entry, monkeypatch):
+    """A registered tag trained with exact GELU loads with it (the shapes cannot tell)."""
+    import dataclasses
+
+    model, source, entry = tiny_entry
+    registry = dict(pretrained._registry())
+    registry[("test-tiny", "gelu")] = dataclasses.replace(entry, tag="gelu", act="gelu")
+    monkeypatch.setattr(pretrained, "_registry", lambda: registry)
+    cached = pretrained.cache_dir() / entry.file
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    cached.write_bytes(source.read_bytes())
+    assert load_clip("test-tiny:unit").config.act == "quick_gelu"
+    assert load_clip("test-tiny:gelu").config.act == "gelu"
+    assert load_clip("test-tiny:gelu", act="quick_gelu").config.act == "quick_gelu"

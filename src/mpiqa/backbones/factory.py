@@ -51,8 +51,10 @@ def load_clip(
     Args:
         source: a checkpoint path (OpenAI TorchScript ``.pt``; open_clip ``.pt``/``.bin``/
             ``.safetensors``; a transformers CLIP directory or its weights file), a registered
-            architecture name with optional tag (``"ViT-B/16"``, ``"ViT-B-16:openai"``) for
-            its registered pretrained weights, or ``"random"`` for random weights.
+            architecture name with optional tag (``"ViT-B/16"``, ``"ViT-B-16:openai"``,
+            open_clip's ``"ViT-B-32:laion2b_e16"``, ``"RN50:yfcc15m"``) for its registered
+            pretrained weights (verified by SHA-256, with the activation they were trained
+            with), or ``"random"`` for random weights.
         arch: the architecture (name or config). Required with ``"random"`` (default
             ViT-B-32); for a checkpoint it fixes heads and activation, which the weights
             alone do not tell, and its shapes are checked against the file.
@@ -87,6 +89,8 @@ def load_clip(
                 ) from None
         path = resolve_pretrained(name, tag)
         hint = hint or get_config(name)
+        entry = get_pretrained(name, tag)
+        act = act or (entry.act if entry is not None else None)
     embedded = embedded_config(path)
     hint = hint or embedded
     state, fmt, hf_config = read_checkpoint(path)

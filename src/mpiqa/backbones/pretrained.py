@@ -49,6 +49,9 @@ class PretrainedFile:
     url: str | None = None
     hf_hub: str | None = None
     packaged: bool = False  # shipped inside the package (mpiqa/weights/), no download
+    # the activation the weights were trained with, where the shapes' registered
+    # architecture says otherwise (open_clip's LAION ViTs use exact GELU)
+    act: str | None = None
 
 
 def packaged_path(file: str) -> Path:
