@@ -282,3 +282,54 @@ def test_atomically_written_files_follow_the_umask(tmp_path, umask):
     for written in (path, tmp_path / "s.csv"):
         assert stat.S_IMODE(written.stat().st_mode) == 0o666 & ~umask, written
     assert json.loads(path.read_text()) == {}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A one-epoch prompt checkpoint on a random backbone (its .json is what is attacked)."""
+    root = tmp_path_factory.mktemp("ckpt")
+    data = _labels(root, "path,score\n" + "".join(f"i{i}.png,{i % 7}\n" for i in range(12)), 12)
+    argv = ["train", *data, "--backbone", "test-tiny", "--weights", "random", "--epochs", "1"]
+    assert main(["-q", *argv, "--out", str(root / "run")]) == 0
+    return root / "run"
+
+
+def _set_key(path: str, value):
+    def mutate(meta: dict) -> None:
+        *parents, leaf = path.split(".")
+        for key in parents:
+            meta = meta[key]
+        meta[leaf] = value
+
+    return mutate
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (_set_key("backbone.weights", "/dev/zero"), "/dev/zero: not a regular file"),
+        (_set_key("mmp", "garbage"), "c.json: its 'mmp' entry is missing or not a mapping"),
+        (_set_key("backbone", "x"), "c.json: its 'backbone' entry is missing or not a mapping"),
+        (_set_key("mmp.n_ctx", "four"), "c.json: model option n_ctx: 'four' is not an int"),
+        (_set_key("mmp.coupling", "maple2"), "c.json: model option coupling"),
+        (_set_key("mmp.wat", 1), "c.json: unknown model option(s): ['wat']"),
+        (_set_key("format", "other/9"), "c.json: not an mpiqa checkpoint"),
+        (_set_key("backbone.arch", "nope"), "unknown backbone architecture 'nope'"),
+        (_set_key("preprocess", [1]), "unknown preprocessing [1]"),
+        (None, "c.json: not a readable JSON file"),
+    ],
+    ids=lambda v: v if isinstance(v, str) else "",
+)
+def test_checkpoint_json_attack(trained, tmp_path, capsys, mutate, message):
+    import shutil
+
+    shutil.copy(trained / "best.safetensors", tmp_path / "c.safetensors")
+    meta = json.loads((trained / "best.json").read_text())
+    if mutate is None:
+        (tmp_path / "c.json").write_text("{bad")
+    else:
+        mutate(meta)
+        (tmp_path / "c.json").write_text(json.dumps(meta))
+    code = main(["score", str(_photo(tmp_path / "p")), "--checkpoint", str(tmp_path / "c.safetensors"), "--no-progress", "--workers", "0"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and "Traceback" not in err, err

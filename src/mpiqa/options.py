@@ -4,24 +4,76 @@ refused by name rather than passed on as a TypeError."""
 from __future__ import annotations
 
 from dataclasses import fields
-from typing import Any, TypeVar
+from types import UnionType
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
 T = TypeVar("T")
 
 
 def options_from_dict(cls: type[T], data: dict[str, Any], what: str) -> T:
-    """``cls(**data)``, refusing keys ``cls`` lacks.
+    """``cls(**data)``, refusing keys ``cls`` lacks and values of another type than its
+    annotation (a file's ``"n_ctx": "four"`` must not reach a tensor constructor).
 
     Raises:
-        ValueError: ``data`` is not a mapping, or names an unknown option (``what``
-            says which kind, e.g. "model").
+        ValueError: ``data`` is not a mapping, names an unknown option, or gives one a
+            value of the wrong type (``what`` says which kind, e.g. "model").
     """
     if not isinstance(data, dict):
         raise ValueError(f"{what} options must be a mapping, got {type(data).__name__}")
     unknown = set(data) - {f.name for f in fields(cls)}  # type: ignore[arg-type]
     if unknown:
         raise ValueError(f"unknown {what} option(s): {sorted(unknown)}")
+    hints = get_type_hints(cls)
+    for name, value in data.items():
+        if not _fits(value, hints[name]):
+            raise ValueError(f"{what} option {name}: {value!r} is not {_describe(hints[name])}")
     return cls(**data)
+
+
+def _fits(value: Any, hint: Any) -> bool:
+    """Whether ``value`` (from JSON or TOML) can stand for the annotation ``hint``: ints
+    for floats, lists for tuples; anything for annotations this does not know."""
+    origin, args = get_origin(hint), get_args(hint)
+    if hint is Any:
+        return True
+    if hint is type(None):
+        return value is None
+    if origin in (Union, UnionType):
+        return any(_fits(value, a) for a in args)
+    if origin is Literal:
+        return value in args
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    if origin in (tuple, list):
+        if not isinstance(value, (tuple, list)):
+            return False
+        if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+            return all(_fits(v, args[0]) for v in value)
+        if origin is list and args:
+            return all(_fits(v, args[0]) for v in value)
+        return True
+    if origin is dict or hint is dict:
+        return isinstance(value, dict)
+    return True
+
+
+def _describe(hint: Any) -> str:
+    origin, args = get_origin(hint), get_args(hint)
+    if origin in (Union, UnionType):
+        return " or ".join(_describe(a) for a in args)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in args)
+    if hint is type(None):
+        return "null"
+    if origin in (tuple, list):
+        return "a list" + (f" of {_describe(args[0])}" if args else "")
+    return f"a{'n' if getattr(hint, '__name__', 'x')[0] in 'aeiou' else ''} {getattr(hint, '__name__', hint)}"
 
 
 def parse_key_values(pairs: list[str] | None, flag: str) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 from pathlib import Path
 
 from mpiqa import distributed
@@ -229,10 +230,14 @@ def _run(args: argparse.Namespace, config: TrainConfig, out: Path) -> int:
         best = result["best"]
         if distributed.env_rank() == 0:
             # the result goes to stdout (not a WARNING log line): a successful run says so
-            print(
-                f"best validation SRCC {best.get('srcc', float('nan')):.4f} at epoch "
-                f"{best.get('epoch')}; checkpoint {out / 'best.safetensors'}"
+            srcc = best.get("srcc", float("nan"))
+            selected = (
+                f"best validation SRCC {srcc:.4f} at epoch {best.get('epoch')}"
+                if math.isfinite(srcc)
+                else f"no validation SRCC (too few validation images): the last epoch, "
+                f"{best.get('epoch')}, is kept"
             )
+            print(f"{selected}; checkpoint {out / 'best.safetensors'}")
         return 0
     record = run_rounds(
         config, out, args.rounds, init_prompts=args.init_prompts, resume=args.resume

@@ -86,6 +86,10 @@ def load_checkpoint(
     spec = meta["backbone"]
     if not isinstance(spec.get("arch"), str):
         raise ValueError(f"{path}: its backbone record names no architecture")
+    try:
+        mmp = MMPConfig.from_dict(meta["mmp"])  # checked before anything is built
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{Path(path).with_suffix('.json')}: {err}") from None
     source = weights or spec.get("weights")
     if source == "random":
         logger.warning(
@@ -96,7 +100,7 @@ def load_checkpoint(
         if source and spec.get("sha256") and Path(source).is_file():
             verify_sha256(source, spec["sha256"])
         backbone = load_clip(source or spec["arch"], arch=spec["arch"])
-    model = MultiModalPromptIQA(backbone, MMPConfig.from_dict(meta["mmp"]), **model_kwargs)
+    model = MultiModalPromptIQA(backbone, mmp, **model_kwargs)
     try:
         tensors = load_file(str(path))
     except Exception as err:  # SafetensorError and friends: a malformed file
