@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from mpiqa.backbones import build_random_clip, get_config
@@ -32,6 +33,23 @@ def test_benchmark_reports_every_figure():
     for key in ("images_per_s", "ratio_vs_transformers", "roofline_fraction", "peak_rss_mb"):
         assert data[key] is not None and data[key] > 0, key
     assert "transformers" in result.table() and "roofline" in result.table()
+    assert data["compiled"] == "none" and data["compiled_images_per_s"] is None
+    with pytest.raises(ValueError, match="compile must be one of"):
+        run_benchmark("test-tiny", "fp32", batch_size=2, compile="yes")
+
+
+def test_frozen_compile_is_timed_beside_eager_and_computes_the_same():
+    from mpiqa.backbones import build_random_clip
+    from mpiqa.benchmarking import compile_frozen
+    from mpiqa.models.clip_iqa import CLIPIQA
+
+    model = CLIPIQA(build_random_clip("test-tiny", seed=0)).eval()
+    pixels = torch.randn(2, 3, 32, 32)
+    with torch.inference_mode():
+        assert torch.allclose(compile_frozen(model)(pixels), model(pixels), atol=1e-5)
+    result = run_benchmark("test-tiny", "fp32", batch_size=2, warmup=1, iters=1, compile="mpiqa")
+    assert result.compiled_images_per_s > 0 and result.transformers_compiled_images_per_s is None
+    assert "mpiqa compiled / transformers eager" in result.table()
 
 
 def test_hybrid_flops_count_the_stem_by_hand():

@@ -71,8 +71,12 @@ def run_end_to_end(
     workers: int | None = None,
     device: str = "cpu",
     precision: str = "fp32",
+    backbone: str | None = None,
+    weights: str | None = None,
 ) -> EndToEndResult:
-    """Measure scoring of up to ``limit`` images under ``folder`` (recursive).
+    """Measure scoring of up to ``limit`` images under ``folder`` (recursive), with
+    ``model_name`` (default: the default model) on ``backbone``/``weights`` when given
+    (``weights="random"`` times an architecture whose weights are not here).
 
     Raises:
         FileNotFoundError: no images in ``folder``.
@@ -85,7 +89,8 @@ def run_end_to_end(
         raise FileNotFoundError(f"no image files in {folder}")
     workers = default_workers() if workers is None else workers
     start = time.perf_counter()
-    model = create_model(name, device=device).for_inference()
+    chosen = {k: v for k, v in (("backbone", backbone), ("weights", weights)) if v}
+    model = create_model(name, device=device, **chosen).for_inference()
     startup = time.perf_counter() - start
 
     # the model is timed on at most 8 batches: all crops of 500 images at 384 x 384 would
@@ -96,7 +101,7 @@ def run_end_to_end(
     failed = 0
     for path in files:
         try:
-            crop = model.preprocess(load_image(path))
+            crop = model.preprocess(load_image(path, min_side=model.decode_min_side))
         except ImageDecodeError:
             failed += 1  # counted, as score_files reports them; timed all the same
             continue

@@ -146,3 +146,12 @@ def test_draft_decodes_jpegs_smaller_but_never_below_the_asked_size(tmp_path):
     assert load_image(tmp_path / "a.jpg").size == (800, 600)
     assert load_image(tmp_path / "a.jpg", draft=(150, 150)).size == (200, 150)  # 1/4 scale
     assert load_image(tmp_path / "a.png", draft=(150, 150)).size == (800, 600)  # not a JPEG
+
+
+def test_min_side_reduces_jpeg_decoding_only_when_the_shorter_side_allows(tmp_path):
+    Image.new("RGB", (800, 600), (10, 200, 30)).save(tmp_path / "a.jpg")
+    assert load_image(tmp_path / "a.jpg", min_side=224).size == (400, 300)  # 1/2: 300 >= 224
+    assert load_image(tmp_path / "a.jpg", min_side=100).size == (200, 150)  # 1/4
+    assert load_image(tmp_path / "a.jpg", min_side=301).size == (800, 600)  # 1/2 would be short
+    Image.new("RGB", (800, 600), (10, 200, 30)).save(tmp_path / "a.png")
+    assert load_image(tmp_path / "a.png", min_side=100).size == (800, 600)

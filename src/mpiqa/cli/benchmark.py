@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from mpiqa.benchmarking import PRECISIONS, run_benchmark
+from mpiqa.benchmarking import COMPILE_CHOICES, PRECISIONS, run_benchmark
 from mpiqa.cli import arguments
 
 
@@ -29,8 +29,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-compare", action="store_true", help="skip transformers")
     p.add_argument("--json", metavar="OUT", help="write the figures here")
     p.add_argument(
-        "--compile", action="store_true",
-        help="run both implementations through torch.compile (needs a C++ compiler on CPU)",
+        "--compile", nargs="?", const="both", default="none", choices=COMPILE_CHOICES,
+        help="also time mpiqa (or both implementations: the default with a bare --compile) "
+        "through torch.compile with frozen weights, beside their eager forms (needs a C++ "
+        "compiler on CPU)",
     )  # fmt: skip
     p.add_argument(
         "--train", action="store_true",
@@ -44,6 +46,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--workers, --batch-size, --device, --precision)",
     )  # fmt: skip
     p.add_argument("--model", help="with --end-to-end: the model (default: the default model)")
+    p.add_argument(
+        "--weights", metavar="FILE|random",
+        help="with --end-to-end: backbone weights of --model on --arch (random: time an "
+        "architecture whose weights are not here)",
+    )  # fmt: skip
     p.add_argument(
         "--limit", type=arguments.integer(1), default=500, help="with --end-to-end: at most N files"
     )
@@ -67,7 +74,8 @@ def run(args: argparse.Namespace) -> int:
 
         e2e = run_end_to_end(
             args.end_to_end, args.model, args.limit, args.batch_size, args.workers,
-            args.device, args.precision,
+            args.device, args.precision, backbone=args.arch if args.weights else None,
+            weights=args.weights,
         )  # fmt: skip
         print(e2e.table())
         if args.json:
