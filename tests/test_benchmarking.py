@@ -112,3 +112,17 @@ def test_end_to_end_splits_the_time_of_scoring_files(tmp_path, capsys):
     for key in ("startup_s", "decode_images_per_s", "model_images_per_s", "pipeline_images_per_s"):
         assert result[key] > 0
     assert "score_files, 0 worker(s)" in capsys.readouterr().out
+
+
+def test_resnet_flops_by_hand_for_test_resnet():
+    """test-resnet at 64 px: stem 32^2, stages at 16^2 (stride 1), then 8^2, 4^2, 2^2,
+    each strided block convolving 1x1 and 3x3 before its pool; attention pool over 5."""
+    stem = 32 * 32 * (4 * 3 * 9 + 4 * 4 * 9 + 8 * 4 * 9)
+    layer1 = 256 * (8 * 8 + 8 * 8 * 9 + 32 * 8 + 32 * 8)
+    layer2 = 256 * (16 * 32 + 16 * 16 * 9) + 64 * (64 * 16 + 64 * 32)
+    layer3 = 64 * (32 * 64 + 32 * 32 * 9) + 16 * (128 * 32 + 128 * 64)
+    layer4 = 16 * (64 * 128 + 64 * 64 * 9) + 4 * (256 * 64 + 256 * 128)
+    pool = 256 * 256 + 2 * 5 * 256 * 256 + 256 * 32 + 2 * 5 * 256
+    macs = stem + layer1 + layer2 + layer3 + layer4 + pool
+    assert vision_flops_per_image(get_config("test-resnet")) == 2 * macs
+    assert _transformers_vision(None, get_config("test-resnet")) is None

@@ -47,6 +47,8 @@ def vision_flops_per_image(config: CLIPConfig, image_size: int | None = None) ->
     norms, softmax and activations are left out, as is usual for rooflines)."""
     v = config.vision
     size = image_size or v.image_size
+    if v.is_resnet:
+        return _resnet_flops_per_image(config, size)
     patches = (size // v.patch_size) ** 2
     tokens = patches + 1
     width, hidden = v.width, int(v.width * v.mlp_ratio)
@@ -64,6 +66,35 @@ def vision_flops_per_image(config: CLIPConfig, image_size: int | None = None) ->
     )
     projection = width * config.embed_dim
     return 2.0 * (patch_embed + v.layers * per_block + projection)
+
+
+def _resnet_flops_per_image(config: CLIPConfig, size: int) -> float:
+    """A ResNet tower's multiply-adds x 2, counted on a forward pass of one image at
+    meta size (no arithmetic runs): every convolution and projection, and the attention
+    pool's two products."""
+    from mpiqa.backbones.resnet import AttentionPool, ModifiedResNet
+
+    with torch.device("meta"):
+        tower = ModifiedResNet(config.vision, config.embed_dim)
+    macs = 0
+
+    def count(module, inputs, output) -> None:
+        nonlocal macs
+        if isinstance(module, torch.nn.Conv2d):
+            k = module.kernel_size[0] * module.kernel_size[1]
+            macs += output.numel() * module.in_channels * k // module.groups
+        elif isinstance(module, torch.nn.Linear):
+            macs += output.numel() * module.in_features
+        elif isinstance(module, AttentionPool):
+            n, width, h, w = inputs[0].shape
+            macs += 2 * (h * w + 1) * width  # one query against every position, twice
+
+    hooks = [m.register_forward_hook(count) for m in tower.modules()]
+    with torch.no_grad():
+        tower(torch.empty(1, 3, size, size, device="meta"))
+    for hook in hooks:
+        hook.remove()
+    return 2.0 * macs
 
 
 def _sync(device: torch.device) -> None:
@@ -268,8 +299,8 @@ def compile_frozen(module: torch.nn.Module) -> torch.nn.Module:
 
 def _transformers_vision(backbone, config: CLIPConfig):
     """transformers' CLIP vision model with the same weights, or None if not installed
-    or the tower is a hybrid (transformers has no such CLIP)."""
-    if config.vision.stem != "patch":
+    or the tower is a hybrid or a ResNet (transformers has no such CLIP)."""
+    if config.vision.stem != "patch" or config.vision.is_resnet:
         return None
     try:
         from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
