@@ -246,8 +246,9 @@ def test_files_without_a_known_extension_are_scored_or_listed(tmp_path, capsys):
     for name in ("x.jfif", "noext"):
         (folder / name).write_bytes(source.read_bytes())
     assert main(["score", str(folder), *TINY, "--weights", "random"]) == 0
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
     assert "x.jfif" in out and "noext" not in out
+    assert "left out 1 file(s) without an image extension" in err  # said, not silent
     (folder / "x.jfif").unlink()
     assert main(["score", str(folder), *TINY, "--weights", "random"]) == 2
     assert "left out 1 file(s) without an image extension" in capsys.readouterr().err

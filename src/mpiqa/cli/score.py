@@ -270,7 +270,7 @@ def run(args: argparse.Namespace) -> int:
                 f"no image files in {' '.join(args.paths)}" + (f"; {left_out}" if left_out else "")
             )
         if left_out and context.is_main:
-            logger.info("%s", left_out)
+            logger.warning("%s", left_out)  # files the user may expect scored (RAW, HEIC ...)
         if args.weights == "random" and not args.checkpoint and context.is_main:
             logger.warning(
                 "--weights random: randomly initialised backbone (seed %d); its scores mean nothing",
