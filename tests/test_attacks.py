@@ -206,6 +206,12 @@ CASES = [
     Case("train --lr nan", lambda t: ["train", "--lr", "nan", "--out", str(t / "r")], 2, "argument --lr"),
     Case("finetune --test-fraction 1.5", lambda t: ["finetune", "--test-fraction", "1.5"], 2, "argument --test-fraction"),
     Case("report of a missing CSV", lambda t: ["report", str(t / "s.csv"), "--out", str(t / "r.html")], 2, "s.csv: no such file"),
+    Case("report of a CSV without rows", lambda t: ["report", str(_raw("s.csv", b"path,score\n")(t)), "--out", str(t / "r.html")], 2, "s.csv: no rows"),
+    Case("split file is a folder", lambda t: ["evaluate", "--model", "clip-iqa", *TINY[:2], "--weights", "random", *_labels(t, "path,score\ni0.png,1\ni1.png,2\ni2.png,3\n"), "--split", "test", "--split-file", str(t), "--out", str(t / "e")], 2, "not a file"),
+    Case("evaluate --out is a file", lambda t: ["evaluate", "--model", "clip-iqa", *TINY[:2], "--weights", "random", *_labels(t, "path,score\ni0.png,1\ni1.png,2\ni2.png,3\n"), "--split", "all", "--out", str(_raw("f", b"x")(t))], 2, "File exists"),
+    Case("end-to-end of a missing folder", lambda t: ["benchmark", "--end-to-end", str(t / "none")], 2, "no such folder"),
+    Case("export into /dev/full", lambda t: ["export", "--model", "clip-iqa", *TINY[:2], "--weights", "random", "--out", "/dev/full"], 2, "--out /dev/full: not a regular file"),
+    Case("export into a folder", lambda t: ["export", "--model", "clip-iqa", *TINY[:2], "--weights", "random", "--out", str(t)], 2, "is a folder"),
     Case("report of a non-numeric score", lambda t: ["report", str(_raw("s.csv", b"path,score\na.jpg,x\n")(t)), "--out", str(t / "r.html")], 2, "s.csv:2"),
 ]  # fmt: skip
 

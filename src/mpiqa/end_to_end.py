@@ -18,6 +18,7 @@ cores are shared (decoding workers and the model's threads compete).
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import asdict, dataclass
 
@@ -84,6 +85,8 @@ def run_end_to_end(
     from mpiqa.models.registry import DEFAULT_MODEL
 
     name = model_name or DEFAULT_MODEL
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"--end-to-end {folder}: no such folder")
     files = discover_images([folder], recursive=True).files[:limit]
     if not files:
         raise FileNotFoundError(f"no image files in {folder}")

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mpiqa.atomic import atomic_write
 from mpiqa.models.base import IQAModel
 from mpiqa.runtime import MissingExtraError
 
@@ -40,10 +41,27 @@ def export_torchscript(model: IQAModel, path: str | Path, batch_size: int = 2) -
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         model(example)  # fill the eval-time text-feature cache, so prompts are folded in
         traced = torch.jit.trace(model, example, check_trace=False)
+    return _write(path, lambda tmp: traced.save(str(tmp)))
+
+
+def _write(path: str | Path, save) -> Path:
+    """``save(tmp)`` into a file beside ``path``, renamed onto it once complete: a failed
+    export leaves an earlier file as it was, and never writes into a device or folder.
+
+    Raises:
+        ValueError: ``path`` is a folder or not a regular file, or cannot be written
+            (one line naming it).
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    traced.save(str(path))
-    return path
+    if path.is_dir():
+        raise ValueError(f"--out {path}: is a folder")
+    if path.exists() and not path.is_file():
+        raise ValueError(f"--out {path}: not a regular file")
+    try:
+        return atomic_write(path, save)
+    except (OSError, RuntimeError) as err:  # torch's writers raise RuntimeError for I/O
+        reason = " ".join(str(err).split())[:200]
+        raise ValueError(f"--out {path}: cannot be written ({reason})") from None
 
 
 @contextlib.contextmanager
@@ -75,18 +93,15 @@ def export_onnx(model: IQAModel, path: str | Path, batch_size: int = 2) -> Path:
             ) from error
     model = model.eval()
     example = _example(model, batch_size)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     with torch.no_grad(), _quiet_exporter():
         model(example)  # fill the eval-time text-feature cache, so prompts are folded in
-        # external_data=False: one self-contained file (weights inside; fine under
-        # protobuf's 2 GB limit, which every model here stays below)
-        torch.onnx.export(
-            model, (example,), str(path), dynamo=True, input_names=["pixels"],
+        program = torch.onnx.export(
+            model, (example,), dynamo=True, input_names=["pixels"],
             output_names=["score"], dynamic_shapes=({0: torch.export.Dim("batch")},),
-            external_data=False,
         )  # fmt: skip
-    return path
+    # external_data=False: one self-contained file (weights inside; fine under protobuf's
+    # 2 GB limit, which every model here stays below)
+    return _write(path, lambda tmp: program.save(str(tmp), external_data=False))
 
 
 def export(model: IQAModel, path: str | Path, fmt: str = "torchscript") -> Path:

@@ -337,6 +337,8 @@ def write_report(
         raise ValueError(f"-n must be at least 1, got {n}")
     out = Path(out)
     columns, rows = read_scores(scores_csv)
+    if not rows:
+        raise ScoresFileError(f"{scores_csv}: no rows below its header (nothing was scored)")
     root = Path(image_root) if image_root is not None else Path.cwd()
     page = render_report(
         columns, rows, image_root=root, page_dir=out.resolve().parent, n=n,

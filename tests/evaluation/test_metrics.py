@@ -65,3 +65,12 @@ def test_all_metrics_and_rounds(data):
         srcc([1, 2], [1, 2])
     with pytest.raises(ValueError, match="differ in length"):
         srcc([1, 2, 3], [1, 2])
+
+
+def test_too_few_points_for_the_logistic_fall_back_to_raw_predictions():
+    from mpiqa.evaluation.metrics import all_metrics, fit_logistic_params
+
+    pred, mos = [0.1, 0.5, 0.9], [0.2, 0.4, 1.0]  # 3 points, 4 parameters
+    assert fit_logistic_params(pred, mos) is None
+    metrics = all_metrics(pred, mos)
+    assert metrics["plcc"] == metrics["plcc_raw"] and metrics["n"] == 3

@@ -36,8 +36,11 @@ def logistic4(x: np.ndarray, b1: float, b2: float, b3: float, b4: float) -> np.n
 
 def fit_logistic_params(pred, mos) -> np.ndarray | None:
     """Parameters (b1, b2, b3, b4) of :func:`logistic4` fitted to map ``pred`` onto ``mos``;
-    ``None`` when the fit fails or collapses to a constant."""
+    ``None`` when there are four points or fewer, or the fit fails or collapses to a
+    constant."""
     pred, mos = _arrays(pred, mos)
+    if pred.size <= 4:  # four parameters need more than four points
+        return None
     start = [mos.max(), mos.min(), np.mean(pred), np.std(pred) / 4 + 1e-6]
     try:
         with warnings.catch_warnings():
