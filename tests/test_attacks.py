@@ -212,6 +212,9 @@ CASES = [
     Case("end-to-end of a missing folder", lambda t: ["benchmark", "--end-to-end", str(t / "none")], 2, "no such folder"),
     Case("export into /dev/full", lambda t: ["export", "--model", "clip-iqa", *TINY[:2], "--weights", "random", "--out", "/dev/full"], 2, "--out /dev/full: not a regular file"),
     Case("export into a folder", lambda t: ["export", "--model", "clip-iqa", *TINY[:2], "--weights", "random", "--out", str(t)], 2, "is a folder"),
+    Case("meta-pretrain of a missing folder", lambda t: ["meta-pretrain", "--root", str(t / "none"), "--out", str(t / "m")], 2, "no such folder"),
+    Case("pretrain-backbone with a missing --arch file", lambda t: ["pretrain-backbone", "--dataset", "none", "--clean", str(t), "--arch", str(t / "a.json"), "--out", str(t / "p")], 2, "a.json"),
+    Case("official split of a dataset without one", lambda t: ["pretrain-backbone", *_labels(t, "path,score\ni0.png,1\ni1.png,2\n"), "--out", str(t / "p")], 2, "--protocol random"),
     Case("report of a non-numeric score", lambda t: ["report", str(_raw("s.csv", b"path,score\na.jpg,x\n")(t)), "--out", str(t / "r.html")], 2, "s.csv:2"),
 ]  # fmt: skip
 

@@ -88,11 +88,11 @@ def run(args: argparse.Namespace) -> int:
         config.train.device = f"cuda:{context.local_rank}"
     try:
         torch.manual_seed(config.meta.seed)
+        source = task_source(config.meta)  # a wrong --root is reported before the model loads
         model, backbone_info = build_model(config)
         trainer = MetaTrainer(
-            model, task_source(config.meta), config.meta, args.out, backbone_info, config.loss,
-            context,
-        )  # fmt: skip
+            model, source, config.meta, args.out, backbone_info, config.loss, context
+        )
         result = trainer.fit(resume=args.resume)
     finally:
         distributed.shutdown(context)

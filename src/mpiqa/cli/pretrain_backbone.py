@@ -115,12 +115,14 @@ def _stem_weights(choice: str, arch: str) -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from mpiqa.backbones.config import get_config
     from mpiqa.data.datasets import load_dataset
     from mpiqa.data.files import discover_images
     from mpiqa.data.splits import official_split, random_split
     from mpiqa.models.registry import resolve_device
     from mpiqa.training.pretrain import PretrainConfig, pretrain_backbone
 
+    get_config(args.arch)  # a wrong --arch is reported before minutes of data loading
     rated: list[tuple[str, float]] = []
     val: list[tuple[str, float]] = []
     split = None

@@ -142,7 +142,10 @@ def official_split(dataset: IQADataset, seed: int = 0, val_fraction: float = 0.1
     """
     mapping = _OFFICIAL.get(dataset.name)
     if mapping is None:
-        raise ValueError(f"{dataset.name} has no official split; use random_split")
+        raise ValueError(
+            f"{dataset.name} has no official split: split it at random (--protocol random "
+            "on the command line, random_split in Python)"
+        )
     sides: dict[str, list[str]] = {"train": [], "val": [], "test": []}
     for record in dataset:
         if record.group not in mapping:

@@ -122,6 +122,8 @@ class GeneratorTasks(TaskSource):
     def __init__(
         self, root: str | Path, types: Sequence[str] = DISTORTION_NAMES, limit: int | None = None
     ) -> None:
+        if not Path(root).is_dir():
+            raise FileNotFoundError(f"meta-pre-training root {root}: no such folder")
         self.sources = discover_images([str(root)], recursive=True).files[:limit]
         if len(self.sources) < 2:
             raise FileNotFoundError(

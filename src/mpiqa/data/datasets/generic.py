@@ -86,7 +86,8 @@ def load_csv(
     scale = tuple(float(v) for v in scale) if scale else (min(raws), max(raws))
     if len(scale) != 2 or scale[1] <= scale[0]:
         raise DatasetFormatError(
-            f"{label}: score scale {scale} is empty; give it as --dataset-option scale=LOW,HIGH"
+            f"{label}: score scale {scale} is empty; give it (--dataset-option scale=LOW,HIGH, "
+            "or --scale LOW HIGH with finetune)"
         )
     folder = (root / image_dir).resolve()
     paths = resolve_images(
