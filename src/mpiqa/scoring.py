@@ -134,7 +134,7 @@ def score_files(
     loader = DataLoader(
         _DecodedFiles(
             paths,
-            model.preprocessor(),
+            model.preprocessor(uint8=True),  # normalised on the model's device, below
             max_pixels,
             model.decode_min_side if reduced_decode else None,
         ),  # fmt: skip
@@ -145,7 +145,7 @@ def score_files(
         pin_memory=model.device.type == "cuda",
     )
     for batch in loader:
-        good = [(i, crops) for i, crops, err in batch if err is None]
+        good = [(i, model.normalize_crops(crops)) for i, crops, err in batch if err is None]
         with autocast:
             scores, extras = (
                 model.describe_crops([crops for _, crops in good]) if good else ([], [])

@@ -99,7 +99,8 @@ def test_worker_processes_give_the_same_csv(folder, capsys):
 def test_missing_weights_is_one_clear_line(folder, capsys):
     assert main(["score", str(folder), "--backbone", "ViT-B/32", "--no-progress"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("mpiqa: error: pretrained weights for ViT-B-32")
+    error = [line for line in err.splitlines() if "error:" in line]
+    assert len(error) == 1 and error[0].startswith("mpiqa: error: pretrained weights for ViT-B-32")
     assert "ViT-B-32.pt" in err and "--weights FILE" in err and "Traceback" not in err
 
 

@@ -89,3 +89,16 @@ def test_extreme_aspect_ratio_is_cut_before_resizing():
     assert preprocess_pil(strip, 32, mode="multi", n_crops=2).shape == (2, 3, 32, 32)
     photo = _Image.fromarray(rng.integers(0, 255, (40, 120, 3), dtype=np.uint8))
     assert cap_aspect(photo) is photo  # 3:1 is left alone
+
+
+@pytest.mark.parametrize("mode", ["center", "multi", "full"])
+def test_uint8_crops_normalise_to_the_same_numbers(mode):
+    from mpiqa.data.transforms import normalize_uint8, preprocess_pil
+
+    rng = np.random.default_rng(0)
+    image = Image.fromarray(rng.integers(0, 255, (90, 130, 3), dtype=np.uint8))
+    raw = preprocess_pil(image, 64, mode, n_crops=3, patch_size=16, uint8=True)
+    assert raw.dtype == torch.uint8
+    for stats in ("clip", "imagenet"):
+        expected = preprocess_pil(image, 64, mode, n_crops=3, patch_size=16, stats=stats)
+        assert torch.equal(normalize_uint8(raw, stats), expected)

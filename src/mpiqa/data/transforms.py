@@ -53,6 +53,18 @@ def to_tensor(image: Image.Image) -> torch.Tensor:
     return torch.from_numpy(array.copy()).permute(2, 0, 1).float().div_(255.0)
 
 
+def to_uint8(image: Image.Image) -> torch.Tensor:
+    """RGB PIL image -> (3, H, W) uint8, as decoded (a quarter of float32's bytes to move
+    between processes and to a GPU; :func:`normalize_uint8` finishes it there)."""
+    return torch.from_numpy(np.asarray(image, dtype=np.uint8).copy()).permute(2, 0, 1)
+
+
+def normalize_uint8(pixels: torch.Tensor, stats: str = "clip") -> torch.Tensor:
+    """(..., 3, H, W) uint8 -> normalised float32: the same arithmetic as
+    :func:`to_tensor` then :func:`normalize`, so the same numbers, wherever it runs."""
+    return normalize(pixels.float().div_(255.0), stats)
+
+
 def normalize(pixels: torch.Tensor, stats: str = "clip") -> torch.Tensor:
     """Subtract the mean and divide by the std, channel-wise, over (..., 3, H, W):
     CLIP's statistics, or ImageNet's (``stats="imagenet"``)."""
@@ -120,8 +132,10 @@ def preprocess_pil(
     resize: int | None = None,
     squash: bool = False,
     stats: str = "clip",
+    uint8: bool = False,
 ) -> torch.Tensor:
-    """RGB image -> (K, 3, H, W) normalised crops (``stats``: CLIP's or ImageNet's).
+    """RGB image -> (K, 3, H, W) normalised crops (``stats``: CLIP's or ImageNet's), or
+    with ``uint8`` the crops' pixels as they are, for :func:`normalize_uint8` later.
 
     Modes:
         center: shorter side resized to ``resize`` (default ``size``), or the image
@@ -132,18 +146,23 @@ def preprocess_pil(
         full: the whole image at native resolution (downscaled when the longer side is over
             ``max_side``), cut to a multiple of ``patch_size``; K = 1.
     """
+
+    def finish(crops: list[Image.Image]) -> torch.Tensor:
+        if stats not in STATS:
+            raise ValueError(f"stats must be one of {sorted(STATS)}, got {stats!r}")
+        pixels = torch.stack([to_uint8(c) for c in crops])
+        return pixels if uint8 else normalize_uint8(pixels, stats)
+
     if mode == "center":
         image = resize_for_crop(image if squash else cap_aspect(image), resize or size, squash)
-        return normalize(to_tensor(center_crop(image, size)), stats)[None]
+        return finish([center_crop(image, size)])
     if mode == "multi":
         if min(image.size) < size:
             image = resize_shorter_side(cap_aspect(image), size)
         width, height = image.size
-        crops = [
-            to_tensor(crop(image, t, lf, size))
-            for t, lf in crop_boxes(height, width, size, n_crops)
-        ]
-        return normalize(torch.stack(crops), stats)
+        return finish(
+            [crop(image, t, lf, size) for t, lf in crop_boxes(height, width, size, n_crops)]
+        )
     if mode == "full":
         width, height = image.size
         if max(width, height) > max_side:
@@ -154,8 +173,9 @@ def preprocess_pil(
         if min(image.size) < patch_size:
             image = resize_shorter_side(image, patch_size)
         width, height = image.size
-        image = image.crop((0, 0, width - width % patch_size, height - height % patch_size))
-        return normalize(to_tensor(image), stats)[None]
+        return finish(
+            [image.crop((0, 0, width - width % patch_size, height - height % patch_size))]
+        )
     raise ValueError(f"crop mode must be one of {CROP_MODES}, got {mode!r}")
 
 

@@ -11,7 +11,13 @@ from PIL import Image
 from torch import nn
 
 from mpiqa.data.images import load_image, to_rgb
-from mpiqa.data.transforms import CROP_MODES, CropMode, preprocess_pil, preprocess_tensor
+from mpiqa.data.transforms import (
+    CROP_MODES,
+    CropMode,
+    normalize_uint8,
+    preprocess_pil,
+    preprocess_tensor,
+)
 
 ImageInput = str | Path | Image.Image
 ScoreInput = ImageInput | Sequence[ImageInput] | torch.Tensor
@@ -88,9 +94,17 @@ class IQAModel(nn.Module):
         target = max(self.preprocess_options.get("resize") or self.image_size, self.image_size)
         return 2 * target
 
-    def preprocessor(self) -> Callable[[Image.Image], torch.Tensor]:
-        """A picklable function RGB PIL image -> (K, 3, H, W) crops, for worker processes."""
-        return functools.partial(preprocess_pil, **self._preprocess_kwargs())
+    def preprocessor(self, uint8: bool = False) -> Callable[[Image.Image], torch.Tensor]:
+        """A picklable function RGB PIL image -> (K, 3, H, W) crops, for worker processes:
+        normalised, or with ``uint8`` raw pixels for :meth:`normalize_crops` (a quarter of
+        the bytes to send between processes and to the device)."""
+        return functools.partial(preprocess_pil, uint8=uint8, **self._preprocess_kwargs())
+
+    def normalize_crops(self, pixels: torch.Tensor) -> torch.Tensor:
+        """uint8 crops from ``preprocessor(uint8=True)`` -> the normalised crops the model
+        takes, on the model's device (the same numbers as ``preprocessor()`` gives)."""
+        stats = self.preprocess_options.get("stats", "clip")
+        return normalize_uint8(pixels.to(self.device, non_blocking=True), stats)
 
     def preprocess(self, image: Image.Image | torch.Tensor) -> torch.Tensor:
         """One image (PIL, or a (3, H, W) tensor in [0, 1]) -> (K, 3, H, W) crops."""
