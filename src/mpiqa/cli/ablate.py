@@ -60,7 +60,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--grad-reg-mode", choices=("grmp", "prograd"))
     p.add_argument("--rounds", type=arguments.integer(1), default=10)
     p.add_argument("--epochs", type=arguments.integer(1))
-    p.add_argument("--seed", type=int)
+    p.add_argument("--seed", type=arguments.seed)
     p.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
     p.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE"

@@ -32,10 +32,14 @@ def integer(low: int = 1, high: int = MAX_COUNT) -> Callable[[str], int]:
 
 
 def real(
-    low: float = -math.inf, high: float = math.inf, *, open_low: bool = False
+    low: float = -math.inf,
+    high: float = math.inf,
+    *,
+    open_low: bool = False,
+    open_high: bool = False,
 ) -> Callable[[str], float]:
-    """An argparse type: a finite number in ``[low, high]`` (``(low, high]`` with
-    ``open_low``); ``nan`` and ``inf`` are refused."""
+    """An argparse type: a finite number in ``[low, high]`` (an open end with
+    ``open_low`` / ``open_high``); ``nan`` and ``inf`` are refused."""
 
     def parse(text: str) -> float:
         try:
@@ -43,10 +47,11 @@ def real(
         except ValueError:
             raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
         below = value <= low if open_low else value < low
-        if not math.isfinite(value) or below or value > high:
-            bracket = "(" if open_low else "["
+        above = value >= high if open_high else value > high
+        if not math.isfinite(value) or below or above:
+            left, right = "(" if open_low else "[", ")" if open_high else "]"
             raise argparse.ArgumentTypeError(
-                f"must be a finite number in {bracket}{low:g}, {high:g}], got {text}"
+                f"must be a finite number in {left}{low:g}, {high:g}{right}, got {text}"
             )
         return value
 
@@ -59,9 +64,13 @@ non_negative = integer(0)
 #: learning rates, weights of loss terms: positive or zero
 positive_real = real(0.0, open_low=True)
 non_negative_real = real(0.0)
-#: fractions of a dataset
+#: a fraction of a part to use (all of it at most)
 fraction = real(0.0, 1.0, open_low=True)
+#: the fraction of a dataset held out as a test or validation part (none to not all)
+split_fraction = real(0.0, 1.0, open_high=True)
 batch_size = integer(1, MAX_BATCH)
+#: random seeds: what numpy and torch both take
+seed = integer(0, 2**32 - 1)
 
 
 def device(text: str) -> str:

@@ -46,7 +46,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         choices=range(1, N_LEVELS + 1),
     )
     p.add_argument(
-        "--size", type=int, default=None, help="resize shorter side and centre crop to this first"
+        "--size",
+        type=arguments.integer(1),
+        default=None,
+        help="resize shorter side and centre crop to this first",
     )
     p.add_argument(
         "--limit",
@@ -54,7 +57,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="use at most this many source images",
     )
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=arguments.seed, default=0)
     p.set_defaults(run=run)
 
 

@@ -19,7 +19,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     source.add_argument("--model", choices=list_models(), help="a zero-shot model")
     p.add_argument("--backbone", metavar="ARCH")
     p.add_argument("--weights", metavar="FILE|random")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=arguments.seed, default=0)
     p.add_argument("--dataset", required=True)
     p.add_argument("--root", required=True)
     p.add_argument(

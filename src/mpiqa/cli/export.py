@@ -6,6 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from mpiqa.cli import arguments
 from mpiqa.export import FORMATS, export, parity
 from mpiqa.models.checkpoint import load_checkpoint
 from mpiqa.models.registry import create_model, list_models
@@ -27,7 +28,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     source.add_argument("--model", choices=list_models())
     p.add_argument("--backbone", metavar="ARCH")
     p.add_argument("--weights", metavar="FILE|random")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=arguments.seed, default=0)
     p.add_argument(
         "--format", choices=FORMATS, default=None,
         help="default: from --out's suffix (.onnx: onnx), else torchscript",

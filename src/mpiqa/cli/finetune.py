@@ -42,7 +42,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--lower-better", action="store_true", help="the scores are DMOS-like (lower = better)"
     )
     p.add_argument(
-        "--scale", nargs=2, type=float, metavar=("LOW", "HIGH"),
+        "--scale", nargs=2, type=arguments.real(), metavar=("LOW", "HIGH"),
         help="range of the scores (default: their min and max)",
     )  # fmt: skip
     p.add_argument("--image-dir", default=".", help="image folder, relative to the CSV's folder")
@@ -63,8 +63,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="N-shot benchmark: R seeded 80/20 splits, N shots from each training part, "
         "scored on its test part next to the starting model (needs --shots)",
     )  # fmt: skip
-    p.add_argument("--split-seed", type=int, default=0)
-    p.add_argument("--test-fraction", type=arguments.fraction, default=0.2)
+    p.add_argument("--split-seed", type=arguments.seed, default=0)
+    p.add_argument("--test-fraction", type=arguments.split_fraction, default=0.2)
     p.add_argument(
         "--steps", type=arguments.integer(1), help="optimisation steps of the fixed schedule"
     )
@@ -97,7 +97,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="GRMP-IQA's quality-aware gradient regularisation, e.g. 5",
     )  # fmt: skip
     p.add_argument("--grad-reg-mode", choices=("grmp", "prograd"))
-    p.add_argument("--seed", type=int)
+    p.add_argument("--seed", type=arguments.seed)
     p.add_argument("--device", default="cpu", type=arguments.device)
     p.add_argument("--out", required=True, metavar="RUN_DIR")
     p.set_defaults(run=run)

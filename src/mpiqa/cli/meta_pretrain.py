@@ -48,7 +48,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--inner-lr", type=arguments.positive_real)
     p.add_argument("--outer-lr", type=arguments.positive_real)
     p.add_argument("--tasks-per-batch", type=arguments.integer(1))
-    p.add_argument("--seed", type=int)
+    p.add_argument("--seed", type=arguments.seed)
     p.add_argument("--device", type=arguments.device)
     p.add_argument("--resume", action="store_true")
     p.add_argument(

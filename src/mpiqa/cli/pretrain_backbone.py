@@ -42,8 +42,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default="official",
         help="how to split it (default %(default)s)",
     )
-    p.add_argument("--val-fraction", type=arguments.fraction, default=0.2, metavar="F")
-    p.add_argument("--split-seed", type=int, default=0)
+    p.add_argument("--val-fraction", type=arguments.split_fraction, default=0.2, metavar="F")
+    p.add_argument("--split-seed", type=arguments.seed, default=0)
     p.add_argument(
         "--clean",
         action="append",
@@ -53,7 +53,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--val-clean-fraction",
-        type=float,
+        type=arguments.split_fraction,
         default=None,
         metavar="F",
         help="hold this fraction of the clean images apart: their synthetic distortions "
@@ -76,7 +76,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=arguments.batch_size, default=None)
     p.add_argument("--lr", type=arguments.positive_real, default=None)
     p.add_argument("--synthetic-per-image", type=arguments.non_negative, default=None, metavar="N")
-    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--seed", type=arguments.seed, default=None)
     p.add_argument(
         "--device",
         default="cpu",

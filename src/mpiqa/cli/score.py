@@ -79,7 +79,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "rough guesses; see the model card for their measured accuracy)",
     )
     p.add_argument(
-        "--seed", type=int, default=0, help="seed of --weights random (default %(default)s)"
+        "--seed",
+        type=arguments.seed,
+        default=0,
+        help="seed of --weights random (default %(default)s)",
     )
     p.add_argument("--batch-size", type=arguments.batch_size, default=32, metavar="N")
     p.add_argument(

@@ -60,7 +60,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=arguments.integer(1))
     p.add_argument("--batch-size", type=arguments.batch_size)
     p.add_argument("--lr", type=arguments.positive_real)
-    p.add_argument("--seed", type=int)
+    p.add_argument("--seed", type=arguments.seed)
     p.add_argument("--precision", choices=("fp32", "bf16", "fp16"))
     p.add_argument("--device", type=arguments.device)
     p.add_argument("--workers", type=arguments.non_negative)
