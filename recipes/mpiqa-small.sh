@@ -2,7 +2,7 @@
 # Reproduce mpiqa-small, the default model shipped in src/mpiqa/weights/, from scratch.
 # Needs: pip install -c constraints.txt -e '.[pretrain]' and the data folder (../shared/data
 # layout: biq2021/ with its training CSV, pristine/ with clean images). CPU only is fine
-# (about 20 minutes on 2 cores); DEVICE=cuda runs it on a GPU.
+# (under an hour on 2 cores: three seeds); DEVICE=cuda runs it on a GPU.
 #   recipes/mpiqa-small.sh [DATA_DIR] [OUT_DIR]
 # Stage 2 overwrites the packaged weights; `git diff --stat` then shows what changed.
 set -euo pipefail
@@ -11,19 +11,24 @@ OUT=${2:-runs/mpiqa-small}
 MPIQA=${MPIQA:-mpiqa}
 DEVICE=${DEVICE:-cpu}
 
-# 1. Backbone: frozen EfficientNet-Lite0 stem at 384 x 384 + small transformers, on
+# 1. Backbones: frozen EfficientNet-Lite0 stem at 384 x 384 + small transformers, on
 #    BIQ2021's training part (validation part carved out, saved as split.json) and
 #    synthetic distortions of 80% of the clean images; the other 20% are held apart, and
 #    their distortions are a second validation part. The mean of both validation SRCCs
-#    selects the epoch. The stem's feature maps are cached in $OUT/feature-cache.
-$MPIQA -v pretrain-backbone --arch mpiqa-small --root "$DATA/biq2021" --clean "$DATA/pristine" \
-    --val-clean-fraction 0.2 --device "$DEVICE" --feature-cache "$OUT/feature-cache" \
-    --out "$OUT/backbone"
+#    selects the epoch. Three seeds (the stem stays the ImageNet one, so they share it);
+#    the stem's feature maps are cached in $OUT/feature-cache and computed once.
+for seed in 0 1 2; do
+    $MPIQA -v pretrain-backbone --arch mpiqa-small --root "$DATA/biq2021" --clean "$DATA/pristine" \
+        --val-clean-fraction 0.2 --device "$DEVICE" --feature-cache "$OUT/feature-cache" \
+        --seed "$seed" --out "$OUT/seed$seed"
+done
 
-# 2. Ship it: the model reads the backbone out zero-shot over its five quality words
+# 2. Ship them: seed 0's backbone, and the towers of seeds 1 and 2 as the ensemble's extra
+#    heads; the model reads each out zero-shot over its five quality words and averages
 #    (learned prompts on top did not generalise; see the model card's ablations).
 "${PYTHON:-python}" -m mpiqa.training.package --name mpiqa-small \
-    --backbone "$OUT/backbone/backbone.safetensors"
+    --backbone "$OUT/seed0/backbone.safetensors" \
+    --heads "$OUT/seed1/backbone.safetensors" "$OUT/seed2/backbone.safetensors"
 
 # Optional check of the shipped models on the held-apart synthetic distortions:
-#   python recipes/synthetic_check.py "$OUT/backbone/pretrain.json" mpiqa-small mpiqa-tiny
+#   python recipes/synthetic_check.py "$OUT/seed0/pretrain.json" mpiqa-small mpiqa-tiny

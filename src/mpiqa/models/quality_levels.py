@@ -6,15 +6,25 @@ score = sum_k p_k * v_k, where p is the softmax of the image-text logits over th
 level words ``bad, poor, fair, good, perfect`` (each the mean embedding of
 :data:`~mpiqa.prompts.vocab.QUALITY_TEMPLATES`) and v_k = 0, 0.25, ..., 1: the expected
 level, as LIQE and the prompt models read quality out.
+
+An ensemble (``extra_heads``) averages that score over several image towers that share
+one convolutional stem: each :class:`LevelHead` is a tower trained with another seed,
+with the level texts of its own text tower. The stem, most of the cost, runs once.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from mpiqa.backbones.clip import CLIP
+from mpiqa.backbones.convert import CheckpointError, check_weight_values
 from mpiqa.backbones.tokenizer import tokenize
+from mpiqa.backbones.vision import VisionTransformer
 from mpiqa.data.transforms import CropMode
 from mpiqa.models.base import IQAModel
 from mpiqa.prompts.vocab import QUALITY_5, QUALITY_TEMPLATES
@@ -44,6 +54,43 @@ def expected_level(
     return probs @ values
 
 
+def _readout(image: torch.Tensor, level_text: torch.Tensor, logit_scale: torch.Tensor):
+    # In float32 even under bf16/fp16 autocast: a softmax over temperature-scaled logits
+    # rounded to 8 bits moves scores by several hundredths.
+    with torch.autocast(image.device.type, enabled=False):
+        return expected_level(image.float(), level_text.float(), logit_scale.exp().float())
+
+
+class LevelHead(nn.Module):
+    """One more member of an ensemble: an image tower whose stem is the ensemble's, the
+    level texts of its own text tower, and its (log) temperature.
+
+    Args:
+        visual: the tower (a hybrid :class:`VisionTransformer`).
+        level_text: (5, embed_dim) from :func:`level_text_features` of its CLIP.
+        logit_scale: its CLIP's ``logit_scale`` (a log).
+    """
+
+    def __init__(
+        self, visual: VisionTransformer, level_text: torch.Tensor, logit_scale: torch.Tensor
+    ) -> None:
+        super().__init__()
+        self.visual = visual
+        self.register_buffer("level_text", level_text.detach().clone())
+        self.register_buffer("logit_scale", logit_scale.detach().clone().reshape(()))
+
+    @classmethod
+    def from_backbone(cls, backbone: CLIP) -> LevelHead:
+        with torch.no_grad():
+            return cls(backbone.visual, level_text_features(backbone), backbone.logit_scale)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """The stem's features (:meth:`VisionTransformer.stem_features`) -> scores."""
+        visual = self.visual
+        image = visual.pool(visual.transformer(visual.embed_features(features)))
+        return _readout(image, self.level_text, self.logit_scale)
+
+
 class QualityLevelsIQA(IQAModel):
     """Zero-shot quality in [0, 1] (higher = better) over five level words.
 
@@ -51,24 +98,94 @@ class QualityLevelsIQA(IQAModel):
         backbone: a CLIP from :func:`mpiqa.load_clip` (meant for mpiqa's pre-trained
             backbones, which learned these words; any CLIP works).
         crop, n_crops: preprocessing (see :class:`IQAModel`).
+        extra_heads: more towers over the same stem (an ensemble; the score is the mean
+            over the backbone's and theirs). Their stems are replaced by the backbone's.
+
+    Raises:
+        ValueError: extra heads whose tower is not the backbone's architecture.
     """
 
     lower_better = False
     score_range = (0.0, 1.0)
 
-    def __init__(self, backbone: CLIP, crop: CropMode = "center", n_crops: int = 5) -> None:
+    def __init__(
+        self,
+        backbone: CLIP,
+        crop: CropMode = "center",
+        n_crops: int = 5,
+        extra_heads: Sequence[LevelHead] = (),
+    ) -> None:
         super().__init__(backbone.image_size, backbone.config.vision.patch_size, crop, n_crops)
         self.backbone = backbone.eval().requires_grad_(False)
         with torch.no_grad():
             text = level_text_features(self.backbone)
         # Not persistent: derived from the backbone, never saved.
         self.register_buffer("level_text", text, persistent=False)
+        for head in extra_heads:
+            if head.visual.config != backbone.config.vision:
+                raise ValueError("an ensemble's towers must share the backbone's architecture")
+            head.visual.stem = backbone.visual.stem  # one stem, run once
+        self.extra_heads = nn.ModuleList(extra_heads).eval().requires_grad_(False)
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        image = self.backbone.encode_image(pixels)
-        # The readout in float32 even under bf16/fp16 autocast: a softmax over
-        # temperature-scaled logits rounded to 8 bits moves scores by several hundredths.
-        with torch.autocast(image.device.type, enabled=False):
-            return expected_level(
-                image.float(), self.level_text.float(), self.backbone.logit_scale.exp().float()
+        if not len(self.extra_heads):
+            return _readout(
+                self.backbone.encode_image(pixels), self.level_text, self.backbone.logit_scale
             )
+        visual = self.backbone.visual
+        features = visual.stem_features(pixels)
+        image = visual.pool(visual.transformer(visual.embed_features(features)))
+        scores = [_readout(image, self.level_text, self.backbone.logit_scale)]
+        scores += [head(features) for head in self.extra_heads]
+        return torch.stack(scores).mean(0)
+
+
+HEADS_FORMAT = "mpiqa-level-heads/1"
+
+
+def load_level_heads(path: str | Path, backbone: CLIP) -> list[LevelHead]:
+    """The extra ensemble members stored in ``path`` (tensors ``{i}.visual.*`` without the
+    stem, ``{i}.level_text``, ``{i}.logit_scale``), built on ``backbone``'s architecture.
+
+    Raises:
+        CheckpointError: unreadable, of another format, or tensors that do not fit
+            (naming the file).
+    """
+    from safetensors import safe_open
+
+    path = Path(path)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as err:  # SafetensorError and friends: a malformed file
+        raise CheckpointError(f"{path}: not a readable safetensors file ({err})") from None
+    if meta.get("format") != HEADS_FORMAT:
+        raise CheckpointError(f"{path}: not an mpiqa heads file (format {meta.get('format')!r})")
+    check_weight_values(tensors, path)
+    config = backbone.config
+    heads = []
+    for index in sorted({k.split(".", 1)[0] for k in tensors}, key=int):
+        prefix = f"{index}."
+        visual = {
+            k[len(prefix) + len("visual.") :]: v
+            for k, v in tensors.items()
+            if k.startswith(prefix + "visual.")
+        }
+        tower = VisionTransformer(config.vision, config.embed_dim, config.act)
+        tower.stem = backbone.visual.stem
+        result = tower.load_state_dict(visual, strict=False)
+        missing = [k for k in result.missing_keys if not k.startswith("stem.")]
+        try:
+            level_text, scale = tensors[prefix + "level_text"], tensors[prefix + "logit_scale"]
+        except KeyError as err:
+            raise CheckpointError(f"{path}: head {index} lacks {err.args[0]}") from None
+        if missing or result.unexpected_keys or level_text.shape != (5, config.embed_dim):
+            raise CheckpointError(
+                f"{path}: head {index} does not fit {config.name or 'the backbone'}: missing "
+                f"{missing[:3]}, unexpected {result.unexpected_keys[:3]}"
+            )
+        heads.append(LevelHead(tower.float(), level_text.float(), scale.float()))
+    if not heads:
+        raise CheckpointError(f"{path}: holds no heads")
+    return heads

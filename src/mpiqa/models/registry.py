@@ -155,13 +155,22 @@ def _refuse_other_backbone(name: str, backbone, weights) -> None:
 @register_model(
     "mpiqa-small",
     "offline default: mpiqa's compact CLIP (EfficientNet-Lite0 stem at 384 x 384), zero-shot "
-    "over the five quality words it was pre-trained with (weights ship in the package)",
+    "over the five quality words it was pre-trained with, averaged over three seeds' towers "
+    "on one stem (weights ship in the package)",
 )
 def _mpiqa_small(backbone=None, weights=None, seed=0, **kwargs) -> IQAModel:
-    from mpiqa.models.quality_levels import QualityLevelsIQA
+    from mpiqa.backbones.pretrained import get_pretrained, resolve_pretrained
+    from mpiqa.models.quality_levels import QualityLevelsIQA, load_level_heads
 
     _refuse_other_backbone("mpiqa-small", backbone, weights)
-    return QualityLevelsIQA(load_clip("mpiqa-small"), **kwargs)
+    clip = load_clip("mpiqa-small")
+    # the towers of two more seeds over the same stem: their mean generalised better
+    heads = (
+        load_level_heads(resolve_pretrained("mpiqa-small-heads"), clip)
+        if get_pretrained("mpiqa-small-heads") is not None
+        else []
+    )
+    return QualityLevelsIQA(clip, extra_heads=heads, **kwargs)
 
 
 @register_model(

@@ -5,7 +5,8 @@ best.safetensors]`` copies the backbone (and the prompt checkpoint, for a prompt
 under the model's name, points the checkpoint at the registered backbone (no absolute
 paths of the machine that trained it) and registers the backbone's SHA-256 in
 ``backbones/pretrained.json``. Without ``--checkpoint`` only the backbone ships (a
-zero-shot model such as ``mpiqa-small``).
+zero-shot model such as ``mpiqa-small``); ``--heads`` adds the towers of other seeds as
+the zero-shot model's ensemble (``{name}-heads.safetensors``).
 """
 
 from __future__ import annotations
@@ -82,6 +83,56 @@ def package_model(
     return entry
 
 
+def package_heads(
+    members: list[str | Path],
+    name: str = "mpiqa-small",
+    weights_dir: str | Path | None = None,
+    registry: str | Path | None = None,
+) -> dict:
+    """Write the extra members of ``name``'s ensemble (backbones of other seeds, each with
+    the packaged backbone's stem) as ``{name}-heads.safetensors``: their towers without
+    the stem (float16, as the backbone ships), the level texts of their text towers and
+    their temperatures; registers it as ``{name}-heads``. Returns the registry entry.
+
+    Raises:
+        ValueError: a member is not of ``name``'s architecture or has another stem.
+    """
+    import torch
+    from safetensors.torch import save_file
+
+    from mpiqa.backbones.factory import load_clip
+    from mpiqa.models.quality_levels import HEADS_FORMAT, LevelHead
+
+    package = Path(str(resources.files("mpiqa")))
+    weights_dir = Path(weights_dir) if weights_dir else package / "weights"
+    registry = Path(registry) if registry else package / "backbones" / "pretrained.json"
+    primary = load_clip(weights_dir / f"{name}-backbone.safetensors")
+    stem = primary.visual.stem.state_dict()
+    tensors = {}
+    for index, member in enumerate(members, start=1):
+        config = embedded_config(member)
+        if config is None or config.name != name:
+            raise ValueError(f"{member}: not an mpiqa backbone of architecture {name}")
+        clip = load_clip(member)
+        other = clip.visual.stem.state_dict()
+        if other.keys() != stem.keys() or any(not torch.equal(other[k], stem[k]) for k in stem):
+            raise ValueError(f"{member}: its stem differs from the packaged backbone's")
+        head = LevelHead.from_backbone(clip)
+        for key, value in head.visual.state_dict().items():
+            if not key.startswith("stem."):
+                tensors[f"{index}.visual.{key}"] = value.half().contiguous()
+        tensors[f"{index}.level_text"] = head.level_text.float().contiguous()
+        tensors[f"{index}.logit_scale"] = head.logit_scale.float().reshape(1).contiguous()
+    file = f"{name}-heads.safetensors"
+    save_file(tensors, str(weights_dir / file), metadata={"format": HEADS_FORMAT, "arch": name})
+    entry = {"file": file, "sha256": sha256_of(weights_dir / file), "packaged": True}
+    table = json.loads(registry.read_text())
+    table[f"{name}-heads"] = {TAG: entry}
+    registry.write_text(json.dumps(table, indent=2) + "\n")
+    logger.info("packaged %d extra head(s) of %s into %s", len(members), name, weights_dir / file)
+    return entry
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mpiqa.training.package", description=__doc__)
     parser.add_argument(
@@ -91,9 +142,15 @@ def main(argv: list[str] | None = None) -> int:
         "--checkpoint", help="best.safetensors of mpiqa train (a prompt model; omit for zero-shot)"
     )
     parser.add_argument("--name", default="mpiqa-small")
+    parser.add_argument(
+        "--heads", nargs="+", default=(), metavar="B.safetensors",
+        help="backbones of other seeds (same stem): shipped as the ensemble's extra heads",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     package_model(args.backbone, args.checkpoint, args.name)
+    if args.heads:
+        package_heads(list(args.heads), args.name)
     return 0
 
 
