@@ -51,3 +51,15 @@ def test_lower_layers_never_import_training_or_evaluation():
                     if n.startswith(("mpiqa.training", "mpiqa.evaluation"))
                 ]
     assert offenders == []
+
+
+def test_shell_scripts_parse():
+    """The recipes and benchmark scripts that no test runs whole are at least valid bash."""
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+    scripts = sorted([*root.glob("recipes/*.sh"), *root.glob("benchmarks/*.sh"), root / ".ci/run"])
+    assert len(scripts) >= 4
+    for script in scripts:
+        result = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
+        assert result.returncode == 0, f"{script}: {result.stderr}"
