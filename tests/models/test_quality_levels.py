@@ -31,3 +31,20 @@ def test_expected_level_by_hand():
         got = model(pixels)
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
     assert bool(((got >= 0) & (got <= 1)).all())
+
+
+def test_an_ensemble_refuses_a_head_with_another_stem():
+    import pytest
+
+    from mpiqa.backbones import build_random_clip
+    from mpiqa.models.quality_levels import LevelHead
+
+    first, other = (
+        build_random_clip("test-hybrid", seed=0),
+        build_random_clip("test-hybrid", seed=1),
+    )
+    with pytest.raises(ValueError, match="stem differs"):
+        QualityLevelsIQA(first, extra_heads=[LevelHead.from_backbone(other)])
+    other.visual.stem.load_state_dict(first.visual.stem.state_dict())
+    model = QualityLevelsIQA(first, extra_heads=[LevelHead.from_backbone(other)])
+    assert model.extra_heads[0].visual.stem is first.visual.stem

@@ -91,6 +91,13 @@ class LevelHead(nn.Module):
         return _readout(image, self.level_text, self.logit_scale)
 
 
+def _same_tensors(a: nn.Module | None, b: nn.Module | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
 class QualityLevelsIQA(IQAModel):
     """Zero-shot quality in [0, 1] (higher = better) over five level words.
 
@@ -102,7 +109,8 @@ class QualityLevelsIQA(IQAModel):
             over the backbone's and theirs). Their stems are replaced by the backbone's.
 
     Raises:
-        ValueError: extra heads whose tower is not the backbone's architecture.
+        ValueError: extra heads whose tower is not the backbone's architecture, or whose
+            own stem holds other weights (an ensemble shares one stem).
     """
 
     lower_better = False
@@ -122,9 +130,14 @@ class QualityLevelsIQA(IQAModel):
         # Not persistent: derived from the backbone, never saved.
         self.register_buffer("level_text", text, persistent=False)
         for head in extra_heads:
-            if head.visual.config != backbone.config.vision:
+            if not isinstance(backbone.visual, VisionTransformer) or (
+                head.visual.config != backbone.config.vision
+            ):
                 raise ValueError("an ensemble's towers must share the backbone's architecture")
-            head.visual.stem = backbone.visual.stem  # one stem, run once
+            stem = backbone.visual.stem
+            if head.visual.stem is not stem and not _same_tensors(head.visual.stem, stem):
+                raise ValueError("an extra head's stem differs from the backbone's")
+            head.visual.stem = stem  # one stem, run once
         self.extra_heads = nn.ModuleList(extra_heads).eval().requires_grad_(False)
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
