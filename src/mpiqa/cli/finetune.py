@@ -27,7 +27,7 @@ _OPTIONS = (
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "finetune",
-        help="adapt the default model (or --checkpoint) to your own labelled images",
+        help="adapt the shipped prompt model mpiqa-tiny (or --checkpoint) to your own labelled images",
         description="Fine-tune a trained prompt model on labelled images: a CSV of image "
         "paths and scores (paths relative to the CSV's folder), or a dataset adapter. "
         "Every label counts: --shots N reads N labels in all, no validation part from "
