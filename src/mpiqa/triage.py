@@ -252,7 +252,8 @@ def render_report(
         p = Path(item.path)
         return p if p.is_absolute() else image_root / p
 
-    thumbs = {id(r): thumbnail_data_uri(locate(r), thumb_size) for r in (*worst, *best)}
+    shown = {id(r): r for r in (*worst, *best)}  # a row can be among both (few rows)
+    thumbs = {key: thumbnail_data_uri(locate(r), thumb_size) for key, r in shown.items()}
     scores = [r.score for r in rows]
     summary = (
         f"{len(rows)} photos · scores from {min(scores):.3f} to {max(scores):.3f} · "

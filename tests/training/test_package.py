@@ -79,30 +79,33 @@ def test_package_a_zero_shot_model_ships_the_backbone_alone(tmp_path):
     assert json.loads(registry.read_text())["test-hybrid"]["mpiqa"] == entry
 
 
-def _same_stem_backbones(tmp_path, seeds=(2, 3, 4)):
-    """Backbone files of test-hybrid from several seeds that share the first one's stem
-    (as pretraining with a frozen stem makes them)."""
-    models = [build_random_clip("test-hybrid", seed=s) for s in seeds]
+@pytest.fixture
+def packaged_seeds(tmp_path):
+    """test-hybrid backbone files of seeds 2, 3, 4 sharing the first one's stem (as
+    pretraining with a frozen stem makes them), the first packaged: (files, weights dir,
+    registry)."""
+    models = [build_random_clip("test-hybrid", seed=s) for s in (2, 3, 4)]
     for other in models[1:]:
         other.visual.stem.load_state_dict(models[0].visual.stem.state_dict())
-    return [
-        save_backbone(tmp_path / f"run{s}/backbone.safetensors", m, {"arch": "test-hybrid"})
-        for s, m in zip(seeds, models, strict=True)
+    files = [
+        save_backbone(tmp_path / f"run{i}/backbone.safetensors", m, {"arch": "test-hybrid"})
+        for i, m in enumerate(models)
     ]
+    registry = tmp_path / "pretrained.json"
+    registry.write_text("{}")
+    weights = tmp_path / "weights"
+    package_model(files[0], None, "test-hybrid", weights, registry)
+    return files, weights, registry
 
 
-def test_ensemble_heads_are_packaged_and_score_as_the_mean_of_their_models(tmp_path):
+def test_ensemble_heads_are_packaged_and_score_as_the_mean_of_their_models(packaged_seeds):
     import torch
 
     from mpiqa.backbones.factory import load_clip
     from mpiqa.models.quality_levels import QualityLevelsIQA, load_level_heads
     from mpiqa.training.package import package_heads
 
-    files = _same_stem_backbones(tmp_path)
-    registry = tmp_path / "pretrained.json"
-    registry.write_text("{}")
-    weights = tmp_path / "weights"
-    package_model(files[0], None, "test-hybrid", weights, registry)
+    files, weights, registry = packaged_seeds
     entry = package_heads(files[1:], "test-hybrid", weights, registry)
     assert json.loads(registry.read_text())["test-hybrid-heads"] == {"mpiqa": entry}
     clip = load_clip(weights / "test-hybrid-backbone.safetensors")
@@ -117,17 +120,13 @@ def test_ensemble_heads_are_packaged_and_score_as_the_mean_of_their_models(tmp_p
         assert not torch.allclose(singles[0](pixels), expected, atol=1e-4)  # members differ
 
 
-def test_heads_with_another_stem_or_format_are_refused(tmp_path):
+def test_heads_with_another_stem_or_format_are_refused(packaged_seeds, tmp_path):
     from mpiqa.backbones.convert import CheckpointError
     from mpiqa.backbones.factory import load_clip
     from mpiqa.models.quality_levels import load_level_heads
     from mpiqa.training.package import package_heads
 
-    files = _same_stem_backbones(tmp_path)
-    registry = tmp_path / "pretrained.json"
-    registry.write_text("{}")
-    weights = tmp_path / "weights"
-    package_model(files[0], None, "test-hybrid", weights, registry)
+    files, weights, registry = packaged_seeds
     stranger = save_backbone(
         tmp_path / "x/backbone.safetensors", build_random_clip("test-hybrid", seed=9),
         {"arch": "test-hybrid"},

@@ -49,8 +49,7 @@ def center_crop(image: Image.Image, size: int) -> Image.Image:
 
 def to_tensor(image: Image.Image) -> torch.Tensor:
     """RGB PIL image -> (3, H, W) float32 in [0, 1]."""
-    array = np.asarray(image, dtype=np.uint8)
-    return torch.from_numpy(array.copy()).permute(2, 0, 1).float().div_(255.0)
+    return to_uint8(image).float().div_(255.0)
 
 
 def to_uint8(image: Image.Image) -> torch.Tensor:

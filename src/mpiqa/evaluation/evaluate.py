@@ -21,14 +21,13 @@ def split_records(dataset, part: str, split_file: Path | None):
     """
     if part == "all":
         return dataset.records
-    if split_file is not None and not Path(split_file).exists():
-        raise FileNotFoundError(f"split file {split_file}: no such file")
-    if split_file is not None and not Path(split_file).is_file():
+    needs = f"--split {part} needs a split file (--split-file, or split.json beside the checkpoint)"
+    if split_file is None:
+        raise FileNotFoundError(needs)
+    if not Path(split_file).exists():
+        raise FileNotFoundError(f"split file {split_file}: no such file; {needs}")
+    if not Path(split_file).is_file():
         raise ValueError(f"split file {split_file}: not a file")
-    if split_file is None or not Path(split_file).is_file():
-        raise FileNotFoundError(
-            f"--split {part} needs a split file (--split-file, or split.json beside the checkpoint)"
-        )
     keys = Split.load(split_file).parts()[part]
     if not keys:
         raise ValueError(f"the {part} part of {split_file} is empty")
