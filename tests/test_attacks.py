@@ -213,7 +213,7 @@ CASES = [
     Case("split file is a folder", lambda t: ["evaluate", "--model", "clip-iqa", *TINY[:2], "--weights", "random", *_labels(t, "path,score\ni0.png,1\ni1.png,2\ni2.png,3\n"), "--split", "test", "--split-file", str(t), "--out", str(t / "e")], 2, "not a file"),
     Case("evaluate --out is a file", lambda t: ["evaluate", "--model", "clip-iqa", *TINY[:2], "--weights", "random", *_labels(t, "path,score\ni0.png,1\ni1.png,2\ni2.png,3\n"), "--split", "all", "--out", str(_raw("f", b"x")(t))], 2, "File exists"),
     Case("end-to-end of a missing folder", lambda t: ["benchmark", "--end-to-end", str(t / "none")], 2, "no such folder"),
-    Case("export into /dev/full", lambda t: ["export", "--model", "clip-iqa", *TINY[:2], "--weights", "random", "--out", "/dev/full"], 2, "--out /dev/full: not a regular file"),
+    Case("export into /dev/full", lambda t: ["export", "--model", "clip-iqa", *TINY[:2], "--weights", "random", "--out", "/dev/full"], 2, "/dev/full: not a regular file"),
     Case("export into a folder", lambda t: ["export", "--model", "clip-iqa", *TINY[:2], "--weights", "random", "--out", str(t)], 2, "is a folder"),
     Case("meta-pretrain of a missing folder", lambda t: ["meta-pretrain", "--root", str(t / "none"), "--out", str(t / "m")], 2, "no such folder"),
     Case("pretrain-backbone with a missing --arch file", lambda t: ["pretrain-backbone", "--dataset", "none", "--clean", str(t), "--arch", str(t / "a.json"), "--out", str(t / "p")], 2, "a.json"),

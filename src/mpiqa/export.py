@@ -54,14 +54,14 @@ def _write(path: str | Path, save) -> Path:
     """
     path = Path(path)
     if path.is_dir():
-        raise ValueError(f"--out {path}: is a folder")
+        raise ValueError(f"{path}: is a folder")
     if path.exists() and not path.is_file():
-        raise ValueError(f"--out {path}: not a regular file")
+        raise ValueError(f"{path}: not a regular file")
     try:
         return atomic_write(path, save)
     except (OSError, RuntimeError) as err:  # torch's writers raise RuntimeError for I/O
         reason = " ".join(str(err).split())[:200]
-        raise ValueError(f"--out {path}: cannot be written ({reason})") from None
+        raise ValueError(f"{path}: cannot be written ({reason})") from None
 
 
 @contextlib.contextmanager
