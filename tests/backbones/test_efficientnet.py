@@ -26,16 +26,50 @@ from mpiqa.backbones.efficientnet import (
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
-@pytest.mark.parametrize("size", [7, 8, 224, 225])
-def test_same_padding_matches_tensorflow_rule(size):
-    # TF pads max((ceil(n/s)-1)*s + k - n, 0) in total, the odd pixel after.
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("kernel", [3, 5])
+@pytest.mark.parametrize("size", [(7, 7), (8, 8), (224, 225), (9, 12)])
+def test_same_padding_matches_tensorflow_rule(size, kernel, stride):
+    # TF pads max((ceil(n/s)-1)*s + k - n, 0) in total, the odd pixel after; symmetric
+    # cases are left to the convolution's own padding, asymmetric ones to F.pad.
     torch.manual_seed(0)
-    conv = SameConv2d(2, 3, 3, stride=2, bias=False)
-    x = torch.randn(1, 2, size, size)
-    total = max((-(-size // 2) - 1) * 2 + 3 - size, 0)
-    expected = F.conv2d(F.pad(x, [total // 2, total - total // 2] * 2), conv.weight, stride=2)
+    conv = SameConv2d(2, 3, kernel, stride=stride, bias=False)
+    x = torch.randn(1, 2, *size)
+    pads = []
+    for n in reversed(size):
+        total = max((-(-n // stride) - 1) * stride + kernel - n, 0)
+        pads += [total // 2, total - total // 2]
+    expected = F.conv2d(F.pad(x, pads), conv.weight, stride=stride)
     assert torch.allclose(conv(x), expected, atol=1e-6)
-    assert conv(x).shape[-1] == -(-size // 2)
+    assert conv(x).shape[-2:] == tuple(-(-n // stride) for n in size)
+
+
+def test_in_place_activations_keep_gradients():
+    # The blocks apply ReLU6 and the residual in place; autograd must still see the
+    # functional forward's gradients.
+    torch.manual_seed(0)
+    stem = EfficientNetLite(3).train()
+    x = torch.randn(2, 3, 32, 32, requires_grad=True)
+    stem(x).square().sum().backward()
+    grads = [x.grad.clone()] + [p.grad.clone() for p in stem.parameters()]
+
+    def functional(module, inputs):
+        y = inputs
+        if module.has_expand:
+            y = F.relu6(module._bn0(module._expand_conv(y)))
+        y = F.relu6(module._bn1(module._depthwise_conv(y)))
+        y = module._bn2(module._project_conv(y))
+        return inputs + y if module.residual else y
+
+    x.grad = None
+    stem.zero_grad()
+    y = F.relu6(stem._bn0(stem._conv_stem(x)))
+    for block in stem._blocks:
+        y = functional(block, y)
+    y.square().sum().backward()
+    reference = [x.grad] + [p.grad for p in stem.parameters()]
+    for got, want in zip(grads, reference, strict=True):
+        assert torch.allclose(got, want, atol=1e-5)
 
 
 def test_stage_bookkeeping():
