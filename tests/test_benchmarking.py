@@ -16,6 +16,12 @@ def test_flops_by_hand_for_test_tiny():
     assert vision_flops_per_image(get_config("test-tiny")) == 2 * (
         patch_embed + 2 * block + 64 * 32
     )
+    # reading out the class token: the last block's keys and values for all 17 tokens,
+    # the rest (query, attention, output, MLP) for one
+    last = 17 * 64 * 128 + 64 * 64 + 2 * 17 * 64 + 64 * 64 + 2 * 64 * 256
+    assert vision_flops_per_image(get_config("test-tiny"), readout_only=True) == 2 * (
+        patch_embed + block + last + 64 * 32
+    )
 
 
 def test_transformers_model_holds_exactly_our_weights():
@@ -33,6 +39,7 @@ def test_benchmark_reports_every_figure():
     for key in ("images_per_s", "ratio_vs_transformers", "roofline_fraction", "peak_rss_mb"):
         assert data[key] is not None and data[key] > 0, key
     assert "transformers" in result.table() and "roofline" in result.table()
+    assert data["transformers_gflops_per_image"] > data["gflops_per_image"]
     assert data["compiled"] == "none" and data["compiled_images_per_s"] is None
     with pytest.raises(ValueError, match="compile must be one of"):
         run_benchmark("test-tiny", "fp32", batch_size=2, compile="yes")

@@ -141,4 +141,4 @@ class VisionTransformer(nn.Module):
         return self.ln_post(tokens[:, 0]) @ self.proj
 
     def forward(self, pixels: torch.Tensor, block_hook: BlockHook | None = None) -> torch.Tensor:
-        return self.pool(self.transformer(self.embed(pixels), block_hook=block_hook))
+        return self.pool(self.transformer(self.embed(pixels), block_hook=block_hook, keep=1))

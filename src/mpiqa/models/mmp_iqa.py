@@ -267,7 +267,8 @@ class MultiModalPromptIQA(IQAModel):
 
     def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
         visual = self.backbone.visual
-        return self._pool(visual.transformer(visual.embed(pixels), block_hook=self._visual_hook()))
+        tokens = visual.transformer(visual.embed(pixels), block_hook=self._visual_hook(), keep=1)
+        return self._pool(tokens)
 
     def image_tokens(self, pixels: torch.Tensor, blocks: int) -> torch.Tensor:
         """The image tower's tokens after its first ``blocks`` blocks (visual prompts
@@ -281,7 +282,9 @@ class MultiModalPromptIQA(IQAModel):
         """:meth:`encode_image` from :meth:`image_tokens` ``(pixels, start)``."""
         visual = self.backbone.visual
         hook = self._visual_hook() if start < len(visual.transformer.resblocks) else None
-        tokens = visual.transformer(tokens.to(visual.proj.dtype), block_hook=hook, start=start)
+        tokens = visual.transformer(
+            tokens.to(visual.proj.dtype), block_hook=hook, start=start, keep=1
+        )
         return self._pool(tokens)
 
     def predict(self, pixels: torch.Tensor) -> Prediction:

@@ -87,7 +87,7 @@ class LevelHead(nn.Module):
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         """The stem's features (:meth:`VisionTransformer.stem_features`) -> scores."""
         visual = self.visual
-        image = visual.pool(visual.transformer(visual.embed_features(features)))
+        image = visual.pool(visual.transformer(visual.embed_features(features), keep=1))
         return _readout(image, self.level_text, self.logit_scale)
 
 
@@ -147,7 +147,7 @@ class QualityLevelsIQA(IQAModel):
             )
         visual = self.backbone.visual
         features = visual.stem_features(pixels)
-        image = visual.pool(visual.transformer(visual.embed_features(features)))
+        image = visual.pool(visual.transformer(visual.embed_features(features), keep=1))
         scores = [_readout(image, self.level_text, self.backbone.logit_scale)]
         scores += [head(features) for head in self.extra_heads]
         return torch.stack(scores).mean(0)

@@ -219,7 +219,7 @@ def synthetic_items(clean: Sequence[str], per_image: int, seed: int) -> list[Dis
 def _encode_features(model: CLIP, features: torch.Tensor) -> torch.Tensor:
     visual = model.visual
     features = features.to(model.logit_scale.device).float()
-    return visual.pool(visual.transformer(visual.embed_features(features)))
+    return visual.pool(visual.transformer(visual.embed_features(features), keep=1))
 
 
 def _trainable(model: CLIP) -> list[torch.nn.Parameter]:
