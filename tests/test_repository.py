@@ -63,3 +63,18 @@ def test_shell_scripts_parse():
     for script in scripts:
         result = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
         assert result.returncode == 0, f"{script}: {result.stderr}"
+
+
+def test_the_command_line_starts_without_scipy_or_matplotlib():
+    # scipy.stats/signal and matplotlib cost seconds at start-up and only some commands
+    # use them: `mpiqa score` must not pay for them (they are imported where used)
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, mpiqa.cli.main; "
+        "print(sorted(m for m in ('scipy.stats', 'scipy.signal', 'scipy.optimize', "
+        "'matplotlib') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

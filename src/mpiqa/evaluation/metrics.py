@@ -11,7 +11,9 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-from scipy import optimize, stats
+
+# scipy is imported where it is used: it costs half a second at start-up, and the CLI
+# imports this module for commands (``mpiqa score``) that never need it.
 
 
 def _arrays(pred, mos) -> tuple[np.ndarray, np.ndarray]:
@@ -41,6 +43,8 @@ def fit_logistic_params(pred, mos) -> np.ndarray | None:
     pred, mos = _arrays(pred, mos)
     if pred.size <= 4:  # four parameters need more than four points
         return None
+    from scipy import optimize
+
     start = [mos.max(), mos.min(), np.mean(pred), np.std(pred) / 4 + 1e-6]
     try:
         with warnings.catch_warnings():
@@ -63,16 +67,22 @@ def fit_logistic(pred, mos) -> np.ndarray:
 
 
 def srcc(pred, mos) -> float:
+    from scipy import stats
+
     pred, mos = _arrays(pred, mos)
     return float(stats.spearmanr(pred, mos).statistic)
 
 
 def krcc(pred, mos) -> float:
+    from scipy import stats
+
     pred, mos = _arrays(pred, mos)
     return float(stats.kendalltau(pred, mos).statistic)
 
 
 def plcc(pred, mos, fitted: bool = True) -> float:
+    from scipy import stats
+
     pred, mos = _arrays(pred, mos)
     x = fit_logistic(pred, mos) if fitted else pred
     return float(stats.pearsonr(x, mos).statistic)
@@ -86,6 +96,8 @@ def rmse(pred, mos, fitted: bool = True) -> float:
 
 def all_metrics(pred, mos) -> dict[str, float]:
     """srcc, krcc, plcc (after the logistic fit), plcc_raw, rmse (after the fit), rmse_raw, n."""
+    from scipy import stats
+
     pred, mos = _arrays(pred, mos)
     mapped = fit_logistic(pred, mos)
     return {

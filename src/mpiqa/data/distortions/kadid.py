@@ -41,7 +41,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
-from scipy import ndimage, signal
+from scipy import ndimage
 
 from mpiqa.data.distortions.color import (
     hsv_to_rgb,
@@ -204,6 +204,8 @@ def multiplicative_noise(x: Array, var: float, rng: np.random.Generator) -> Arra
 
 
 def denoise(x: Array, var: float, rng: np.random.Generator) -> Array:
+    from scipy import signal  # here: half a second to import, for this one filter
+
     noisy = np.clip(x + rng.standard_normal(x.shape) * np.sqrt(var), 0, 1)
     return np.clip(
         np.stack([signal.wiener(noisy[..., c], 5, var) for c in range(3)], axis=-1), 0, 1
