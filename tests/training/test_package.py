@@ -135,3 +135,48 @@ def test_heads_with_another_stem_or_format_are_refused(packaged_seeds, tmp_path)
         package_heads([stranger], "test-hybrid", weights, registry)
     with pytest.raises(CheckpointError, match="not an mpiqa heads file"):
         load_level_heads(files[1], load_clip(files[0]))
+
+
+def test_a_packaged_probe_is_averaged_with_the_towers(packaged_seeds, tmp_path):
+    import torch
+
+    from mpiqa.backbones.convert import CheckpointError
+    from mpiqa.backbones.factory import load_clip
+    from mpiqa.models.quality_levels import LinearProbe, QualityLevelsIQA, load_linear_probe
+    from mpiqa.training.package import package_probe
+    from mpiqa.training.probe import save_probe
+
+    files, weights, registry = packaged_seeds
+    clip = load_clip(weights / "test-hybrid-backbone.safetensors")
+    channels = clip.config.vision.token_channels
+    g = torch.Generator().manual_seed(0)
+    probe = LinearProbe(
+        torch.randn(channels, generator=g), torch.rand(channels, generator=g) + 0.5,
+        torch.randn(channels, generator=g) * 0.1, torch.tensor([0.5]),
+    )  # fmt: skip
+    entry = package_probe(
+        save_probe(tmp_path / "probe.safetensors", probe), "test-hybrid", weights, registry
+    )
+    assert json.loads(registry.read_text())["test-hybrid-probe"] == {"mpiqa": entry}
+    loaded = load_linear_probe(weights / "test-hybrid-probe.safetensors", channels)
+    towers = QualityLevelsIQA(clip).for_inference()
+    mixed = QualityLevelsIQA(clip, probe=loaded, probe_share=0.25).for_inference()
+    pixels = torch.randn(3, 3, 32, 32, generator=g)
+    with torch.no_grad():
+        visual = clip.visual
+        expected_probe = probe(visual.global_statistics(visual.stem_features(pixels)))
+        assert torch.allclose(
+            mixed(pixels), 0.75 * towers(pixels) + 0.25 * expected_probe, atol=1e-5
+        )
+        assert not torch.allclose(mixed(pixels), towers(pixels), atol=1e-4)
+    narrow = LinearProbe(*(t[:-1] for t in (probe.mean, probe.std, probe.weight)), probe.bias)
+    with pytest.raises(CheckpointError, match=f"probe of {channels} channels"):
+        package_probe(
+            save_probe(tmp_path / "narrow.safetensors", narrow), "test-hybrid", weights, registry
+        )
+    with pytest.raises(ValueError, match="reads"):
+        QualityLevelsIQA(clip, probe=narrow)
+    with pytest.raises(ValueError, match="probe_share"):
+        QualityLevelsIQA(clip, probe=probe, probe_share=1.5)
+    with pytest.raises(ValueError, match="convolutional stem"):
+        QualityLevelsIQA(build_random_clip("test-tiny", seed=0), probe=probe)

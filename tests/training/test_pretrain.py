@@ -67,6 +67,14 @@ def test_pretrain_learns_quality_and_keeps_the_stem(blur_task, tmp_path):
         ), name
     saved = json.loads((tmp_path / "pretrain.json").read_text())
     assert saved["best"] == summary["best"]
+    # the linear probe, fitted on the same training features, beside the backbone
+    from mpiqa.models.quality_levels import load_linear_probe
+    from mpiqa.training.probe import ALPHAS
+
+    probe = load_linear_probe(tmp_path / "probe.safetensors", model.config.vision.token_channels)
+    assert saved["probe"]["alpha"] in ALPHAS and saved["probe"]["rows"]["rated"] == 180
+    assert saved["probe"]["val_srcc_rated"] > 0.6  # blur levels are easy for it too
+    assert probe.channels == model.config.vision.token_channels
 
 
 def test_pretrain_needs_validation_images(tmp_path):
@@ -106,6 +114,7 @@ def test_pretrain_without_human_labels_selects_on_held_apart_clean_images(blur_t
     assert summary["data"]["rated_train"] == 0 and summary["data"]["val"] == 0
     assert summary["data"]["val_synthetic"] == 3 * 4
     assert all(-1 <= h["srcc"] <= 1 for h in summary["history"])
+    assert summary["probe"] is None and not (tmp_path / "probe.safetensors").exists()
     with pytest.raises(ValueError, match="needs rated training images or clean images"):
         pretrain_backbone(config, [], [], [], tmp_path / "none")
 

@@ -9,7 +9,10 @@ level, as LIQE and the prompt models read quality out.
 
 An ensemble (``extra_heads``) averages that score over several image towers that share
 one convolutional stem: each :class:`LevelHead` is a tower trained with another seed,
-with the level texts of its own text tower. The stem, most of the cost, runs once.
+with the level texts of its own text tower. The stem, most of the cost, runs once. A
+:class:`LinearProbe` (a ridge regression on the stem's global statistics, fitted by
+:mod:`mpiqa.training.probe`) may join it: the score is then ``(1 - probe_share)`` times
+the towers' mean plus ``probe_share`` times the probe's.
 """
 
 from __future__ import annotations
@@ -91,6 +94,65 @@ class LevelHead(nn.Module):
         return _readout(image, self.level_text, self.logit_scale)
 
 
+class LinearProbe(nn.Module):
+    """A linear map of the stem's global statistics onto quality, clipped to [0, 1]:
+    ``((stats - mean) / std) @ weight + bias``.
+
+    Args:
+        mean, std, weight: (C,) standardisation and coefficients.
+        bias: (1,).
+    """
+
+    def __init__(
+        self, mean: torch.Tensor, std: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
+    ) -> None:
+        super().__init__()
+        self.register_buffer("mean", mean.detach().clone())
+        self.register_buffer("std", std.detach().clone())
+        self.register_buffer("weight", weight.detach().clone())
+        self.register_buffer("bias", bias.detach().clone().reshape(1))
+
+    @property
+    def channels(self) -> int:
+        return self.weight.shape[0]
+
+    def forward(self, stats: torch.Tensor) -> torch.Tensor:
+        """(N, C) global statistics -> (N,) scores in [0, 1] (float32)."""
+        with torch.autocast(stats.device.type, enabled=False):
+            z = (stats.float() - self.mean) / self.std
+            return (z @ self.weight + self.bias).clamp(0, 1)
+
+
+PROBE_FORMAT = "mpiqa-level-probe/1"
+
+
+def load_linear_probe(path: str | Path, channels: int) -> LinearProbe:
+    """The probe stored in ``path`` (tensors ``mean``, ``std``, ``weight``, ``bias``).
+
+    Raises:
+        CheckpointError: unreadable, of another format, or not ``channels`` wide (naming
+            the file).
+    """
+    from safetensors import safe_open
+
+    path = Path(path)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as err:  # SafetensorError and friends: a malformed file
+        raise CheckpointError(f"{path}: not a readable safetensors file ({err})") from None
+    if meta.get("format") != PROBE_FORMAT:
+        raise CheckpointError(f"{path}: not an mpiqa probe file (format {meta.get('format')!r})")
+    check_weight_values(tensors, path)
+    shapes = {"mean": (channels,), "std": (channels,), "weight": (channels,), "bias": (1,)}
+    if {k: tuple(v.shape) for k, v in tensors.items()} != shapes:
+        raise CheckpointError(f"{path}: a probe of {channels} channels needs tensors {shapes}")
+    if not bool((tensors["std"] > 0).all()):
+        raise CheckpointError(f"{path}: the probe's std must be positive")
+    return LinearProbe(*(tensors[k].float() for k in ("mean", "std", "weight", "bias")))
+
+
 def _same_tensors(a: nn.Module | None, b: nn.Module | None) -> bool:
     if a is None or b is None:
         return a is b
@@ -107,10 +169,14 @@ class QualityLevelsIQA(IQAModel):
         crop, n_crops: preprocessing (see :class:`IQAModel`).
         extra_heads: more towers over the same stem (an ensemble; the score is the mean
             over the backbone's and theirs). Their stems are replaced by the backbone's.
+        probe: a :class:`LinearProbe` of the stem's global statistics, averaged in with
+            weight ``probe_share`` (the towers' mean gets the rest).
 
     Raises:
         ValueError: extra heads whose tower is not the backbone's architecture, or whose
-            own stem holds other weights (an ensemble shares one stem).
+            own stem holds other weights (an ensemble shares one stem); a probe on a
+            backbone without a hybrid stem, or of another width; ``probe_share``
+            outside [0, 1].
     """
 
     lower_better = False
@@ -122,6 +188,8 @@ class QualityLevelsIQA(IQAModel):
         crop: CropMode = "center",
         n_crops: int = 5,
         extra_heads: Sequence[LevelHead] = (),
+        probe: LinearProbe | None = None,
+        probe_share: float = 0.5,
     ) -> None:
         super().__init__(backbone.image_size, backbone.config.vision.patch_size, crop, n_crops)
         self.backbone = backbone.eval().requires_grad_(False)
@@ -139,9 +207,22 @@ class QualityLevelsIQA(IQAModel):
                 raise ValueError("an extra head's stem differs from the backbone's")
             head.visual.stem = stem  # one stem, run once
         self.extra_heads = nn.ModuleList(extra_heads).eval().requires_grad_(False)
+        if probe is not None:
+            vision = backbone.config.vision
+            if not isinstance(backbone.visual, VisionTransformer) or vision.stem == "patch":
+                raise ValueError("a linear probe needs a backbone with a convolutional stem")
+            if probe.channels != vision.token_channels:
+                raise ValueError(
+                    f"the probe reads {probe.channels} channels, the stem gives "
+                    f"{vision.token_channels}"
+                )
+        if not 0.0 <= probe_share <= 1.0:
+            raise ValueError(f"probe_share must be in [0, 1], got {probe_share}")
+        self.probe = probe.eval() if probe is not None else None
+        self.probe_share = probe_share
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        if not len(self.extra_heads):
+        if not len(self.extra_heads) and self.probe is None:
             return _readout(
                 self.backbone.encode_image(pixels), self.level_text, self.backbone.logit_scale
             )
@@ -150,7 +231,11 @@ class QualityLevelsIQA(IQAModel):
         image = visual.pool(visual.transformer(visual.embed_features(features), keep=1))
         scores = [_readout(image, self.level_text, self.backbone.logit_scale)]
         scores += [head(features) for head in self.extra_heads]
-        return torch.stack(scores).mean(0)
+        towers = torch.stack(scores).mean(0)
+        if self.probe is None:
+            return towers
+        probe = self.probe(visual.global_statistics(features))
+        return (1 - self.probe_share) * towers + self.probe_share * probe
 
 
 HEADS_FORMAT = "mpiqa-level-heads/1"

@@ -6,7 +6,8 @@ under the model's name, points the checkpoint at the registered backbone (no abs
 paths of the machine that trained it) and registers the backbone's SHA-256 in
 ``backbones/pretrained.json``. Without ``--checkpoint`` only the backbone ships (a
 zero-shot model such as ``mpiqa-small``); ``--heads`` adds the towers of other seeds as
-the zero-shot model's ensemble (``{name}-heads.safetensors``).
+the zero-shot model's ensemble (``{name}-heads.safetensors``), ``--probe`` the linear
+probe averaged in (``{name}-probe.safetensors``).
 """
 
 from __future__ import annotations
@@ -133,6 +134,35 @@ def package_heads(
     return entry
 
 
+def package_probe(
+    probe: str | Path,
+    name: str = "mpiqa-small",
+    weights_dir: str | Path | None = None,
+    registry: str | Path | None = None,
+) -> dict:
+    """Copy a linear probe (``probe.safetensors`` of pretrain-backbone) as
+    ``{name}-probe.safetensors`` and register it as ``{name}-probe``. Returns the entry.
+
+    Raises:
+        CheckpointError: not a probe file, or not as wide as the packaged backbone's stem.
+    """
+    from mpiqa.models.quality_levels import load_linear_probe
+
+    package = Path(str(resources.files("mpiqa")))
+    weights_dir = Path(weights_dir) if weights_dir else package / "weights"
+    registry = Path(registry) if registry else package / "backbones" / "pretrained.json"
+    config = embedded_config(weights_dir / f"{name}-backbone.safetensors")
+    load_linear_probe(probe, config.vision.token_channels)  # refuses what does not fit
+    file = f"{name}-probe.safetensors"
+    shutil.copyfile(probe, weights_dir / file)
+    entry = {"file": file, "sha256": sha256_of(weights_dir / file), "packaged": True}
+    table = json.loads(registry.read_text())
+    table[f"{name}-probe"] = {TAG: entry}
+    registry.write_text(json.dumps(table, indent=2) + "\n")
+    logger.info("packaged the linear probe of %s into %s", name, weights_dir / file)
+    return entry
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mpiqa.training.package", description=__doc__)
     parser.add_argument(
@@ -146,11 +176,17 @@ def main(argv: list[str] | None = None) -> int:
         "--heads", nargs="+", default=(), metavar="B.safetensors",
         help="backbones of other seeds (same stem): shipped as the ensemble's extra heads",
     )  # fmt: skip
+    parser.add_argument(
+        "--probe", metavar="P.safetensors",
+        help="probe.safetensors of the backbone's run: shipped as the linear probe averaged in",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     package_model(args.backbone, args.checkpoint, args.name)
     if args.heads:
         package_heads(list(args.heads), args.name)
+    if args.probe:
+        package_probe(args.probe, args.name)
     return 0
 
 

@@ -378,6 +378,38 @@ def save_backbone(path: str | Path, model: CLIP, metadata: dict, half: bool = Tr
     return path
 
 
+def _fit_and_save_probe(
+    model: CLIP, train: FeatureSet, val: FeatureSet, config: PretrainConfig, out: Path
+) -> dict | None:
+    """Fit the linear probe on the training features (:mod:`mpiqa.training.probe`), write
+    ``out/probe.safetensors`` and return its summary with its own validation SRCCs; None
+    (no probe) with fewer than 5 human-rated training images to choose its penalty on."""
+    from mpiqa.training.probe import fit_probe, global_statistics, save_probe
+
+    if int((~torch.isnan(train.mos)).sum()) < 5:
+        logger.info("linear probe: skipped (fewer than 5 rated training images)")
+        return None
+    visual = model.visual.cpu()
+    probe, summary = fit_probe(
+        global_statistics(visual, train.features),
+        train.mos,
+        train.synthetic_target,
+        synthetic_weight=config.synthetic_weight,
+        seed=config.seed,
+    )
+    scores = probe(global_statistics(visual, val.features)).double()
+    rated = ~torch.isnan(val.mos)
+    for part, mask, target in (
+        ("rated", rated, val.mos),
+        ("synthetic", ~rated, val.synthetic_target),
+    ):
+        if int(mask.sum()) >= 3:
+            summary[f"val_srcc_{part}"] = round(srcc(scores[mask].numpy(), target[mask].numpy()), 4)
+    save_probe(out / "probe.safetensors", probe, {"arch": config.arch, "alpha": summary["alpha"]})
+    logger.info("linear probe: %s", summary)
+    return summary
+
+
 def pretrain_backbone(
     config: PretrainConfig,
     rated: Sequence[tuple[str, float]],
@@ -422,6 +454,7 @@ def pretrain_backbone(
     best_state, history = train_on_features(model, train_set, val_set, config)
     model.load_state_dict(best_state)
     best = max(history, key=lambda h: h["srcc"])
+    probe_summary = _fit_and_save_probe(model, train_set, val_set, config, out)
     summary = {
         "config": asdict(config),
         "data": {
@@ -438,6 +471,7 @@ def pretrain_backbone(
         },
         "best": best,
         "history": history,
+        "probe": probe_summary,
     }
     save_backbone(
         out / "backbone.safetensors", model.cpu().eval(), {"arch": config.arch, "best": best}

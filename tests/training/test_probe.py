@@ -1,0 +1,83 @@
+"""The linear probe: weighted ridge, penalty by cross-validation over the rated rows, and
+its file format."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from mpiqa.backbones.convert import CheckpointError
+from mpiqa.models.quality_levels import LinearProbe, load_linear_probe
+from mpiqa.training.probe import ALPHAS, fit_probe, save_probe
+
+
+def _rows(n_rated: int = 120, n_synthetic: int = 60, channels: int = 6, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    stats = torch.randn(n_rated + n_synthetic, channels, generator=g, dtype=torch.float64) * 3 + 1
+    true = torch.tensor([0.05, -0.03, 0.0, 0.02, 0.0, 0.01], dtype=torch.float64)[:channels]
+    y = 0.5 + stats @ true + 0.01 * torch.randn(len(stats), generator=g, dtype=torch.float64)
+    nan = torch.full((len(stats),), math.nan, dtype=torch.float64)
+    mos = torch.where(torch.arange(len(stats)) < n_rated, y, nan)
+    target = torch.where(torch.arange(len(stats)) >= n_rated, y, nan)
+    return stats, mos, target, y
+
+
+def test_the_probe_recovers_a_linear_quality_and_reports_its_choice():
+    stats, mos, target, y = _rows()
+    probe, summary = fit_probe(stats, mos, target)
+    assert summary["alpha"] in ALPHAS and summary["rows"] == {"rated": 120, "synthetic": 60}
+    assert summary["cv_srcc_rated"] > 0.95
+    fresh, _, _, y_fresh = _rows(seed=1)
+    pred = probe(fresh.float()).double()
+    assert float(np.corrcoef(pred.numpy(), y_fresh.numpy())[0, 1]) > 0.98
+    # by hand: standardised features, the fitted line
+    z = (fresh.float() - probe.mean) / probe.std
+    assert torch.allclose(pred.float(), (z @ probe.weight + probe.bias).clamp(0, 1), atol=1e-6)
+
+
+def test_synthetic_rows_weigh_in_and_can_be_left_out():
+    stats, mos, target, _ = _rows()
+    target[120:] = 1 - target[120:]  # synthetic targets that disagree with the MOS
+    with_them, _ = fit_probe(stats, mos, target, synthetic_weight=1.0)
+    without, summary = fit_probe(stats, mos, target, synthetic_weight=0.0)
+    assert summary["rows"]["synthetic"] == 0
+    assert not torch.allclose(with_them.weight, without.weight)
+    # rated rows alone fit the MOS better than rated + contradicting synthetic rows
+    assert summary["cv_srcc_rated"] > fit_probe(stats, mos, target, 1.0)[1]["cv_srcc_rated"]
+
+
+def test_fit_refuses_what_it_cannot_use():
+    stats, mos, target, _ = _rows()
+    with pytest.raises(ValueError, match="same number of rows"):
+        fit_probe(stats, mos[:-1], target)
+    both_missing = target.clone()
+    both_missing[150] = math.nan
+    with pytest.raises(ValueError, match="needs a MOS or a synthetic target"):
+        fit_probe(stats, mos, both_missing)
+    with pytest.raises(ValueError, match="rated rows"):
+        fit_probe(stats[117:], mos[117:], target[117:])
+
+
+def test_probe_files_round_trip_and_foreign_ones_are_refused(tmp_path):
+    stats, mos, target, _ = _rows()
+    probe, _ = fit_probe(stats, mos, target)
+    path = save_probe(tmp_path / "probe.safetensors", probe, {"alpha": 10})
+    loaded = load_linear_probe(path, 6)
+    for name, tensor in probe.state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], tensor), name
+    with pytest.raises(CheckpointError, match="probe of 7 channels"):
+        load_linear_probe(path, 7)
+    from safetensors.torch import save_file
+
+    save_file({"x": torch.zeros(1)}, str(tmp_path / "other.safetensors"))
+    with pytest.raises(CheckpointError, match="not an mpiqa probe file"):
+        load_linear_probe(tmp_path / "other.safetensors", 6)
+    bad = LinearProbe(probe.mean, -probe.std, probe.weight, probe.bias)
+    with pytest.raises(CheckpointError, match="std must be positive"):
+        load_linear_probe(save_probe(tmp_path / "bad.safetensors", bad), 6)
+    (tmp_path / "junk.safetensors").write_bytes(b"not safetensors")
+    with pytest.raises(CheckpointError, match="not a readable safetensors file"):
+        load_linear_probe(tmp_path / "junk.safetensors", 6)
