@@ -23,12 +23,15 @@ for seed in 0 1 2; do
         --seed "$seed" --out "$OUT/seed$seed"
 done
 
-# 2. Ship them: seed 0's backbone, and the towers of seeds 1 and 2 as the ensemble's extra
-#    heads; the model reads each out zero-shot over its five quality words and averages
-#    (learned prompts on top did not generalise; see the model card's ablations).
+# 2. Ship them: seed 0's backbone, the towers of seeds 1 and 2 as the ensemble's extra
+#    heads, and seed 0's linear probe of the stem (a ridge fitted by pretrain-backbone on
+#    the same training features). The model reads each tower out zero-shot over its five
+#    quality words, averages the towers, and averages that with the probe (learned
+#    prompts on top did not generalise; see the model card's ablations).
 "${PYTHON:-python}" -m mpiqa.training.package --name mpiqa-small \
     --backbone "$OUT/seed0/backbone.safetensors" \
-    --heads "$OUT/seed1/backbone.safetensors" "$OUT/seed2/backbone.safetensors"
+    --heads "$OUT/seed1/backbone.safetensors" "$OUT/seed2/backbone.safetensors" \
+    --probe "$OUT/seed0/probe.safetensors"
 
 # Optional check of the shipped models on the held-apart synthetic distortions:
 #   python recipes/synthetic_check.py "$OUT/seed0/pretrain.json" mpiqa-small mpiqa-tiny

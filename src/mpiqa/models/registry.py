@@ -156,11 +156,15 @@ def _refuse_other_backbone(name: str, backbone, weights) -> None:
     "mpiqa-small",
     "offline default: mpiqa's compact CLIP (EfficientNet-Lite0 stem at 384 x 384), zero-shot "
     "over the five quality words it was pre-trained with, averaged over three seeds' towers "
-    "on one stem (weights ship in the package)",
+    "on one stem and a linear probe of that stem (weights ship in the package)",
 )
 def _mpiqa_small(backbone=None, weights=None, seed=0, **kwargs) -> IQAModel:
     from mpiqa.backbones.pretrained import get_pretrained, resolve_pretrained
-    from mpiqa.models.quality_levels import QualityLevelsIQA, load_level_heads
+    from mpiqa.models.quality_levels import (
+        QualityLevelsIQA,
+        load_level_heads,
+        load_linear_probe,
+    )
 
     _refuse_other_backbone("mpiqa-small", backbone, weights)
     clip = load_clip("mpiqa-small")
@@ -170,7 +174,15 @@ def _mpiqa_small(backbone=None, weights=None, seed=0, **kwargs) -> IQAModel:
         if get_pretrained("mpiqa-small-heads") is not None
         else []
     )
-    return QualityLevelsIQA(clip, extra_heads=heads, **kwargs)
+    # and a linear probe of the stem: averaged in, it ranked unseen sources better
+    probe = (
+        load_linear_probe(
+            resolve_pretrained("mpiqa-small-probe"), clip.config.vision.token_channels
+        )
+        if get_pretrained("mpiqa-small-probe") is not None
+        else None
+    )
+    return QualityLevelsIQA(clip, extra_heads=heads, probe=probe, **kwargs)
 
 
 @register_model(
