@@ -102,7 +102,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         choices=tuple(PRECISIONS),
         default="fp32",
         help="forward pass in float32 (default), or bfloat16 / float16 autocast (fp16 on CUDA "
-        "only); bf16 moved the default model's scores of the example photos by up to 0.017, "
+        "only); bf16 moved the default model's scores of the example photos by up to 0.010, "
         "keeping their order",
     )
     p.add_argument(
