@@ -94,6 +94,23 @@ class LevelHead(nn.Module):
         return _readout(image, self.level_text, self.logit_scale)
 
 
+def _read_tagged(path: Path, format_tag: str, kind: str) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file whose metadata says ``format_tag``, checked
+    finite; CheckpointError naming the file otherwise."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as err:  # SafetensorError and friends: a malformed file
+        raise CheckpointError(f"{path}: not a readable safetensors file ({err})") from None
+    if meta.get("format") != format_tag:
+        raise CheckpointError(f"{path}: not an mpiqa {kind} file (format {meta.get('format')!r})")
+    check_weight_values(tensors, path)
+    return tensors
+
+
 class LinearProbe(nn.Module):
     """A linear map of the stem's global statistics onto quality, clipped to [0, 1]:
     ``((stats - mean) / std) @ weight + bias``.
@@ -133,18 +150,8 @@ def load_linear_probe(path: str | Path, channels: int) -> LinearProbe:
         CheckpointError: unreadable, of another format, or not ``channels`` wide (naming
             the file).
     """
-    from safetensors import safe_open
-
     path = Path(path)
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except Exception as err:  # SafetensorError and friends: a malformed file
-        raise CheckpointError(f"{path}: not a readable safetensors file ({err})") from None
-    if meta.get("format") != PROBE_FORMAT:
-        raise CheckpointError(f"{path}: not an mpiqa probe file (format {meta.get('format')!r})")
-    check_weight_values(tensors, path)
+    tensors = _read_tagged(path, PROBE_FORMAT, "probe")
     shapes = {"mean": (channels,), "std": (channels,), "weight": (channels,), "bias": (1,)}
     if {k: tuple(v.shape) for k, v in tensors.items()} != shapes:
         raise CheckpointError(f"{path}: a probe of {channels} channels needs tensors {shapes}")
@@ -249,18 +256,8 @@ def load_level_heads(path: str | Path, backbone: CLIP) -> list[LevelHead]:
         CheckpointError: unreadable, of another format, or tensors that do not fit
             (naming the file).
     """
-    from safetensors import safe_open
-
     path = Path(path)
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except Exception as err:  # SafetensorError and friends: a malformed file
-        raise CheckpointError(f"{path}: not a readable safetensors file ({err})") from None
-    if meta.get("format") != HEADS_FORMAT:
-        raise CheckpointError(f"{path}: not an mpiqa heads file (format {meta.get('format')!r})")
-    check_weight_values(tensors, path)
+    tensors = _read_tagged(path, HEADS_FORMAT, "heads")
     config = backbone.config
     heads = []
     for index in sorted({k.split(".", 1)[0] for k in tensors}, key=int):
