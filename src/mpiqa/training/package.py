@@ -28,6 +28,24 @@ logger = logging.getLogger(__name__)
 TAG = "mpiqa"
 
 
+def _locations(weights_dir: str | Path | None, registry: str | Path | None) -> tuple[Path, Path]:
+    """The folder the weights ship in and the registry file (the package's by default)."""
+    package = Path(str(resources.files("mpiqa")))
+    return (
+        Path(weights_dir) if weights_dir else package / "weights",
+        Path(registry) if registry else package / "backbones" / "pretrained.json",
+    )
+
+
+def _register(registry: Path, key: str, file: str, digest: str) -> dict:
+    """Record a packaged file under ``key`` in the registry; returns the entry."""
+    entry = {"file": file, "sha256": digest, "packaged": True}
+    table = json.loads(registry.read_text())
+    table[key] = {TAG: entry}
+    registry.write_text(json.dumps(table, indent=2) + "\n")
+    return entry
+
+
 def package_model(
     backbone: str | Path,
     checkpoint: str | Path | None,
@@ -51,9 +69,7 @@ def package_model(
             f"{backbone}: not an mpiqa backbone of architecture {name} "
             f"(found {config.name if config else 'no embedded config'})"
         )
-    package = Path(str(resources.files("mpiqa")))
-    weights_dir = Path(weights_dir) if weights_dir else package / "weights"
-    registry = Path(registry) if registry else package / "backbones" / "pretrained.json"
+    weights_dir, registry = _locations(weights_dir, registry)
     weights_dir.mkdir(parents=True, exist_ok=True)
     backbone_file = f"{name}-backbone.safetensors"
     shutil.copyfile(backbone, weights_dir / backbone_file)
@@ -76,10 +92,7 @@ def package_model(
             config.get("data", {})["split_file"] = f"{name}-split.json"
         shutil.copyfile(checkpoint, weights_dir / f"{name}.safetensors")
         write_json(weights_dir / f"{name}.json", meta)
-    entry = {"file": backbone_file, "sha256": digest, "packaged": True}
-    table = json.loads(registry.read_text())
-    table[name] = {TAG: entry}
-    registry.write_text(json.dumps(table, indent=2) + "\n")
+    entry = _register(registry, name, backbone_file, digest)
     logger.info("packaged %s into %s (backbone sha256 %s)", name, weights_dir, digest)
     return entry
 
@@ -104,9 +117,7 @@ def package_heads(
     from mpiqa.backbones.factory import load_clip
     from mpiqa.models.quality_levels import HEADS_FORMAT, LevelHead
 
-    package = Path(str(resources.files("mpiqa")))
-    weights_dir = Path(weights_dir) if weights_dir else package / "weights"
-    registry = Path(registry) if registry else package / "backbones" / "pretrained.json"
+    weights_dir, registry = _locations(weights_dir, registry)
     primary = load_clip(weights_dir / f"{name}-backbone.safetensors")
     stem = primary.visual.stem.state_dict()
     tensors = {}
@@ -126,10 +137,7 @@ def package_heads(
         tensors[f"{index}.logit_scale"] = head.logit_scale.float().reshape(1).contiguous()
     file = f"{name}-heads.safetensors"
     save_file(tensors, str(weights_dir / file), metadata={"format": HEADS_FORMAT, "arch": name})
-    entry = {"file": file, "sha256": sha256_of(weights_dir / file), "packaged": True}
-    table = json.loads(registry.read_text())
-    table[f"{name}-heads"] = {TAG: entry}
-    registry.write_text(json.dumps(table, indent=2) + "\n")
+    entry = _register(registry, f"{name}-heads", file, sha256_of(weights_dir / file))
     logger.info("packaged %d extra head(s) of %s into %s", len(members), name, weights_dir / file)
     return entry
 
@@ -148,17 +156,12 @@ def package_probe(
     """
     from mpiqa.models.quality_levels import load_linear_probe
 
-    package = Path(str(resources.files("mpiqa")))
-    weights_dir = Path(weights_dir) if weights_dir else package / "weights"
-    registry = Path(registry) if registry else package / "backbones" / "pretrained.json"
+    weights_dir, registry = _locations(weights_dir, registry)
     config = embedded_config(weights_dir / f"{name}-backbone.safetensors")
     load_linear_probe(probe, config.vision.token_channels)  # refuses what does not fit
     file = f"{name}-probe.safetensors"
     shutil.copyfile(probe, weights_dir / file)
-    entry = {"file": file, "sha256": sha256_of(weights_dir / file), "packaged": True}
-    table = json.loads(registry.read_text())
-    table[f"{name}-probe"] = {TAG: entry}
-    registry.write_text(json.dumps(table, indent=2) + "\n")
+    entry = _register(registry, f"{name}-probe", file, sha256_of(weights_dir / file))
     logger.info("packaged the linear probe of %s into %s", name, weights_dir / file)
     return entry
 
