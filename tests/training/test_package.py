@@ -180,3 +180,56 @@ def test_a_packaged_probe_is_averaged_with_the_towers(packaged_seeds, tmp_path):
         QualityLevelsIQA(clip, probe=probe, probe_share=1.5)
     with pytest.raises(ValueError, match="convolutional stem"):
         QualityLevelsIQA(build_random_clip("test-tiny", seed=0), probe=probe)
+
+
+def test_a_detail_probe_reads_a_finer_view_and_the_towers_a_resized_one(packaged_seeds, tmp_path):
+    import torch
+    import torch.nn.functional as F
+
+    from mpiqa.backbones.factory import load_clip
+    from mpiqa.data.transforms import CLIP_MEAN, CLIP_STD
+    from mpiqa.models.quality_levels import LinearProbe, QualityLevelsIQA, load_linear_probe
+    from mpiqa.training.package import package_probe
+    from mpiqa.training.probe import save_probe
+
+    files, weights, registry = packaged_seeds
+    clip = load_clip(weights / "test-hybrid-backbone.safetensors").eval()
+    size, channels, visual = clip.image_size, clip.config.vision.token_channels, clip.visual
+    detail, first = size - 8, (2 * size - (size - 8)) // 2
+    g = torch.Generator().manual_seed(1)
+    # a ramp across the image (so that crops at other places differ) under noise of
+    # several strengths (so that the images differ)
+    ramp = torch.linspace(-1.5, 1.5, 2 * size).expand(4, 3, 2 * size, 2 * size)
+    noise = torch.tensor([0.1, 0.5, 1.0, 2.0]).view(4, 1, 1, 1)
+    pixels = ramp + noise * torch.randn(4, 3, 2 * size, 2 * size, generator=g)
+    low = torch.tensor([-m / s for m, s in zip(CLIP_MEAN, CLIP_STD, strict=True)]).view(1, 3, 1, 1)
+    high = torch.tensor([(1 - m) / s for m, s in zip(CLIP_MEAN, CLIP_STD, strict=True)]).view(
+        1, 3, 1, 1
+    )
+
+    def stats_of(*views):
+        return torch.cat([visual.global_statistics(visual.stem_features(x)) for x in views], 1)
+
+    with torch.no_grad():
+        view = F.interpolate(pixels, size=(size, size), mode="bicubic", antialias=True)
+        view = torch.maximum(torch.minimum(view, high), low)
+        crop = pixels[..., first : first + detail, first : first + detail]
+        stats = stats_of(view, crop)
+    probe = LinearProbe(
+        stats.mean(0), stats.std(0).clamp_min(1e-4),
+        torch.randn(2 * channels, generator=g) * 0.3 / (2 * channels) ** 0.5,
+        torch.tensor([0.5]), detail=detail, input_size=2 * size,
+    )  # fmt: skip
+    package_probe(save_probe(tmp_path / "p.safetensors", probe), "test-hybrid", weights, registry)
+    loaded = load_linear_probe(weights / "test-hybrid-probe.safetensors", channels)
+    model = QualityLevelsIQA(clip, probe=loaded).eval()
+    assert model.image_size == 2 * size  # it takes the larger images
+    with torch.no_grad():
+        towers = QualityLevelsIQA(clip)(view)
+        assert torch.allclose(model(pixels), 0.5 * towers + 0.5 * probe(stats), atol=1e-5)
+        # the crop's place matters: one from the left edge would give other scores
+        edge = stats_of(view, pixels[..., first : first + detail, :detail])
+        assert not torch.allclose(model(pixels), 0.5 * towers + 0.5 * probe(edge), atol=1e-3)
+    # from [0, 1] pixels of another size: preprocessed to the model's input, then resized
+    scores = model.score(torch.rand(2, 3, 3 * size, 3 * size, generator=g))
+    assert scores.shape == (2,) and bool(((scores >= 0) & (scores <= 1)).all())

@@ -139,3 +139,35 @@ def test_feature_cache_is_reused_and_both_validation_parts_count(blur_task, tmp_
     config.seed = 5
     pretrain_backbone(config, rated[:6], rated[6:], clean[:4], tmp_path / "c", **kwargs)
     assert len(list(cache.iterdir())) == 4
+
+
+def test_pretrain_gives_the_probe_a_finer_view_when_asked(blur_task, tmp_path):
+    import csv
+
+    from mpiqa.models.quality_levels import QualityLevelsIQA, load_linear_probe
+
+    with open(blur_task / "labels.csv") as f:
+        rows = [(str(blur_task / "imgs" / r["path"]), float(r["score"])) for r in csv.DictReader(f)]
+    size = build_random_clip("test-hybrid", seed=0).image_size
+    config = PretrainConfig(
+        arch="test-hybrid", epochs=1, batch_size=32, synthetic_per_image=1,
+        probe_detail=size - 8, probe_input=2 * size,
+    )  # fmt: skip
+    summary = pretrain_backbone(config, rows[:40], rows[40:60], [rows[0][0]], tmp_path)
+    assert (summary["probe"]["detail"], summary["probe"]["input_size"]) == (size - 8, 2 * size)
+    model = load_clip(tmp_path / "backbone.safetensors")
+    probe = load_linear_probe(tmp_path / "probe.safetensors", model.config.vision.token_channels)
+    assert (probe.detail, probe.input_size, probe.views) == (size - 8, 2 * size, 2)
+    assert QualityLevelsIQA(model, probe=probe).image_size == 2 * size
+    config.probe_input = size - 9
+    with pytest.raises(ValueError, match="probe_detail"):
+        pretrain_backbone(config, rows[:40], rows[40:60], [], tmp_path / "x")
+
+
+def test_cli_wants_probe_detail_and_probe_input_together(blur_task, tmp_path, csv_task, capsys):
+    code = main(
+        ["pretrain-backbone", "--dataset", "csv", "--root", str(blur_task), "--protocol", "random",
+         "--arch", "test-hybrid", "--stem-weights", "none", "--probe-detail", "24",
+         "--out", str(tmp_path)]
+    )  # fmt: skip
+    assert code == 2 and "--probe-detail and --probe-input go together" in capsys.readouterr().err

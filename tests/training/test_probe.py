@@ -81,3 +81,25 @@ def test_probe_files_round_trip_and_foreign_ones_are_refused(tmp_path):
     (tmp_path / "junk.safetensors").write_bytes(b"not safetensors")
     with pytest.raises(CheckpointError, match="not a readable safetensors file"):
         load_linear_probe(tmp_path / "junk.safetensors", 6)
+
+
+def test_a_detail_probe_keeps_its_views_in_the_file(tmp_path):
+    stats, mos, target, _ = _rows()
+    probe, _ = fit_probe(stats, mos, target)
+    two = LinearProbe(probe.mean, probe.std, probe.weight, probe.bias, detail=2, input_size=8)
+    loaded = load_linear_probe(save_probe(tmp_path / "two.safetensors", two), 3)
+    assert (loaded.detail, loaded.input_size, loaded.views) == (2, 8, 2)
+    with pytest.raises(CheckpointError, match="probe of 12 channels"):
+        load_linear_probe(tmp_path / "two.safetensors", 6)  # 6 per view: 12 in all
+    with pytest.raises(ValueError, match="needs an input_size"):
+        LinearProbe(probe.mean, probe.std, probe.weight, probe.bias, detail=9, input_size=8)
+    from safetensors.torch import save_file
+
+    tensors = {k: v.contiguous() for k, v in probe.state_dict().items()}
+    meta = {"format": "mpiqa-level-probe/1", "detail": "9", "input_size": "8"}
+    save_file(tensors, str(tmp_path / "wrong.safetensors"), metadata=meta)
+    with pytest.raises(CheckpointError, match="wrong.safetensors: a probe's detail crop"):
+        load_linear_probe(tmp_path / "wrong.safetensors", 3)
+    save_file(tensors, str(tmp_path / "text.safetensors"), metadata={**meta, "detail": "x"})
+    with pytest.raises(CheckpointError, match="must be integers"):
+        load_linear_probe(tmp_path / "text.safetensors", 3)

@@ -78,6 +78,22 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--synthetic-per-image", type=arguments.non_negative, default=None, metavar="N")
     p.add_argument("--seed", type=arguments.seed, default=None)
     p.add_argument(
+        "--probe-detail",
+        type=arguments.integer(1),
+        default=None,
+        metavar="SIDE",
+        help="give the linear probe a finer second view: the centre SIDE x SIDE crop of the "
+        "image at --probe-input pixels a side (the model then takes images that large and "
+        "resizes them for its towers); default: the towers' view alone",
+    )
+    p.add_argument(
+        "--probe-input",
+        type=arguments.integer(1),
+        default=None,
+        metavar="SIZE",
+        help="with --probe-detail: the side of the images the model takes (e.g. 512)",
+    )
+    p.add_argument(
         "--device",
         default="cpu",
         type=arguments.device,
@@ -159,7 +175,10 @@ def run(args: argparse.Namespace) -> int:
     config = PretrainConfig(
         arch=args.arch, stem_weights=_stem_weights(args.stem_weights, args.arch)
     )
-    for name in ("epochs", "batch_size", "lr", "synthetic_per_image", "seed"):
+    if (args.probe_detail is None) != (args.probe_input is None):
+        raise ValueError("--probe-detail and --probe-input go together")
+    names = ("epochs", "batch_size", "lr", "synthetic_per_image", "seed")
+    for name in names + ("probe_detail", "probe_input"):
         if getattr(args, name) is not None:
             setattr(config, name, getattr(args, name))
     config.notes = {

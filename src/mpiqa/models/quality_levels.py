@@ -28,7 +28,7 @@ from mpiqa.backbones.clip import CLIP
 from mpiqa.backbones.convert import CheckpointError, check_weight_values
 from mpiqa.backbones.tokenizer import tokenize
 from mpiqa.backbones.vision import VisionTransformer
-from mpiqa.data.transforms import CropMode
+from mpiqa.data.transforms import STATS, CropMode
 from mpiqa.models.base import IQAModel
 from mpiqa.prompts.vocab import QUALITY_5, QUALITY_TEMPLATES
 
@@ -94,9 +94,10 @@ class LevelHead(nn.Module):
         return _readout(image, self.level_text, self.logit_scale)
 
 
-def _read_tagged(path: Path, format_tag: str, kind: str) -> dict[str, torch.Tensor]:
+def _read_tagged(path: Path, format_tag: str, kind: str, with_metadata: bool = False):
     """The tensors of a safetensors file whose metadata says ``format_tag``, checked
-    finite; CheckpointError naming the file otherwise."""
+    finite (and with ``with_metadata`` its metadata too); CheckpointError naming the file
+    otherwise."""
     from safetensors import safe_open
 
     try:
@@ -108,30 +109,58 @@ def _read_tagged(path: Path, format_tag: str, kind: str) -> dict[str, torch.Tens
     if meta.get("format") != format_tag:
         raise CheckpointError(f"{path}: not an mpiqa {kind} file (format {meta.get('format')!r})")
     check_weight_values(tensors, path)
-    return tensors
+    return (tensors, meta) if with_metadata else tensors
 
 
 class LinearProbe(nn.Module):
     """A linear map of the stem's global statistics onto quality, clipped to [0, 1]:
     ``((stats - mean) / std) @ weight + bias``.
 
+    With ``detail``, the statistics are those of the towers' view followed by those of a
+    second, finer view: the centre ``detail`` x ``detail`` crop of the model's input, an
+    image of ``input_size`` pixels a side (before it is resized for the towers), so
+    that the probe sees fine noise and blur the towers' resize hides.
+
     Args:
         mean, std, weight: (C,) standardisation and coefficients.
         bias: (1,).
+        detail: side of the finer view's crop, or ``None`` (the towers' view alone).
+        input_size: side of the images the model takes when ``detail`` is set.
+
+    Raises:
+        ValueError: ``detail`` without an ``input_size`` it fits in.
     """
 
     def __init__(
-        self, mean: torch.Tensor, std: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
+        self,
+        mean: torch.Tensor,
+        std: torch.Tensor,
+        weight: torch.Tensor,
+        bias: torch.Tensor,
+        detail: int | None = None,
+        input_size: int | None = None,
     ) -> None:
         super().__init__()
+        if detail is not None and (input_size is None or not 0 < detail <= input_size):
+            raise ValueError(
+                f"a probe's detail crop ({detail}) needs an input_size at least as large, "
+                f"got {input_size}"
+            )
         self.register_buffer("mean", mean.detach().clone())
         self.register_buffer("std", std.detach().clone())
         self.register_buffer("weight", weight.detach().clone())
         self.register_buffer("bias", bias.detach().clone().reshape(1))
+        self.detail = detail
+        self.input_size = input_size if detail is not None else None
 
     @property
     def channels(self) -> int:
         return self.weight.shape[0]
+
+    @property
+    def views(self) -> int:
+        """How many views' statistics it reads, one after the other (1 or 2)."""
+        return 1 if self.detail is None else 2
 
     def forward(self, stats: torch.Tensor) -> torch.Tensor:
         """(N, C) global statistics -> (N,) scores in [0, 1] (float32)."""
@@ -144,20 +173,37 @@ PROBE_FORMAT = "mpiqa-level-probe/1"
 
 
 def load_linear_probe(path: str | Path, channels: int) -> LinearProbe:
-    """The probe stored in ``path`` (tensors ``mean``, ``std``, ``weight``, ``bias``).
+    """The probe stored in ``path`` (tensors ``mean``, ``std``, ``weight``, ``bias``; its
+    views in the metadata ``detail`` and ``input_size``).
+
+    Args:
+        channels: the stem's statistics per view; a probe of two views reads twice as many.
 
     Raises:
-        CheckpointError: unreadable, of another format, or not ``channels`` wide (naming
-            the file).
+        CheckpointError: unreadable, of another format, or not as wide as its views need
+            (naming the file).
     """
     path = Path(path)
-    tensors = _read_tagged(path, PROBE_FORMAT, "probe")
-    shapes = {"mean": (channels,), "std": (channels,), "weight": (channels,), "bias": (1,)}
+    tensors, meta = _read_tagged(path, PROBE_FORMAT, "probe", with_metadata=True)
+    try:
+        detail = int(meta["detail"]) if meta.get("detail") else None
+        input_size = int(meta["input_size"]) if meta.get("input_size") else None
+    except ValueError:
+        raise CheckpointError(f"{path}: detail / input_size metadata must be integers") from None
+    width = channels * (1 if detail is None else 2)
+    shapes = {"mean": (width,), "std": (width,), "weight": (width,), "bias": (1,)}
     if {k: tuple(v.shape) for k, v in tensors.items()} != shapes:
-        raise CheckpointError(f"{path}: a probe of {channels} channels needs tensors {shapes}")
+        raise CheckpointError(f"{path}: a probe of {width} channels needs tensors {shapes}")
     if not bool((tensors["std"] > 0).all()):
         raise CheckpointError(f"{path}: the probe's std must be positive")
-    return LinearProbe(*(tensors[k].float() for k in ("mean", "std", "weight", "bias")))
+    try:
+        return LinearProbe(
+            *(tensors[k].float() for k in ("mean", "std", "weight", "bias")),
+            detail=detail,
+            input_size=input_size,
+        )
+    except ValueError as err:
+        raise CheckpointError(f"{path}: {err}") from None
 
 
 def _same_tensors(a: nn.Module | None, b: nn.Module | None) -> bool:
@@ -198,7 +244,9 @@ class QualityLevelsIQA(IQAModel):
         probe: LinearProbe | None = None,
         probe_share: float = 0.5,
     ) -> None:
-        super().__init__(backbone.image_size, backbone.config.vision.patch_size, crop, n_crops)
+        # A probe with a detail view takes larger images; the towers see them resized.
+        size = probe.input_size if probe is not None and probe.detail else backbone.image_size
+        super().__init__(size, backbone.config.vision.patch_size, crop, n_crops)
         self.backbone = backbone.eval().requires_grad_(False)
         with torch.no_grad():
             text = level_text_features(self.backbone)
@@ -218,15 +266,34 @@ class QualityLevelsIQA(IQAModel):
             vision = backbone.config.vision
             if not isinstance(backbone.visual, VisionTransformer) or vision.stem == "patch":
                 raise ValueError("a linear probe needs a backbone with a convolutional stem")
-            if probe.channels != vision.token_channels:
+            if probe.channels != vision.token_channels * probe.views:
                 raise ValueError(
                     f"the probe reads {probe.channels} channels, the stem gives "
-                    f"{vision.token_channels}"
+                    f"{vision.token_channels} per view ({probe.views} views)"
                 )
         if not 0.0 <= probe_share <= 1.0:
             raise ValueError(f"probe_share must be in [0, 1], got {probe_share}")
         self.probe = probe.eval() if probe is not None else None
         self.probe_share = probe_share
+
+    def _tower_view(self, pixels: torch.Tensor) -> torch.Tensor:
+        """The input as the towers take it: resized by backbone size / input size
+        (antialiased bicubic, as the preprocessing resizes; clamped to the range of
+        normalised [0, 1] pixels, as Pillow's uint8 result is)."""
+        scale = self.backbone.image_size / self.image_size
+        if scale == 1:
+            return pixels
+        height, width = pixels.shape[-2:]
+        size = (max(1, round(height * scale)), max(1, round(width * scale)))
+        resized = F.interpolate(
+            pixels.float(), size=size, mode="bicubic", antialias=True, align_corners=False
+        )
+        mean, std = STATS[self.preprocess_options.get("stats", "clip")]
+        low = torch.tensor([-m / s for m, s in zip(mean, std, strict=True)])
+        high = torch.tensor([(1 - m) / s for m, s in zip(mean, std, strict=True)])
+        shape = (1, 3, 1, 1)
+        resized = resized.clamp(low.view(shape).to(resized), high.view(shape).to(resized))
+        return resized.to(pixels.dtype)
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         if not len(self.extra_heads) and self.probe is None:
@@ -234,14 +301,21 @@ class QualityLevelsIQA(IQAModel):
                 self.backbone.encode_image(pixels), self.level_text, self.backbone.logit_scale
             )
         visual = self.backbone.visual
-        features = visual.stem_features(pixels)
+        features = visual.stem_features(self._tower_view(pixels))
         image = visual.pool(visual.transformer(visual.embed_features(features), keep=1))
         scores = [_readout(image, self.level_text, self.backbone.logit_scale)]
         scores += [head(features) for head in self.extra_heads]
         towers = torch.stack(scores).mean(0)
         if self.probe is None:
             return towers
-        probe = self.probe(visual.global_statistics(features))
+        stats = visual.global_statistics(features)
+        if self.probe.detail:
+            height, width = pixels.shape[-2:]
+            side = min(self.probe.detail, height, width)
+            top, left = round((height - side) / 2), round((width - side) / 2)
+            crop = pixels[..., top : top + side, left : left + side]
+            stats = torch.cat([stats, visual.global_statistics(visual.stem_features(crop))], 1)
+        probe = self.probe(stats)
         return (1 - self.probe_share) * towers + self.probe_share * probe
 
 

@@ -46,7 +46,7 @@ from mpiqa.backbones.factory import build_random_clip
 from mpiqa.backbones.pretrained import sha256_of
 from mpiqa.data.distortions.kadid import DISTORTION_NAMES, N_LEVELS
 from mpiqa.data.distortions.tasks import DistortedItem, level_quality, render
-from mpiqa.data.transforms import normalize, to_tensor
+from mpiqa.data.transforms import center_crop, normalize, to_tensor
 from mpiqa.evaluation.metrics import plcc, srcc
 from mpiqa.models.quality_levels import class_embeddings, expected_level
 from mpiqa.prompts.vocab import DISTORTIONS, QUALITY_5, QUALITY_TEMPLATES, distortion_class
@@ -77,6 +77,10 @@ class PretrainConfig:
     distortion_weight: float = 0.5
     synthetic_weight: float = 0.5
     seed: int = 0
+    # the linear probe's finer view: the centre probe_detail crop of the image at
+    # probe_input pixels a side (None: the towers' view alone)
+    probe_detail: int | None = None
+    probe_input: int | None = None
     notes: dict = field(default_factory=dict)
 
 
@@ -123,8 +127,10 @@ def compute_features(
     synthetic: Sequence[DistortedItem],
     size: int,
     batch_size: int | None = None,
+    crop: int | None = None,
 ) -> FeatureSet:
-    """Stem feature maps of rated images and rendered synthetic items, in that order.
+    """Stem feature maps of rated images and rendered synthetic items, in that order, at
+    ``size`` (shorter side resized, centre crop), or of the centre ``crop`` of that.
 
     ``batch_size`` defaults to 2 on a CPU (small batches keep a large image's activations
     in cache: at 512 x 512, batch 2 ran twice as fast per image as batch 8) and 64 on a
@@ -142,7 +148,8 @@ def compute_features(
         for path, item in chunk:
             if item is None:
                 item = DistortedItem(path, DISTORTION_NAMES[0], 0, 0)
-            images.append(render(item, size, cache if item.level == 0 and path is None else None))
+            image = render(item, size, cache if item.level == 0 and path is None else None)
+            images.append(center_crop(image, crop) if crop else image)
         features.append(_stem_batch(visual, images, device))
         if begin // batch_size % max(1, 640 // batch_size) == 0:
             logger.info(
@@ -171,6 +178,7 @@ def cached_features(
     size: int,
     stem_weights: str | None,
     seed: int,
+    crop: int | None = None,
 ) -> FeatureSet:
     """:func:`compute_features`, kept in ``cache_dir`` under a key of everything the maps
     depend on (the stem's config, its weight file's hash or, for a random stem, the
@@ -179,7 +187,7 @@ def cached_features(
     once. Images are keyed by path, not content: clear the cache when files change in
     place. Read back with ``weights_only``."""
     if cache_dir is None:
-        return compute_features(model, rated, synthetic, size)
+        return compute_features(model, rated, synthetic, size, crop=crop)
     v = model.visual.config
     key_data = {
         "version": 1,
@@ -189,13 +197,15 @@ def cached_features(
         "rated": [[str(p), float(m)] for p, m in rated],
         "synthetic": [list(asdict(item).values()) for item in synthetic],
     }
+    if crop:  # only then: the towers' caches keep their keys
+        key_data["crop"] = crop
     key = hashlib.sha256(json.dumps(key_data, default=str).encode()).hexdigest()[:20]
     path = Path(cache_dir) / f"stem-features-{key}.pt"
     if path.is_file():
         logger.info("stem features from %s", path)
         data = torch.load(path, map_location="cpu", weights_only=True)
         return FeatureSet(**data)
-    features = compute_features(model, rated, synthetic, size)
+    features = compute_features(model, rated, synthetic, size, crop=crop)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".partial")
     torch.save(asdict(features), partial)
@@ -379,25 +389,42 @@ def save_backbone(path: str | Path, model: CLIP, metadata: dict, half: bool = Tr
 
 
 def _fit_and_save_probe(
-    model: CLIP, train: FeatureSet, val: FeatureSet, config: PretrainConfig, out: Path
+    model: CLIP,
+    train: FeatureSet,
+    val: FeatureSet,
+    config: PretrainConfig,
+    out: Path,
+    detail: tuple[FeatureSet, FeatureSet] | None = None,
 ) -> dict | None:
     """Fit the linear probe on the training features (:mod:`mpiqa.training.probe`), write
     ``out/probe.safetensors`` and return its summary with its own validation SRCCs; None
-    (no probe) with fewer than 5 human-rated training images to choose its penalty on."""
+    (no probe) with fewer than 5 human-rated training images to choose its penalty on.
+    ``detail``: the same rows' features of the probe's finer view (training, validation),
+    whose statistics follow the towers' view's."""
     from mpiqa.training.probe import fit_probe, global_statistics, save_probe
 
     if int((~torch.isnan(train.mos)).sum()) < 5:
         logger.info("linear probe: skipped (fewer than 5 rated training images)")
         return None
     visual = model.visual.cpu()
+
+    def stats(part: FeatureSet, index: int) -> torch.Tensor:
+        own = global_statistics(visual, part.features)
+        if detail is None:
+            return own
+        return torch.cat([own, global_statistics(visual, detail[index].features)], 1)
+
     probe, summary = fit_probe(
-        global_statistics(visual, train.features),
+        stats(train, 0),
         train.mos,
         train.synthetic_target,
         synthetic_weight=config.synthetic_weight,
         seed=config.seed,
     )
-    scores = probe(global_statistics(visual, val.features)).double()
+    if detail is not None:
+        probe.detail, probe.input_size = config.probe_detail, config.probe_input
+        summary.update(detail=config.probe_detail, input_size=config.probe_input)
+    scores = probe(stats(val, 1)).double()
     rated = ~torch.isnan(val.mos)
     for part, mask, target in (
         ("rated", rated, val.mos),
@@ -437,6 +464,13 @@ def pretrain_backbone(
     val_items = synthetic_items(val_clean, config.synthetic_per_image, config.seed + 1)
     if len(val) + len(val_items) < 2:
         raise ValueError("backbone pre-training needs at least 2 validation images")
+    if config.probe_detail is not None and not (
+        config.probe_input and 0 < config.probe_detail <= config.probe_input
+    ):
+        raise ValueError(
+            f"probe_detail ({config.probe_detail}) needs a probe_input at least as large, "
+            f"got {config.probe_input}"
+        )
     out = Path(out)
     torch.manual_seed(config.seed)
     model = build_random_clip(config.arch, seed=config.seed)
@@ -450,11 +484,20 @@ def pretrain_backbone(
     size, weights = model.image_size, config.stem_weights
     train_set = cached_features(feature_cache, model, rated, items, size, weights, config.seed)
     val_set = cached_features(feature_cache, model, val, val_items, size, weights, config.seed)
+    detail = None
+    if config.probe_detail is not None:  # the frozen stem's maps of the probe's finer view
+        detail = tuple(
+            cached_features(
+                feature_cache, model, rows, its, config.probe_input, weights, config.seed,
+                crop=config.probe_detail,
+            )
+            for rows, its in ((rated, items), (val, val_items))
+        )  # fmt: skip
     feature_s = time.perf_counter() - start
     best_state, history = train_on_features(model, train_set, val_set, config)
     model.load_state_dict(best_state)
     best = max(history, key=lambda h: h["srcc"])
-    probe_summary = _fit_and_save_probe(model, train_set, val_set, config, out)
+    probe_summary = _fit_and_save_probe(model, train_set, val_set, config, out, detail)
     summary = {
         "config": asdict(config),
         "data": {

@@ -116,5 +116,7 @@ def save_probe(path: str | Path, probe: LinearProbe, metadata: dict | None = Non
     from mpiqa.atomic import atomic_write
 
     meta = {"format": PROBE_FORMAT, **{k: str(v) for k, v in (metadata or {}).items()}}
+    if probe.detail is not None:  # the views it reads: load_linear_probe builds them back
+        meta.update(detail=str(probe.detail), input_size=str(probe.input_size))
     tensors = {k: v.float().contiguous() for k, v in probe.state_dict().items()}
     return atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
