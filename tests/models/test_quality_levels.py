@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -48,3 +49,23 @@ def test_an_ensemble_refuses_a_head_with_another_stem():
     other.visual.stem.load_state_dict(first.visual.stem.state_dict())
     model = QualityLevelsIQA(first, extra_heads=[LevelHead.from_backbone(other)])
     assert model.extra_heads[0].visual.stem is first.visual.stem
+
+
+@pytest.mark.parametrize("eight_bit", [True, False])
+def test_resize_like_pillow_is_pillows_bicubic_resize(eight_bit):
+    import numpy as np
+    from PIL import Image
+
+    from mpiqa.models.quality_levels import resize_like_pillow
+
+    rng = np.random.default_rng(0)
+    smooth = np.linspace(0, 255, 61)[None, :, None] * np.ones((47, 61, 3))
+    images = [rng.integers(0, 256, (47, 61, 3)), (smooth + rng.normal(0, 20, smooth.shape))]
+    for array in images:
+        array = array.clip(0, 255).round().astype(np.uint8)
+        expected = np.array(Image.fromarray(array).resize((40, 29), Image.BICUBIC))
+        pixels = torch.from_numpy(array).permute(2, 0, 1)[None].float()
+        out = resize_like_pillow(pixels, (29, 40), eight_bit=eight_bit)
+        assert out.shape == (1, 3, 29, 40) and out.dtype == torch.float32
+        diff = (out[0].permute(1, 2, 0) - torch.from_numpy(expected).float()).abs()
+        assert diff.max() <= 2 and diff.mean() < 0.1, (diff.max(), diff.mean())

@@ -182,12 +182,23 @@ def test_a_packaged_probe_is_averaged_with_the_towers(packaged_seeds, tmp_path):
         QualityLevelsIQA(build_random_clip("test-tiny", seed=0), probe=probe)
 
 
+def probe_like(clip, detail, input_size):
+    """A probe of two views that maps everything to 0.5 (its weights are zero)."""
+    import torch
+
+    from mpiqa.models.quality_levels import LinearProbe
+
+    width = 2 * clip.config.vision.token_channels
+    ones = torch.ones(width)
+    return LinearProbe(0 * ones, ones, 0 * ones, torch.tensor([0.5]), detail, input_size)
+
+
 def test_a_detail_probe_reads_a_finer_view_and_the_towers_a_resized_one(packaged_seeds, tmp_path):
     import torch
-    import torch.nn.functional as F
+    from PIL import Image
 
     from mpiqa.backbones.factory import load_clip
-    from mpiqa.data.transforms import CLIP_MEAN, CLIP_STD
+    from mpiqa.data.transforms import CLIP_MEAN, CLIP_STD, normalize_uint8, to_uint8
     from mpiqa.models.quality_levels import LinearProbe, QualityLevelsIQA, load_linear_probe
     from mpiqa.training.package import package_probe
     from mpiqa.training.probe import save_probe
@@ -197,22 +208,28 @@ def test_a_detail_probe_reads_a_finer_view_and_the_towers_a_resized_one(packaged
     size, channels, visual = clip.image_size, clip.config.vision.token_channels, clip.visual
     detail, first = size - 8, (2 * size - (size - 8)) // 2
     g = torch.Generator().manual_seed(1)
-    # a ramp across the image (so that crops at other places differ) under noise of
-    # several strengths (so that the images differ)
-    ramp = torch.linspace(-1.5, 1.5, 2 * size).expand(4, 3, 2 * size, 2 * size)
-    noise = torch.tensor([0.1, 0.5, 1.0, 2.0]).view(4, 1, 1, 1)
-    pixels = ramp + noise * torch.randn(4, 3, 2 * size, 2 * size, generator=g)
-    low = torch.tensor([-m / s for m, s in zip(CLIP_MEAN, CLIP_STD, strict=True)]).view(1, 3, 1, 1)
-    high = torch.tensor([(1 - m) / s for m, s in zip(CLIP_MEAN, CLIP_STD, strict=True)]).view(
-        1, 3, 1, 1
-    )
+    # 8-bit images: a ramp across them (so that crops at other places differ) under noise
+    # of several strengths (so that the images differ)
+    ramp = torch.linspace(0.1, 0.9, 2 * size).expand(4, 3, 2 * size, 2 * size)
+    noise = torch.tensor([0.02, 0.05, 0.1, 0.2]).view(4, 1, 1, 1)
+    raw = ramp + noise * torch.randn(4, 3, 2 * size, 2 * size, generator=g)
+    raw = (raw.clamp(0, 1) * 255).round().to(torch.uint8)
+    pixels = normalize_uint8(raw)
 
     def stats_of(*views):
         return torch.cat([visual.global_statistics(visual.stem_features(x)) for x in views], 1)
 
+    # the towers' view is Pillow's bicubic resize, to a pixel step or two
+    pil = torch.stack(
+        [to_uint8(Image.fromarray(r.permute(1, 2, 0).numpy()).resize((size, size), Image.BICUBIC))
+         for r in raw]
+    )  # fmt: skip
     with torch.no_grad():
-        view = F.interpolate(pixels, size=(size, size), mode="bicubic", antialias=True)
-        view = torch.maximum(torch.minimum(view, high), low)
+        view = QualityLevelsIQA(clip, probe=probe_like(clip, detail, 2 * size))._tower_view(pixels)
+        back = view * torch.tensor(CLIP_STD).view(1, 3, 1, 1) + torch.tensor(CLIP_MEAN).view(
+            1, 3, 1, 1
+        )
+        assert (back * 255 - pil.float()).abs().max() <= 2.01
         crop = pixels[..., first : first + detail, first : first + detail]
         stats = stats_of(view, crop)
     probe = LinearProbe(
