@@ -16,11 +16,14 @@ DEVICE=${DEVICE:-cpu}
 #    synthetic distortions of 80% of the clean images; the other 20% are held apart, and
 #    their distortions are a second validation part. The mean of both validation SRCCs
 #    selects the epoch. Three seeds (the stem stays the ImageNet one, so they share it);
-#    the stem's feature maps are cached in $OUT/feature-cache and computed once.
+#    the stem's feature maps are cached in $OUT/feature-cache and computed once. Each run
+#    also fits the linear probe on the stem's statistics of two views: the towers' 384
+#    view and the centre 224 x 224 crop of the image at 512 (--probe-detail/--probe-input:
+#    fine noise and blur the resize to 384 hides; the model then takes 512 x 512 input).
 for seed in 0 1 2; do
     $MPIQA -v pretrain-backbone --arch mpiqa-small --root "$DATA/biq2021" --clean "$DATA/pristine" \
         --val-clean-fraction 0.2 --device "$DEVICE" --feature-cache "$OUT/feature-cache" \
-        --seed "$seed" --out "$OUT/seed$seed"
+        --probe-detail 224 --probe-input 512 --seed "$seed" --out "$OUT/seed$seed"
 done
 
 # 2. Ship them: seed 0's backbone, the towers of seeds 1 and 2 as the ensemble's extra

@@ -62,7 +62,9 @@ def test_default_reads_out_what_its_backbone_was_pretrained_with():
     from mpiqa.training.pretrain import quality_captions
 
     model = create_model(DEFAULT_MODEL)
-    assert isinstance(model, QualityLevelsIQA) and model.image_size == 384
+    assert isinstance(model, QualityLevelsIQA) and model.backbone.image_size == 384
+    # the probe's finer view, a centre 224 crop of the 512 input the towers see resized
+    assert (model.image_size, model.probe.detail, model.probe.input_size) == (512, 224, 512)
     with torch.no_grad():
         pretrain_text = class_embeddings(model.backbone, quality_captions(), 3)
     assert torch.allclose(model.level_text, pretrain_text, atol=1e-6)
