@@ -52,7 +52,8 @@ def test_an_ensemble_refuses_a_head_with_another_stem():
 
 
 @pytest.mark.parametrize("eight_bit", [True, False])
-def test_resize_like_pillow_is_pillows_bicubic_resize(eight_bit):
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.float32])
+def test_resize_like_pillow_is_pillows_bicubic_resize(eight_bit, dtype):
     import numpy as np
     from PIL import Image
 
@@ -64,8 +65,8 @@ def test_resize_like_pillow_is_pillows_bicubic_resize(eight_bit):
     for array in images:
         array = array.clip(0, 255).round().astype(np.uint8)
         expected = np.array(Image.fromarray(array).resize((40, 29), Image.BICUBIC))
-        pixels = torch.from_numpy(array).permute(2, 0, 1)[None].float()
+        pixels = torch.from_numpy(array).permute(2, 0, 1)[None].to(dtype)
         out = resize_like_pillow(pixels, (29, 40), eight_bit=eight_bit)
-        assert out.shape == (1, 3, 29, 40) and out.dtype == torch.float32
-        diff = (out[0].permute(1, 2, 0) - torch.from_numpy(expected).float()).abs()
+        assert out.shape == (1, 3, 29, 40) and out.dtype == dtype
+        diff = (out[0].permute(1, 2, 0).float() - torch.from_numpy(expected).float()).abs()
         assert diff.max() <= 2 and diff.mean() < 0.1, (diff.max(), diff.mean())
