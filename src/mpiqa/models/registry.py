@@ -156,7 +156,8 @@ def _refuse_other_backbone(name: str, backbone, weights) -> None:
     "mpiqa-small",
     "offline default: mpiqa's compact CLIP (EfficientNet-Lite0 stem at 384 x 384), zero-shot "
     "over the five quality words it was pre-trained with, averaged over three seeds' towers "
-    "on one stem and a linear probe of that stem (weights ship in the package)",
+    "on one stem and a linear probe of that stem at 384 and on a centre 224 crop of the 512 "
+    "input (weights ship in the package)",
 )
 def _mpiqa_small(backbone=None, weights=None, seed=0, **kwargs) -> IQAModel:
     from mpiqa.backbones.pretrained import get_pretrained, resolve_pretrained
@@ -174,7 +175,8 @@ def _mpiqa_small(backbone=None, weights=None, seed=0, **kwargs) -> IQAModel:
         if get_pretrained("mpiqa-small-heads") is not None
         else []
     )
-    # and a linear probe of the stem: averaged in, it ranked unseen sources better
+    # and a linear probe of the stem (two views: the towers' and a finer centre crop):
+    # averaged in, it ranked unseen sources better
     probe = (
         load_linear_probe(
             resolve_pretrained("mpiqa-small-probe"), clip.config.vision.token_channels
