@@ -27,9 +27,25 @@ def _prompt_model():
     return model.eval()
 
 
+def _detail_probe_model():
+    """mpiqa-small's shape on a tiny hybrid: towers on the resized input, a probe that
+    also reads a centre crop of it."""
+    from mpiqa.models.quality_levels import LinearProbe, QualityLevelsIQA
+
+    clip = build_random_clip("test-hybrid", seed=1)
+    size, width = clip.image_size, 2 * clip.config.vision.token_channels
+    g = torch.Generator().manual_seed(0)
+    probe = LinearProbe(
+        torch.zeros(width), torch.full((width,), 10.0), torch.randn(width, generator=g),
+        torch.tensor([0.5]), detail=size - 8, input_size=2 * size,
+    )  # fmt: skip
+    return QualityLevelsIQA(clip, probe=probe).eval()
+
+
 MODELS = {
     "clip-iqa": lambda: mpiqa.create_model("clip-iqa", weights="random", backbone="test-tiny"),
     "prompts": _prompt_model,
+    "detail-probe": _detail_probe_model,
 }
 SUFFIX = {"torchscript": "pt", "onnx": "onnx"}
 

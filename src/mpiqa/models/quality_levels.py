@@ -307,7 +307,7 @@ class QualityLevelsIQA(IQAModel):
         scale = self.backbone.image_size / self.image_size
         if scale == 1:
             return pixels
-        height, width = pixels.shape[-2:]
+        height, width = (int(d) for d in pixels.shape[-2:])  # ints when traced too
         size = (max(1, round(height * scale)), max(1, round(width * scale)))
         mean, std = (
             torch.tensor(v, device=pixels.device).view(1, 3, 1, 1)
@@ -337,7 +337,7 @@ class QualityLevelsIQA(IQAModel):
             return towers
         stats = visual.global_statistics(features)
         if self.probe.detail:
-            height, width = pixels.shape[-2:]
+            height, width = (int(d) for d in pixels.shape[-2:])  # ints when traced too
             side = min(self.probe.detail, height, width)
             top, left = round((height - side) / 2), round((width - side) / 2)
             crop = pixels[..., top : top + side, left : left + side]
