@@ -87,9 +87,15 @@ def test_cli_runs_and_saves_its_split(blur_task, tmp_path, csv_task):
     code = main(
         ["pretrain-backbone", "--dataset", "csv", "--root", str(blur_task), "--protocol", "random",
          "--arch", "test-hybrid", "--stem-weights", "none", "--epochs", "1",
-         "--synthetic-per-image", "1", "--clean", str(blur_task / "imgs"), "--out", str(out)]
+         "--synthetic-per-image", "1", "--clean", str(blur_task / "imgs"), "--out", str(out),
+         "--probe-detail", "24", "--probe-input", "64"]
     )  # fmt: skip
     assert code == 0
+    from mpiqa.models.quality_levels import load_linear_probe
+
+    probe = load_linear_probe(out / "probe.safetensors", load_clip(out / "backbone.safetensors")
+                              .config.vision.token_channels)  # fmt: skip
+    assert (probe.detail, probe.input_size) == (24, 64)
     split = json.loads((out / "split.json").read_text())
     assert split["val"] and split["test"]
     summary = json.loads((out / "pretrain.json").read_text())
