@@ -247,6 +247,14 @@ def test_a_detail_probe_reads_a_finer_view_and_the_towers_a_resized_one(packaged
         # the crop's place matters: one from the left edge would give other scores
         edge = stats_of(view, pixels[..., first : first + detail, :detail])
         assert not torch.allclose(model(pixels), 0.5 * towers + 0.5 * probe(edge), atol=1e-3)
+        # a whole image (crop "full") lower than the crop: the crop is as high as it is
+        wide = pixels[:1, :, :20, :]
+        view = model._tower_view(wide)
+        assert view.shape[-2:] == (10, size)
+        left = (2 * size - 20) // 2
+        stats = stats_of(view, wide[..., :, left : left + 20])
+        towers = QualityLevelsIQA(clip)(view)
+        assert torch.allclose(model(wide), 0.5 * towers + 0.5 * probe(stats), atol=1e-5)
     # from [0, 1] pixels of another size: preprocessed to the model's input, then resized
     scores = model.score(torch.rand(2, 3, 3 * size, 3 * size, generator=g))
     assert scores.shape == (2,) and bool(((scores >= 0) & (scores <= 1)).all())
