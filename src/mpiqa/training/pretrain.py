@@ -48,7 +48,7 @@ from mpiqa.data.distortions.kadid import DISTORTION_NAMES, N_LEVELS
 from mpiqa.data.distortions.tasks import DistortedItem, level_quality, render
 from mpiqa.data.transforms import center_crop, normalize, to_tensor
 from mpiqa.evaluation.metrics import plcc, srcc
-from mpiqa.models.quality_levels import class_embeddings, expected_level
+from mpiqa.models.quality_levels import LinearProbe, class_embeddings, expected_level
 from mpiqa.prompts.vocab import DISTORTIONS, QUALITY_5, QUALITY_TEMPLATES, distortion_class
 from mpiqa.training.losses import rank_fidelity_loss
 
@@ -421,8 +421,11 @@ def _fit_and_save_probe(
         synthetic_weight=config.synthetic_weight,
         seed=config.seed,
     )
-    if detail is not None:
-        probe.detail, probe.input_size = config.probe_detail, config.probe_input
+    if detail is not None:  # the same coefficients, now reading both views
+        probe = LinearProbe(
+            probe.mean, probe.std, probe.weight, probe.bias,
+            detail=config.probe_detail, input_size=config.probe_input,
+        )  # fmt: skip
         summary.update(detail=config.probe_detail, input_size=config.probe_input)
     scores = probe(stats(val, 1)).double()
     rated = ~torch.isnan(val.mos)
