@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 
 import pytest
 
@@ -34,8 +35,11 @@ def test_finetune_the_default_model_on_a_csv_and_score_with_it(labels_csv, tmp_p
     assert code == 0
     out = capsys.readouterr().out
     assert "24 labelled images" in out and "starting model" in out
+    assert "mpiqa-small as shipped" in out  # the scoring default, not fine-tuned, compared
     record = json.loads((run / "finetune.json").read_text())
-    assert record["finetune"]["result"]["labelled_images"] == 24
+    result = record["finetune"]["result"]
+    assert result["labelled_images"] == 24
+    assert -1 <= result["reference_cv_srcc"] <= 1 and -1 <= result["reference_srcc"] <= 1
     assert len(record["images"]) == 24
     meta = json.loads((run / "best.json").read_text())
     assert meta["backbone"]["arch"] == "mpiqa-tiny"
@@ -56,13 +60,31 @@ def test_finetune_rounds_use_exactly_the_shots(labels_csv, tmp_path, capsys):
     summary = json.loads((run / "summary.json").read_text())
     assert len(summary["rounds"]) == 2
     assert (run / "rounds.png").stat().st_size > 0
+    assert {"reference_srcc", "gain_over_reference"} <= set(summary["summary"])
     for row in summary["rounds"]:
         assert row["labelled_images"] == 8
-        assert {"srcc", "zero_shot_srcc", "plcc"} <= set(row)
+        assert {"srcc", "zero_shot_srcc", "plcc", "reference_srcc"} <= set(row)
         split = json.loads((run / f"round_{row['round']}" / "split.json").read_text())
         assert len(split["train"]) == 8 and split["val"] == []
         assert not set(split["train"]) & set(split["test"])
-    assert "gain" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "gain" in out and "gain over mpiqa-small" in out
+
+
+def test_finetune_compares_with_the_model_it_is_told_or_none(labels_csv, tmp_path, capsys):
+    common = ["finetune", str(labels_csv), "--path-column", "file", "--score-column", "mos",
+              "--steps", "1", "--folds", "2"]  # fmt: skip
+    # the starting model as the reference: its figure is the starting model's, same folds
+    assert main([*common, "--reference", "mpiqa-tiny", "--out", str(tmp_path / "a")]) == 0
+    result = json.loads((tmp_path / "a" / "finetune.json").read_text())["finetune"]["result"]
+    assert result["reference_cv_srcc"] == pytest.approx(result["cv_zero_shot_srcc"], abs=0.02)
+    assert "mpiqa-tiny as shipped" in capsys.readouterr().out
+    assert main([*common, "--reference", "none", "--out", str(tmp_path / "b")]) == 0
+    assert "as shipped" not in capsys.readouterr().out
+    result = json.loads((tmp_path / "b" / "finetune.json").read_text())["finetune"]["result"]
+    assert result["reference_cv_srcc"] is None or math.isnan(result["reference_cv_srcc"])
+    assert main([*common, "--reference", "no-such-model", "--out", str(tmp_path / "c")]) == 2
+    assert "no-such-model" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,14 @@ import torch
 from mpiqa.backbones.factory import build_random_clip
 from mpiqa.data.datasets import load_dataset
 from mpiqa.models.mmp_iqa import MMPConfig, MultiModalPromptIQA
-from mpiqa.training.finetune import Adapter, FinetuneConfig, TokenCache, finetune, frozen_blocks
+from mpiqa.training.finetune import (
+    Adapter,
+    FinetuneConfig,
+    TokenCache,
+    finetune,
+    fold_srcc,
+    frozen_blocks,
+)
 
 
 def _model(**mmp) -> MultiModalPromptIQA:
@@ -117,6 +124,27 @@ def test_finetune_reads_only_its_labels_and_cross_validates(blur_task):
     assert set(result.cv) == {0, 2, 4, config.steps} and result.chosen_steps in (0, 2, 4)
     assert result.cv_srcc == max(result.cv[c] for c in (0, 2, 4))
     assert result.cv_zero_shot_srcc == result.cv[0]
+
+
+def test_fold_srcc_scores_a_fixed_model_on_the_folds_cross_validation_used(blur_task):
+    model = _model()
+    config = FinetuneConfig(select="cv", candidates=(0, 2), folds=3, lr=1e-2, grad_reg=None)
+    adapter = Adapter(model, config)
+    cache, keys, labels = _blur_data(blur_task, model, config)
+    tokens, labels = cache.stack(keys[:12]), np.asarray(labels[:12])
+    adapter.reset()
+    untouched = adapter.predict(tokens)
+    result = finetune(adapter, tokens, labels)
+    # step 0 of the cross-validation is the starting model on each held-out fold
+    assert fold_srcc(untouched, labels, config.folds, config.seed) == pytest.approx(
+        result.cv[0], abs=1e-9
+    )
+    assert fold_srcc(untouched, labels, config.folds, config.seed + 1) != pytest.approx(
+        result.cv[0], abs=1e-9
+    )
+    assert fold_srcc(labels, labels, 3, 0) == 1.0
+    with pytest.raises(ValueError, match="6 labelled images"):
+        fold_srcc(labels[:5], labels[:5], 3, 0)
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,7 @@ import random
 from pathlib import Path
 
 from mpiqa.cli import arguments
+from mpiqa.models.registry import DEFAULT_MODEL
 
 # The shipped prompt model fine-tuning starts from (mpiqa-small, the scoring default, is a
 # zero-shot readout with no prompts: see its model card).
@@ -52,6 +53,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--checkpoint", metavar="FILE",
         help="the prompt model to start from (default: the shipped mpiqa-tiny: the default "
         "mpiqa-small has no prompts to adapt)",
+    )  # fmt: skip
+    p.add_argument(
+        "--reference", default=DEFAULT_MODEL, metavar="MODEL",
+        help="a model scored on the same labels without fine-tuning, to show whether "
+        f"fine-tuning beat it (default: {DEFAULT_MODEL}, what `mpiqa score` uses; "
+        "'none' to skip)",
     )  # fmt: skip
     p.add_argument(
         "--shots",
@@ -132,6 +139,7 @@ def config_from_args(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     from mpiqa.backbones.pretrained import packaged_path
+    from mpiqa.models.registry import create_model
     from mpiqa.training.checkpoint import load_checkpoint, read_checkpoint_meta
     from mpiqa.training.few_shot import fit_labels, run_rounds
 
@@ -151,23 +159,27 @@ def run(args: argparse.Namespace) -> int:
     def make_model():
         return load_checkpoint(start, device=args.device)
 
+    reference = None
+    if args.reference != "none":
+        reference = create_model(args.reference, device=args.device)
     if args.rounds > 1:
         record = run_rounds(
             make_model, backbone_info, dataset, config, args.shots, args.rounds, out,
-            split_seed=args.split_seed, test_fraction=args.test_fraction,
+            split_seed=args.split_seed, test_fraction=args.test_fraction, reference=reference,
         )  # fmt: skip
-        print(_rounds_table(record))
+        print(_rounds_table(record, args.reference))
         return 0
     records = [r for r in dataset if r.score is not None]
     if args.shots is not None:
         if not 0 < args.shots <= len(records):
             raise ValueError(f"--shots {args.shots}: the labels hold {len(records)} images")
         records = random.Random(args.split_seed).sample(records, args.shots)
-    result = fit_labels(make_model(), backbone_info, records, config, out)
+    result = fit_labels(make_model(), backbone_info, records, config, out, reference)
+    compared = f", {args.reference} as shipped {result.reference_cv_srcc:.4f}" if reference else ""
     print(
         f"{result.labelled_images} labelled images; SRCC cross-validated within them "
         f"({min(config.folds, result.labelled_images // 3)} folds): fine-tuned "
-        f"{result.cv_srcc:.4f}, starting model {result.cv_zero_shot_srcc:.4f} "
+        f"{result.cv_srcc:.4f}, starting model {result.cv_zero_shot_srcc:.4f}{compared} "
         f"({result.chosen_steps} steps); checkpoint {out / 'best.safetensors'}"
     )
     if result.cv_srcc <= result.cv_zero_shot_srcc:
@@ -177,25 +189,42 @@ def run(args: argparse.Namespace) -> int:
             result.cv_srcc,
             result.cv_zero_shot_srcc,
         )
+    if reference is not None and result.cv_srcc <= result.reference_cv_srcc:
+        logger.warning(
+            "%s ranks your labels better without fine-tuning (%.4f vs %.4f): score with it "
+            "(mpiqa score --model %s)",
+            args.reference,
+            result.reference_cv_srcc,
+            result.cv_srcc,
+            args.reference,
+        )
     return 0
 
 
-def _rounds_table(record: dict) -> str:
+def _rounds_table(record: dict, reference: str) -> str:
     s = record["summary"]
-    gain = s["gain_srcc"]
     lines = [
         f"{record['dataset']}: {record['shots']}-shot, {len(record['rounds'])} rounds "
         f"({s['labelled_images']} labels per round)",
         "| | median | mean ± std |",
         "| --- | ---: | ---: |",
     ]
-    for key, name in (("srcc", "fine-tuned SRCC"), ("zero_shot_srcc", "starting model SRCC")):
+    rows = [("srcc", "fine-tuned SRCC"), ("zero_shot_srcc", "starting model SRCC")]
+    gains = [("gain_srcc", "gain", "rounds_below_zero_shot", "the starting model")]
+    if "reference_srcc" in s:
+        rows.append(("reference_srcc", f"{reference} as shipped SRCC"))
+        gains.append(("gain_over_reference", f"gain over {reference}", "rounds_below_reference",
+                      reference))  # fmt: skip
+    for key, name in rows:
         v = s[key]
         lines.append(f"| {name} | {v['median']:.4f} | {v['mean']:.4f} ± {v['std']:.4f} |")
-    lines.append(f"| gain | {gain['median']:+.4f} | {gain['mean']:+.4f} ± {gain['std']:.4f} |")
-    p = gain["wilcoxon_p"]
-    lines.append(
-        f"rounds below the starting model: {gain['rounds_below_zero_shot']}; "
-        f"Wilcoxon p = {'n/a' if p is None else f'{p:.4f}'}"
-    )
+    for key, name, _, _ in gains:
+        v = s[key]
+        lines.append(f"| {name} | {v['median']:+.4f} | {v['mean']:+.4f} ± {v['std']:.4f} |")
+    for key, _, below, name in gains:
+        p = s[key]["wilcoxon_p"]
+        lines.append(
+            f"rounds below {name}: {s[key][below]}; "
+            f"Wilcoxon p = {'n/a' if p is None else f'{p:.4f}'}"
+        )
     return "\n".join(lines)

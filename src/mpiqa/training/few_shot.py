@@ -5,12 +5,16 @@ Round r draws a seeded 80/20 split by content (seed ``split_seed + r``), then ``
 images of its training part: those are the only labels the round reads. The starting
 model and the fine-tuned one are scored on the same test part, and
 ``RUN/summary.json`` lists per round ``srcc``, ``zero_shot_srcc`` and
-``labelled_images``, with a paired Wilcoxon test of the gains.
+``labelled_images``, with a paired Wilcoxon test of the gains. A ``reference`` model that
+is not fine-tuned (``mpiqa finetune`` passes the scoring default, which has no prompts to
+adapt) is scored on the same images, so that the result says whether fine-tuning beat what
+scoring without it gives (``reference_srcc``, ``gain_over_reference``).
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -20,7 +24,10 @@ import numpy as np
 
 from mpiqa.data.records import IQADataset, Record
 from mpiqa.data.splits import Split, few_shot, random_split
+from mpiqa.evaluation.metrics import srcc
 from mpiqa.evaluation.plots import plot_if_available, rounds_plot
+from mpiqa.evaluation.predict import predict_records
+from mpiqa.models.base import IQAModel
 from mpiqa.models.mmp_iqa import MultiModalPromptIQA
 from mpiqa.training.checkpoint import save_checkpoint, write_json
 from mpiqa.training.finetune import (
@@ -29,6 +36,7 @@ from mpiqa.training.finetune import (
     FinetuneResult,
     TokenCache,
     finetune,
+    fold_srcc,
     frozen_blocks,
     metrics_of,
 )
@@ -48,15 +56,26 @@ def _scene(cache: TokenCache, keys: list[str]):
     return cache.stack_scene(keys), cache.stack_scene(keys, True) if mirrored else None
 
 
+def reference_scores(reference: IQAModel, records: list[Record]) -> dict[str, float]:
+    """``reference``'s scores of ``records`` (images the fine-tuning cache decoded), by key."""
+    scores = predict_records(reference, records, batch_size=16).scores
+    return {r.key: float(s) for r, s in zip(records, scores, strict=True)}
+
+
 def fit_labels(
     model: MultiModalPromptIQA,
     backbone_info: dict,
     records: list[Record],
     config: FinetuneConfig,
     out: str | Path,
+    reference: IQAModel | None = None,
 ) -> FinetuneResult:
     """Fine-tune ``model`` (in place) on every labelled record and write
-    ``out/best.safetensors`` (+ ``.json``) and ``out/finetune.json``."""
+    ``out/best.safetensors`` (+ ``.json``) and ``out/finetune.json``.
+
+    ``reference``: a model that is not fine-tuned (the scoring default), scored on the same
+    labels and cross-validation folds, so that the result says whether fine-tuning beat
+    what scoring without it would give."""
     out = Path(out)
     cache = TokenCache(model, frozen_blocks(model, config), teacher=bool(config.grad_reg))
     cache.add(records, mirrored=config.flip)
@@ -68,6 +87,14 @@ def fit_labels(
     labels = np.array([r.score for r in usable])
     mirrored = cache.stack(keys, mirrored=True) if config.flip else None
     result = finetune(adapter, cache.stack(keys), labels, mirrored, scene=_scene(cache, keys))
+    if reference is not None:
+        scores = reference_scores(reference, usable)
+        ref = np.array([scores[k] for k in keys])
+        result = dataclasses.replace(
+            result,
+            reference_srcc=float(srcc(ref, labels)),
+            reference_cv_srcc=fold_srcc(ref, labels, config.folds, config.seed),
+        )
     extra = {"finetune": {"config": config.to_dict(), "result": result.to_dict()}}
     save_checkpoint(out / "best", model, backbone_info, extra)
     write_json(out / "finetune.json", {**extra, "images": [r.key for r in usable]})
@@ -93,20 +120,27 @@ def summarise(rows: list[dict]) -> dict:
             "std": float(values.std(ddof=0)),
         }
 
-    gains = [r["srcc"] - r["zero_shot_srcc"] for r in rows]
-    return {
-        "srcc": stats("srcc"),
-        "plcc": stats("plcc"),
-        "zero_shot_srcc": stats("zero_shot_srcc"),
-        "gain_srcc": {
+    def gain(key: str, below: str) -> dict:
+        gains = [r["srcc"] - r[key] for r in rows]
+        return {
             "median": float(np.median(gains)),
             "mean": float(np.mean(gains)),
             "std": float(np.std(gains)),
-            "rounds_below_zero_shot": int(sum(g < 0 for g in gains)),
+            below: int(sum(g < 0 for g in gains)),
             "wilcoxon_p": wilcoxon_p(gains),
-        },
+        }
+
+    summary = {
+        "srcc": stats("srcc"),
+        "plcc": stats("plcc"),
+        "zero_shot_srcc": stats("zero_shot_srcc"),
+        "gain_srcc": gain("zero_shot_srcc", "rounds_below_zero_shot"),
         "labelled_images": max(r["labelled_images"] for r in rows),
     }
+    if all("reference_srcc" in r for r in rows):
+        summary["reference_srcc"] = stats("reference_srcc")
+        summary["gain_over_reference"] = gain("reference_srcc", "rounds_below_reference")
+    return summary
 
 
 def run_rounds(
@@ -122,12 +156,15 @@ def run_rounds(
     save_checkpoints: bool = True,
     cross_validated: bool = True,
     cache: TokenCache | None = None,
+    reference: IQAModel | None = None,
 ) -> dict:
     """The N-shot protocol (module docstring). Writes ``out/round_<r>/`` (split.json,
     finetune.json, best.safetensors) and ``out/summary.json``; returns the summary.
 
     ``cache`` may be shared between runs whose starting models agree in their frozen
-    blocks (it must hold the scene teacher when ``config.grad_reg`` is set)."""
+    blocks (it must hold the scene teacher when ``config.grad_reg`` is set).
+    ``reference``: a model that is not fine-tuned (the scoring default), scored on each
+    round's test part too (``reference_srcc``)."""
     out = Path(out)
     model = make_model()
     blocks = frozen_blocks(model, config)
@@ -141,6 +178,9 @@ def run_rounds(
         "cached the tokens after %d frozen block(s) of %d images in %.0f s",
         cache.blocks, len(cache.tokens), time.perf_counter() - start,
     )  # fmt: skip
+    ref_scores = None
+    if reference is not None:
+        ref_scores = reference_scores(reference, _labelled(list(dataset), cache))
     rows = []
     for r in range(rounds):
         seed = split_seed + r
@@ -154,6 +194,11 @@ def run_rounds(
         rows.append(_one_round(make_model, backbone_info, dataset, split, config, cache,
                                round_dir, r, seed, save_checkpoints, cross_validated))  # fmt: skip
         row = rows[-1]
+        if ref_scores is not None:
+            test = _labelled(dataset.subset(split.test), cache)
+            row["reference_srcc"] = float(
+                srcc(np.array([ref_scores[t.key] for t in test]), [t.score for t in test])
+            )
         logger.info(
             "round %d/%d: test SRCC %.4f (starting model %.4f, %+.4f), %d labels, %d steps",
             r + 1, rounds, row["srcc"], row["zero_shot_srcc"],
@@ -169,12 +214,15 @@ def run_rounds(
         "seconds": round(time.perf_counter() - start, 1),
     }
     write_json(out / "summary.json", record)
+    series = {
+        f"{shots}-shot fine-tuned": [r["srcc"] for r in rows],
+        "starting model (zero-shot)": [r["zero_shot_srcc"] for r in rows],
+    }
+    if ref_scores is not None:
+        series["reference (not fine-tuned)"] = [r["reference_srcc"] for r in rows]
     plot_if_available(
         rounds_plot,
-        {
-            f"{shots}-shot fine-tuned": [r["srcc"] for r in rows],
-            "starting model (zero-shot)": [r["zero_shot_srcc"] for r in rows],
-        },
+        series,
         out / "rounds.png",
         f"{dataset.name}: {shots} labels, {rounds} rounds",
     )

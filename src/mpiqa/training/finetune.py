@@ -409,6 +409,8 @@ class FinetuneResult:
     ``chosen_steps`` is what the final fit used; ``cv_srcc`` / ``cv_zero_shot_srcc`` are
     the cross-validated estimates of the fine-tuned and the starting model on the same
     held-out folds; ``zero_shot_srcc`` is the starting model's SRCC over all the labels.
+    ``reference_srcc`` / ``reference_cv_srcc``: the same two figures of a model that is
+    not fine-tuned (the scoring default), NaN when none was compared.
     """
 
     labelled_images: int
@@ -418,6 +420,8 @@ class FinetuneResult:
     cv_srcc: float
     cv_zero_shot_srcc: float
     zero_shot_srcc: float
+    reference_srcc: float = math.nan
+    reference_cv_srcc: float = math.nan
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -432,6 +436,32 @@ def _folds(n: int, k: int, seed: int) -> list[np.ndarray]:
     return [np.array(sorted(order[i::k])) for i in range(k)]
 
 
+def _fold_count(labels: int, folds: int) -> int:
+    """Folds of at least 3 images each (SRCC needs a ranking to score)."""
+    k = min(folds, labels // 3)
+    if k < 2:
+        raise ValueError(f"cross-validation needs at least 6 labelled images, got {labels}")
+    return k
+
+
+def fold_srcc(scores: np.ndarray, labels: np.ndarray, folds: int, seed: int) -> float:
+    """Mean SRCC over the held-out folds :func:`cross_validate` uses for the same labels,
+    ``folds`` and ``seed``: the estimate a fixed model (one that needs no training, such
+    as the scoring default) gets on the same footing as a fine-tuned one.
+
+    Raises:
+        ValueError: fewer than 6 labels, or scores and labels of different lengths.
+    """
+    scores, labels = np.asarray(scores, dtype=np.float64), np.asarray(labels, dtype=np.float64)
+    if scores.shape != labels.shape:
+        raise ValueError(f"{len(scores)} scores but {len(labels)} labels")
+    values = []
+    for held in _folds(len(labels), _fold_count(len(labels), folds), seed):
+        value = srcc(scores[held], labels[held])
+        values.append(value if math.isfinite(value) else 0.0)
+    return float(np.mean(values))
+
+
 def cross_validate(
     adapter: Adapter,
     tokens: torch.Tensor,
@@ -442,9 +472,7 @@ def cross_validate(
 ) -> tuple[dict[int, float], dict[int, float]]:
     """Mean and std over folds of the held-out SRCC after each candidate step count."""
     config = adapter.config
-    k = min(config.folds, len(labels) // 3)
-    if k < 2:
-        raise ValueError(f"cross-validation needs at least 6 labelled images, got {len(labels)}")
+    k = _fold_count(len(labels), config.folds)
     candidates = sorted(set(config.candidates) | {0, config.steps})
     per_fold: dict[int, list[float]] = {c: [] for c in candidates}
     for i, held in enumerate(_folds(len(labels), k, seed)):
