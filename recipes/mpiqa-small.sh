@@ -2,7 +2,7 @@
 # Reproduce mpiqa-small, the default model shipped in src/mpiqa/weights/, from scratch.
 # Needs: pip install -c constraints.txt -e '.[pretrain]' and the data folder (../shared/data
 # layout: biq2021/ with its training CSV, pristine/ with clean images). CPU only is fine
-# (under an hour on 2 cores: three seeds); DEVICE=cuda runs it on a GPU.
+# (about 21 minutes per seed on 2 cores, an hour for the three); DEVICE=cuda runs it on a GPU.
 #   recipes/mpiqa-small.sh [DATA_DIR] [OUT_DIR]
 # Stage 2 overwrites the packaged weights; `git diff --stat` then shows what changed.
 set -euo pipefail
@@ -16,7 +16,8 @@ DEVICE=${DEVICE:-cpu}
 #    synthetic distortions of 80% of the clean images; the other 20% are held apart, and
 #    their distortions are a second validation part. The mean of both validation SRCCs
 #    selects the epoch. Three seeds (the stem stays the ImageNet one, so they share it);
-#    the stem's feature maps are cached in $OUT/feature-cache and computed once. Each run
+#    the stem's feature maps are cached in $OUT/feature-cache (per seed: each draws its own
+#    synthetic images; a rerun of a seed reads them back instead of computing). Each run
 #    also fits the linear probe on the stem's statistics of two views: the towers' 384
 #    view and the centre 224 x 224 crop of the image at 512 (--probe-detail/--probe-input:
 #    fine noise and blur the resize to 384 hides; the model then takes 512 x 512 input).
