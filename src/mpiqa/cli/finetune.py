@@ -32,8 +32,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="Fine-tune a trained prompt model on labelled images: a CSV of image "
         "paths and scores (paths relative to the CSV's folder), or a dataset adapter. "
         "Every label counts: --shots N reads N labels in all, no validation part from "
-        "elsewhere. Prints the fine-tuned and the starting model's SRCC cross-validated "
-        "within the labels, and writes RUN/best.safetensors for `mpiqa score --checkpoint`. "
+        "elsewhere. Prints the SRCC of the fine-tuned model, the starting model and the "
+        "--reference model, cross-validated on the same folds within the labels, and writes RUN/best.safetensors for `mpiqa score --checkpoint`. "
         "With --rounds R (and --shots N) it runs the N-shot benchmark protocol instead.",
     )
     p.add_argument("csv", nargs="?", help="CSV of image paths and scores")
@@ -68,7 +68,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--rounds", type=arguments.integer(1), default=1,
         help="N-shot benchmark: R seeded 80/20 splits, N shots from each training part, "
-        "scored on its test part next to the starting model (needs --shots)",
+        "scored on its test part next to the starting model and the --reference model "
+        "(needs --shots)",
     )  # fmt: skip
     p.add_argument("--split-seed", type=arguments.seed, default=0)
     p.add_argument("--test-fraction", type=arguments.split_fraction, default=0.2)
