@@ -16,8 +16,9 @@ DEVICE=${DEVICE:-cpu}
 #    synthetic distortions of 80% of the clean images; the other 20% are held apart, and
 #    their distortions are a second validation part. The mean of both validation SRCCs
 #    selects the epoch. Three seeds (the stem stays the ImageNet one, so they share it);
-#    the stem's feature maps are cached in $OUT/feature-cache (per seed: each draws its own
-#    synthetic images; a rerun of a seed reads them back instead of computing). Each run
+#    the stem's feature maps are cached in $OUT/feature-cache: the BIQ2021 images' maps
+#    once for all seeds, the synthetic images' per seed (each seed draws its own); a rerun
+#    of a seed reads them back instead of computing. Each run
 #    also fits the linear probe on the stem's statistics of two views: the towers' 384
 #    view and the centre 224 x 224 crop of the image at 512 (--probe-detail/--probe-input:
 #    fine noise and blur the resize to 384 hides; the model then takes 512 x 512 input).

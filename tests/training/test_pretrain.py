@@ -134,17 +134,62 @@ def test_feature_cache_is_reused_and_both_validation_parts_count(blur_task, tmp_
     kwargs = dict(val_clean=clean[6:8], feature_cache=cache)
     first = pretrain_backbone(config, rated[:6], rated[6:], clean[:4], tmp_path / "a", **kwargs)
     files = sorted(cache.iterdir())
-    assert len(files) == 2  # training and validation maps
+    assert len(files) == 4  # training and validation maps, rated and synthetic apart
     second = pretrain_backbone(config, rated[:6], rated[6:], clean[:4], tmp_path / "b", **kwargs)
     assert sorted(cache.iterdir()) == files
     assert first["history"] == second["history"]
     best = first["best"]
     # rated and synthetic validation parts are judged apart; their mean selects
     assert best["srcc"] == pytest.approx((best["srcc_rated"] + best["srcc_synthetic"]) / 2)
-    # another distortion draw is another key
+    # another seed: another random stem, so every part is another key
     config.seed = 5
     pretrain_backbone(config, rated[:6], rated[6:], clean[:4], tmp_path / "c", **kwargs)
-    assert len(list(cache.iterdir())) == 4
+    assert len(list(cache.iterdir())) == 8
+
+
+def test_feature_cache_shares_the_rated_rows_across_synthetic_draws(
+    blur_task, tmp_path, monkeypatch
+):
+    import mpiqa.training.pretrain as pretrain
+
+    imgs = sorted((blur_task / "imgs").glob("*.png"))
+    rated = [(str(p), 0.1 * i) for i, p in enumerate(imgs[:5])]
+    clean = [str(p) for p in imgs[5:7]]
+    weights = tmp_path / "stem.bin"  # only its hash is keyed here
+    weights.write_bytes(b"stem weights")
+    model = build_random_clip("test-hybrid", seed=0)
+    size = model.image_size
+    computed = []
+    compute = pretrain.compute_features
+
+    def counting(model, rated, synthetic, size, crop=None):
+        computed.append((len(rated), len(synthetic)))
+        return compute(model, rated, synthetic, size, crop=crop)
+
+    monkeypatch.setattr(pretrain, "compute_features", counting)
+    cache = tmp_path / "cache"
+    draws = [synthetic_items(clean, 2, seed) for seed in (0, 1)]
+    assert draws[0] != draws[1]
+    first = pretrain.cached_features(cache, model, rated, draws[0], size, str(weights), 0)
+    second = pretrain.cached_features(cache, model, rated, draws[1], size, str(weights), 1)
+    assert computed == [(5, 0), (0, 6), (0, 6)]  # the second seed renders its draws only
+    assert torch.equal(second.features[:5], first.features[:5])
+    # read back whole: the same set as computing rated rows and items together
+    again = pretrain.cached_features(cache, model, rated, draws[0], size, str(weights), 0)
+    whole = compute(model, rated, draws[0], size)
+    assert len(computed) == 3
+    for got in (first, again):
+        assert torch.equal(got.features, whole.features)
+        for name in ("mos", "synthetic_target", "distortion"):
+            assert torch.equal(
+                getattr(got, name).nan_to_num(-9), getattr(whole, name).nan_to_num(-9)
+            )
+    # a random stem is drawn by the seed: nothing is shared
+    pretrain.cached_features(cache, model, rated, draws[0], size, None, 0)
+    pretrain.cached_features(cache, model, rated, draws[0], size, None, 1)
+    assert computed[3:] == [(5, 0), (0, 6), (5, 0), (0, 6)]
+    with pytest.raises(ValueError, match="no rated images and no synthetic items"):
+        pretrain.cached_features(cache, model, [], [], size, None, 0)
 
 
 def test_pretrain_gives_the_probe_a_finer_view_when_asked(blur_task, tmp_path):

@@ -103,7 +103,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--feature-cache",
         metavar="DIR",
         help="keep the frozen stem's feature maps here, keyed by everything they depend "
-        "on, so a second run (another seed, epochs, loss weights) skips computing them",
+        "on, so a second run (other epochs, loss weights) skips computing them; another "
+        "seed computes only its own synthetic draws",
     )
     p.add_argument("--out", required=True, metavar="DIR")
     p.set_defaults(run=run)

@@ -32,7 +32,7 @@ import math
 import random
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
@@ -180,37 +180,56 @@ def cached_features(
     seed: int,
     crop: int | None = None,
 ) -> FeatureSet:
-    """:func:`compute_features`, kept in ``cache_dir`` under a key of everything the maps
-    depend on (the stem's config, its weight file's hash or, for a random stem, the
-    seed; the size; every image path and distortion item; the labels), so that runs
-    differing only in what trains on top of the frozen stem (ablations) compute them
-    once. Images are keyed by path, not content: clear the cache when files change in
-    place. Read back with ``weights_only``."""
+    """:func:`compute_features`, kept in ``cache_dir`` so that runs differing only in what
+    trains on top of the frozen stem (ablations, seeds) compute each map once.
+
+    The rated rows and the synthetic items are cached apart, each under a key of
+    everything its maps depend on (the stem's config, its weight file's hash or, for a
+    random stem, the seed; the size and crop; every image path with its label, or every
+    distortion item): runs with another seed draw other synthetic items but, with the same
+    stem weights, read the rated rows' maps back. Images are keyed by path, not content:
+    clear the cache when files change in place. Read back with ``weights_only``.
+
+    Raises:
+        ValueError: neither rated rows nor synthetic items.
+    """
+    if not rated and not synthetic:
+        raise ValueError("no rated images and no synthetic items to compute stem features of")
     if cache_dir is None:
         return compute_features(model, rated, synthetic, size, crop=crop)
     v = model.visual.config
-    key_data = {
-        "version": 1,
+    common = {
+        "version": 2,
         "stem": [v.stem, v.stem_stages, list(v.stem_taps), v.stem_grid, v.stem_pool],
         "weights": sha256_of(stem_weights) if stem_weights else f"random:{seed}",
         "size": size,
-        "rated": [[str(p), float(m)] for p, m in rated],
-        "synthetic": [list(asdict(item).values()) for item in synthetic],
+        "crop": crop,
     }
-    if crop:  # only then: the towers' caches keep their keys
-        key_data["crop"] = crop
-    key = hashlib.sha256(json.dumps(key_data, default=str).encode()).hexdigest()[:20]
-    path = Path(cache_dir) / f"stem-features-{key}.pt"
-    if path.is_file():
-        logger.info("stem features from %s", path)
-        data = torch.load(path, map_location="cpu", weights_only=True)
-        return FeatureSet(**data)
-    features = compute_features(model, rated, synthetic, size, crop=crop)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".partial")
-    torch.save(asdict(features), partial)
-    partial.replace(path)
-    return features
+    parts = []
+    for part_rated, part_synthetic in ((rated, ()), ((), synthetic)):
+        if not part_rated and not part_synthetic:
+            continue
+        key_data = {
+            **common,
+            "rated": [[str(p), float(m)] for p, m in part_rated],
+            "synthetic": [list(asdict(item).values()) for item in part_synthetic],
+        }
+        key = hashlib.sha256(json.dumps(key_data, default=str).encode()).hexdigest()[:20]
+        path = Path(cache_dir) / f"stem-features-{key}.pt"
+        if path.is_file():
+            logger.info("stem features from %s", path)
+            parts.append(FeatureSet(**torch.load(path, map_location="cpu", weights_only=True)))
+            continue
+        features = compute_features(model, part_rated, part_synthetic, size, crop=crop)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".partial")
+        # not asdict(): it would deep-copy the maps (a gigabyte for BIQ2021)
+        torch.save({f.name: getattr(features, f.name) for f in fields(features)}, partial)
+        partial.replace(path)
+        parts.append(features)
+    if len(parts) == 1:
+        return parts[0]
+    return FeatureSet(*(torch.cat([getattr(p, f.name) for p in parts]) for f in fields(FeatureSet)))
 
 
 def synthetic_items(clean: Sequence[str], per_image: int, seed: int) -> list[DistortedItem]:
