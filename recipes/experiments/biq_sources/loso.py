@@ -27,8 +27,15 @@ from mpiqa.training.pretrain import (
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 torch.manual_seed(0)
 split = json.load(open("runs/small/backbone/split.json"))
-tr = torch.load("runs/feature-cache/stem-features-b1f3870363564ed85a6b.pt", weights_only=True)
-va = torch.load("runs/feature-cache/stem-features-60654b65c01d33c17ea1.pt", weights_only=True)
+# argv: HELD [MODE] [SEED TRAIN_CACHE VAL_CACHE]; seeds 1 and 2 read their own runs' caches
+# (their synthetic draws differ; the rated rows' maps are the same as seed 0's)
+seed = int(sys.argv[3]) if len(sys.argv) > 3 else 0
+cache = sys.argv[4:6] or [
+    "runs/feature-cache/stem-features-b1f3870363564ed85a6b.pt",
+    "runs/feature-cache/stem-features-60654b65c01d33c17ea1.pt",
+]
+tr = torch.load(cache[0], weights_only=True)
+va = torch.load(cache[1], weights_only=True)
 
 mos = {
     r["Image Name"]: float(r["MOS"])
@@ -54,9 +61,9 @@ def sub(fs, idx):
 
 g = torch.load("runs/ridgehead/feats.pt")  # global statistics of the same caches
 held = sys.argv[1]
-mode = sys.argv[2] if len(sys.argv) > 2 else ""
+mode = sys.argv[2] if len(sys.argv) > 2 and sys.argv[2] != "none" else ""
 within = mode in ("within", "both")  # "both": all pairs' rank loss plus the within-source one
-tag = held + (f"_{mode}" if mode else "")
+tag = held + (f"_{mode}" if mode else "") + (f"_seed{seed}" if seed else "")
 if within:
     import mpiqa.training.pretrain as P
     from mpiqa.training.losses import rank_fidelity_loss
@@ -111,8 +118,9 @@ logging.info(
     len(val_set),
     len(test_mos),
 )
-config = PretrainConfig(seed=0)
-model = build_random_clip(config.arch, seed=0)
+torch.manual_seed(seed)
+config = PretrainConfig(seed=seed)
+model = build_random_clip(config.arch, seed=seed)
 t = time.time()
 state, history = train_on_features(model, train_set, val_set, config)
 model.load_state_dict(state)
