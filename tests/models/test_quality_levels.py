@@ -70,3 +70,27 @@ def test_resize_like_pillow_is_pillows_bicubic_resize(eight_bit, dtype):
         assert out.shape == (1, 3, 29, 40) and out.dtype == dtype
         diff = (out[0].permute(1, 2, 0).float() - torch.from_numpy(expected).float()).abs()
         assert diff.max() <= 2 and diff.mean() < 0.1, (diff.max(), diff.mean())
+
+
+def test_the_towers_view_is_the_8bit_resize_of_the_input_in_any_chunking(monkeypatch):
+    from mpiqa.backbones import build_random_clip
+    from mpiqa.data.transforms import normalize_uint8
+    from mpiqa.models import quality_levels
+    from mpiqa.models.quality_levels import LinearProbe, resize_like_pillow
+
+    clip = build_random_clip("test-hybrid", seed=0)
+    size, width = clip.image_size, 2 * clip.config.vision.token_channels
+    ones = torch.ones(width)
+    probe = LinearProbe(0 * ones, ones, 0 * ones, torch.tensor([0.5]), size // 2, 2 * size)
+    model = QualityLevelsIQA(clip, probe=probe)
+    raw = torch.randint(
+        0, 256, (5, 3, 2 * size, 2 * size), generator=torch.Generator().manual_seed(0)
+    )
+    raw = raw.to(torch.uint8)
+    pixels = normalize_uint8(raw)
+    expected = normalize_uint8(resize_like_pillow(raw, (size, size)))
+    for chunk in (1, 2, 8):  # one image, batches split unevenly, one pass
+        monkeypatch.setattr(quality_levels, "_CPU_VIEW_CHUNK", chunk)
+        view = model._tower_view(pixels)
+        assert view.shape == (5, 3, size, size) and view.is_contiguous()
+        torch.testing.assert_close(view, expected, atol=1e-6, rtol=0)

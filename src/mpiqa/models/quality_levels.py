@@ -193,6 +193,9 @@ class LinearProbe(nn.Module):
             return (z @ self.weight + self.bias).clamp(0, 1)
 
 
+# images per pass of the towers' view on a CPU (see QualityLevelsIQA._tower_view)
+_CPU_VIEW_CHUNK = 8
+
 PROBE_FORMAT = "mpiqa-level-probe/1"
 
 
@@ -313,14 +316,27 @@ class QualityLevelsIQA(IQAModel):
             torch.tensor(v, device=pixels.device).view(1, 3, 1, 1)
             for v in STATS[self.preprocess_options.get("stats", "clip")]
         )
-        # back to 8-bit values, in as few passes over the large input as possible
-        x = pixels.float().mul(std * 255).add_(mean * 255).round_().clamp_(0, 255)
-        if x.device.type == "cpu":
-            x = x.to(torch.uint8, memory_format=torch.channels_last)
-        x = resize_like_pillow(x, size)
-        # contiguous: the stem ran 40 % slower on the channels-last layout
-        x = x.to(torch.float32, memory_format=torch.contiguous_format)
-        return x.mul_(1 / (255 * std)).sub_(mean / std).to(pixels.dtype)
+        to_8bit = (std * 255, mean * 255 + 0.5)  # +0.5: the uint8 cast below truncates
+        to_model = (1 / (255 * std), mean / std)
+        # On a CPU, a few images at a time: the passes below then stay in cache (a batch of
+        # 32 at 512 x 512 is 100 MB of floats); 8 at a time took the view from 3.2 to 2.5-2.7
+        # ms per image on 2 cores (batches of 32, interleaved), the same numbers. Not when
+        # traced or exported: the loop would be unrolled for the example's batch size.
+        tracing = torch.jit.is_tracing() or torch.compiler.is_compiling()
+        chunked = pixels.device.type == "cpu" and not tracing
+        views = []
+        for part in pixels.split(_CPU_VIEW_CHUNK) if chunked else (pixels,):
+            # back to 8-bit values (they are 8-bit values normalised, so this is exact)
+            x = torch.addcmul(to_8bit[1], part.float(), to_8bit[0]).clamp_(0, 255)
+            if x.device.type == "cpu":
+                x = x.to(torch.uint8, memory_format=torch.channels_last)
+            else:
+                x = x.floor_()
+            x = resize_like_pillow(x, size)
+            # contiguous: the stem ran 40 % slower on the channels-last layout
+            x = x.to(torch.float32, memory_format=torch.contiguous_format)
+            views.append(x.mul_(to_model[0]).sub_(to_model[1]).to(pixels.dtype))
+        return torch.cat(views) if len(views) > 1 else views[0]
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         if not len(self.extra_heads) and self.probe is None:
