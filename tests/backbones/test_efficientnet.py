@@ -26,22 +26,31 @@ from mpiqa.backbones.efficientnet import (
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
+@pytest.mark.parametrize("groups", [1, 2])
 @pytest.mark.parametrize("stride", [1, 2])
-@pytest.mark.parametrize("kernel", [3, 5])
+@pytest.mark.parametrize("kernel", [3, 5, (3, 5)])
 @pytest.mark.parametrize("size", [(7, 7), (8, 8), (224, 225), (9, 12)])
-def test_same_padding_matches_tensorflow_rule(size, kernel, stride):
+def test_same_padding_matches_tensorflow_rule(size, kernel, stride, groups):
     # TF pads max((ceil(n/s)-1)*s + k - n, 0) in total, the odd pixel after; symmetric
-    # cases are left to the convolution's own padding, asymmetric ones to F.pad.
+    # cases are left to the convolution's own padding, a depthwise conv's asymmetric ones
+    # to a kernel with a leading zero tap, the others to F.pad. Gradients too.
     torch.manual_seed(0)
-    conv = SameConv2d(2, 3, kernel, stride=stride, bias=False)
-    x = torch.randn(1, 2, *size)
+    conv = SameConv2d(2, 2, kernel, stride=stride, groups=groups, bias=False)
+    x = torch.randn(1, 2, *size, requires_grad=True)
     pads = []
-    for n in reversed(size):
-        total = max((-(-n // stride) - 1) * stride + kernel - n, 0)
+    for n, k in zip(reversed(size), reversed(conv.kernel_size), strict=True):
+        total = max((-(-n // stride) - 1) * stride + k - n, 0)
         pads += [total // 2, total - total // 2]
-    expected = F.conv2d(F.pad(x, pads), conv.weight, stride=stride)
-    assert torch.allclose(conv(x), expected, atol=1e-6)
-    assert conv(x).shape[-2:] == tuple(-(-n // stride) for n in size)
+    expected = F.conv2d(F.pad(x, pads), conv.weight, stride=stride, groups=groups)
+    out = conv(x)
+    assert out.shape == expected.shape
+    assert out.shape[-2:] == tuple(-(-n // stride) for n in size)
+    assert torch.allclose(out, expected, atol=1e-6)
+    cotangent = torch.randn_like(out)
+    got = torch.autograd.grad(out, (x, conv.weight), cotangent)
+    want = torch.autograd.grad(expected, (x, conv.weight), cotangent)
+    for g, w in zip(got, want, strict=True):
+        assert torch.allclose(g, w, atol=1e-5)
 
 
 def test_in_place_activations_keep_gradients():

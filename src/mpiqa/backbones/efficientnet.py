@@ -115,13 +115,22 @@ class SameConv2d(nn.Conv2d):
         ):
             total = max((math.ceil(size / s) - 1) * s + k - size, 0)
             pads += [total // 2, total - total // 2]
+        weight = self.weight
         if pads[0] == pads[1] and pads[2] == pads[3]:
             # Symmetric (every stride-1 conv): the convolution pads by itself, without the
             # padded copy F.pad makes (that copy was a quarter of the stem's CPU time).
             padding = (pads[2], pads[0])
+        elif self.groups > 1 and pads[1] - pads[0] in (0, 1) and pads[3] - pads[2] in (0, 1):
+            # One more pixel at the end (stride 2, even size): the same as symmetric padding
+            # by the larger amount with a kernel one zero tap longer at the start, which
+            # skips the padded copy: the same numbers, and on 2 CPU cores the depthwise
+            # convs of the 384 x 384 stem ran 1.3-2x faster so. (Not the dense first conv:
+            # a larger dense kernel cost more than the copy.)
+            weight = F.pad(weight, (pads[1] - pads[0], 0, pads[3] - pads[2], 0))
+            padding = (pads[3], pads[1])
         else:
             x, padding = F.pad(x, pads), (0, 0)
-        return F.conv2d(x, self.weight, self.bias, self.stride, padding, self.dilation, self.groups)
+        return F.conv2d(x, weight, self.bias, self.stride, padding, self.dilation, self.groups)
 
 
 def _bn(channels: int) -> nn.BatchNorm2d:
