@@ -52,7 +52,13 @@ def main() -> int:
     images = [render(item, args.size, cache) for item in items]
     target = np.array([level_quality(item.level) for item in items])
     truth = [distortion_class(item.distortion) if item.level else None for item in items]
-    report: dict = {"clean_images": len(clean), "items": len(items), "models": {}}
+    report: dict = {
+        "clean_images": len(clean),
+        "items": len(items),
+        "sources": [item.source for item in items],
+        "targets": target.tolist(),
+        "models": {},
+    }
     scores_by_model = {}
     for name in args.models:
         model = _model(name)
@@ -81,6 +87,7 @@ def main() -> int:
             "per_image_srcc_median": float(np.median(per_source)),
             "distortion_accuracy": accuracy,
             "per_image_srcc": per_source,
+            "scores": scores.tolist(),  # per distorted image, in the order of "sources"
         }
         print(
             f"{name}: SRCC {srcc(scores, target):.4f} PLCC {plcc(scores, target):.4f}, "
