@@ -68,8 +68,8 @@ def test_default_reads_out_what_its_backbone_was_pretrained_with():
     with torch.no_grad():
         pretrain_text = class_embeddings(model.backbone, quality_captions(), 3)
     assert torch.allclose(model.level_text, pretrain_text, atol=1e-6)
-    # two more seeds' towers, on the very same stem (run once), each with its own texts
-    assert len(model.extra_heads) == 2
+    # four more seeds' towers, on the very same stem (run once), each with its own texts
+    assert len(model.extra_heads) == 4
     assert all(h.visual.stem is model.backbone.visual.stem for h in model.extra_heads)
     assert not torch.allclose(model.extra_heads[0].level_text, model.level_text, atol=1e-3)
     assert get_pretrained("mpiqa-small-heads").sha256 == sha256_of(

@@ -155,7 +155,7 @@ def _refuse_other_backbone(name: str, backbone, weights) -> None:
 @register_model(
     "mpiqa-small",
     "offline default: mpiqa's compact CLIP (EfficientNet-Lite0 stem at 384 x 384), zero-shot "
-    "over the five quality words it was pre-trained with, averaged over three seeds' towers "
+    "over the five quality words it was pre-trained with, averaged over five seeds' towers "
     "on one stem and a linear probe of that stem at 384 and on a centre 224 crop of the 512 "
     "input (weights ship in the package)",
 )
