@@ -22,6 +22,13 @@ from mpiqa.backbones.config import Activation
 BlockHook = Callable[[int, torch.Tensor], torch.Tensor]
 
 
+def is_traced() -> bool:
+    """Whether the forward runs under TorchScript tracing or torch.compile / export: then
+    shape-dependent shortcuts (batch chunks, trimmed sequences) must not be taken, as the
+    graph would keep the example's shapes."""
+    return torch.jit.is_tracing() or torch.compiler.is_compiling()
+
+
 class QuickGELU(nn.Module):
     """The sigmoid approximation of GELU that OpenAI's CLIP models were trained with."""
 

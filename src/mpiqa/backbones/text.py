@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from mpiqa.backbones.config import Activation, TextConfig
-from mpiqa.backbones.layers import BlockHook, Transformer, init_transformer_
+from mpiqa.backbones.layers import BlockHook, Transformer, init_transformer_, is_traced
 
 
 class TextTransformer(nn.Module):
@@ -49,7 +49,7 @@ class TextTransformer(nn.Module):
     ) -> torch.Tensor:
         """(N, L, width) token embeddings -> (N, embed_dim) projected, unnormalised features
         taken at ``eot_index`` (N,), the position of each end-of-text token."""
-        if block_hook is None and not (torch.jit.is_tracing() or torch.compiler.is_compiling()):
+        if block_hook is None and not is_traced():
             # Attention is causal, so positions after the last end-of-text token cannot
             # change the features taken at it: drop them (prompts are ~15 of 77 tokens,
             # which makes the text tower several times cheaper when prompts train).

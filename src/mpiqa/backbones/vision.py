@@ -12,7 +12,7 @@ from mpiqa.backbones.efficientnet import (
     INPUT_STD,
     EfficientNetLite,
 )
-from mpiqa.backbones.layers import BlockHook, Transformer, init_transformer_
+from mpiqa.backbones.layers import BlockHook, Transformer, init_transformer_, is_traced
 from mpiqa.data.transforms import CLIP_MEAN, CLIP_STD
 
 _CPU_STEM_CHUNK = 2
@@ -98,8 +98,7 @@ class VisionTransformer(nn.Module):
         needs_grad = torch.is_grad_enabled() and (
             pixels.requires_grad or any(p.requires_grad for p in self.stem.parameters())
         )
-        tracing = torch.jit.is_tracing() or torch.compiler.is_compiling()
-        if pixels.device.type == "cpu" and not needs_grad and not tracing:
+        if pixels.device.type == "cpu" and not needs_grad and not is_traced():
             # A frozen stem on a CPU: a few images at a time keep the large early feature
             # maps in cache (at 384 x 384, batches of 2 ran twice as fast per image as 8).
             pixels = pixels.contiguous(memory_format=torch.channels_last)

@@ -26,6 +26,7 @@ from torch import nn
 
 from mpiqa.backbones.clip import CLIP
 from mpiqa.backbones.convert import CheckpointError, check_weight_values
+from mpiqa.backbones.layers import is_traced
 from mpiqa.backbones.tokenizer import tokenize
 from mpiqa.backbones.vision import VisionTransformer
 from mpiqa.data.transforms import STATS, CropMode
@@ -322,8 +323,7 @@ class QualityLevelsIQA(IQAModel):
         # 32 at 512 x 512 is 100 MB of floats); 8 at a time took the view from 3.2 to 2.5-2.7
         # ms per image on 2 cores (batches of 32, interleaved), the same numbers. Not when
         # traced or exported: the loop would be unrolled for the example's batch size.
-        tracing = torch.jit.is_tracing() or torch.compiler.is_compiling()
-        chunked = pixels.device.type == "cpu" and not tracing
+        chunked = pixels.device.type == "cpu" and not is_traced()
         views = []
         for part in pixels.split(_CPU_VIEW_CHUNK) if chunked else (pixels,):
             # back to 8-bit values (they are 8-bit values normalised, so this is exact)
