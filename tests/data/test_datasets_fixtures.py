@@ -22,12 +22,17 @@ def test_biq2021_case_differences_and_official_split(tmp_path):
     (tmp_path / "Train (Images and MOS).csv").write_text(
         "Image Name,MOS,,\nss01 (2).jpg,0.5,,\nss01 (10).jpg,0.25,,\n"
     )
-    (tmp_path / "Test (Images and MOS).csv").write_text("Image Name,MOS\nss02 (1).jpg,0.75\n")
+    (tmp_path / "Test (Images and MOS).csv").write_text(
+        "Image Name,MOS\nSS02 (1).jpg,0.75\nphoto.jpg,0.5\n"
+    )
     write_image(tmp_path / "Images/ss01 (2).JPG")
     write_image(tmp_path / "Images/ss01 (10).jpg")
-    write_image(tmp_path / "Images/ss02 (1).jpg")
+    write_image(tmp_path / "Images/SS02 (1).jpg")
+    write_image(tmp_path / "Images/photo.jpg")
     data = load_dataset("BIQ2021", tmp_path)
-    assert [r.group for r in data] == ["train", "train", "test"]
+    assert [r.group for r in data] == ["train", "train", "test", "test"]
+    # the source is the file name's collection prefix, where there is one
+    assert [r.source for r in data] == ["ss01", "ss01", "ss02", None]
     assert data[0].path.name == "ss01 (2).JPG" and data[0].key == "Images/ss01 (2).jpg"
 
 

@@ -13,6 +13,8 @@ def test_biq2021_loads_the_5000_shared_images(shared_data):
     assert all(r.path.is_file() for r in data.records[:50])
     assert {r.group for r in data} == {"train"}
     assert all(0.0 <= r.score <= 1.0 and r.score == r.raw_score for r in data)
+    sources = [r.source for r in data]
+    assert (sources.count("ss01"), sources.count("ss02"), sources.count("ss03")) == (819, 823, 3358)
 
 
 def test_koniq_official_sets(shared_data):

@@ -88,7 +88,7 @@ def test_cli_runs_and_saves_its_split(blur_task, tmp_path, csv_task):
         ["pretrain-backbone", "--dataset", "csv", "--root", str(blur_task), "--protocol", "random",
          "--arch", "test-hybrid", "--stem-weights", "none", "--epochs", "1",
          "--synthetic-per-image", "1", "--clean", str(blur_task / "imgs"), "--out", str(out),
-         "--probe-detail", "24", "--probe-input", "64"]
+         "--probe-detail", "24", "--probe-input", "64", "--probe-within", "0.5"]
     )  # fmt: skip
     assert code == 0
     from mpiqa.models.quality_levels import load_linear_probe
@@ -101,6 +101,9 @@ def test_cli_runs_and_saves_its_split(blur_task, tmp_path, csv_task):
     summary = json.loads((out / "pretrain.json").read_text())
     assert summary["data"]["rated_train"] == len(split["train"])
     assert summary["data"]["val"] == len(split["val"])
+    # a CSV names no sources: its rated rows are one source, the synthetic ones another
+    assert summary["config"]["probe_within"] == summary["probe"]["within"] == 0.5
+    assert summary["probe"]["sources"] == {"(none)": len(split["train"])}
 
 
 def test_cli_reports_missing_stem_file(blur_task, tmp_path, csv_task):
@@ -202,10 +205,18 @@ def test_pretrain_gives_the_probe_a_finer_view_when_asked(blur_task, tmp_path):
     size = build_random_clip("test-hybrid", seed=0).image_size
     config = PretrainConfig(
         arch="test-hybrid", epochs=1, batch_size=32, synthetic_per_image=1,
-        probe_detail=size - 8, probe_input=2 * size,
+        probe_detail=size - 8, probe_input=2 * size, probe_within=0.5,
     )  # fmt: skip
-    summary = pretrain_backbone(config, rows[:40], rows[40:60], [rows[0][0]], tmp_path)
+    sources = ["a", "b"] * 20
+    summary = pretrain_backbone(
+        config, rows[:40], rows[40:60], [rows[0][0]], tmp_path, sources=sources
+    )
     assert (summary["probe"]["detail"], summary["probe"]["input_size"]) == (size - 8, 2 * size)
+    # half of it fitted within the two sources, each rated row counted in its own
+    assert summary["probe"]["within"] == 0.5
+    assert summary["probe"]["sources"] == {"a": 20, "b": 20}
+    with pytest.raises(ValueError, match="39 sources for 40 rated images"):
+        pretrain_backbone(config, rows[:40], rows[40:60], [], tmp_path / "x", sources=sources[1:])
     model = load_clip(tmp_path / "backbone.safetensors")
     probe = load_linear_probe(tmp_path / "probe.safetensors", model.config.vision.token_channels)
     assert (probe.detail, probe.input_size, probe.views) == (size - 8, 2 * size, 2)
@@ -222,3 +233,7 @@ def test_cli_wants_probe_detail_and_probe_input_together(blur_task, tmp_path, cs
          "--out", str(tmp_path)]
     )  # fmt: skip
     assert code == 2 and "--probe-detail and --probe-input go together" in capsys.readouterr().err
+    code = main(["pretrain-backbone", "--probe-within", "1.5", "--out", str(tmp_path)])
+    assert (
+        code == 2 and "--probe-within: must be a finite number in [0, 1]" in capsys.readouterr().err
+    )

@@ -103,3 +103,55 @@ def test_a_detail_probe_keeps_its_views_in_the_file(tmp_path):
     save_file(tensors, str(tmp_path / "text.safetensors"), metadata={**meta, "detail": "x"})
     with pytest.raises(CheckpointError, match="must be integers"):
         load_linear_probe(tmp_path / "text.safetensors", 3)
+
+
+def _two_sources(n: int = 200, seed: int = 0):
+    """Two sources whose MOS levels differ by 0.3; feature 0 carries quality within a
+    source, feature 1 only tells the sources apart."""
+    g = torch.Generator().manual_seed(seed)
+    source = torch.arange(n) % 2
+    stats = torch.randn(n, 3, generator=g, dtype=torch.float64)
+    stats[:, 1] += 3.0 * source
+    mos = 0.35 + 0.05 * stats[:, 0] + 0.3 * source + 0.01 * torch.randn(n, generator=g)
+    names = ["ss01" if s == 0 else "ss02" for s in source.tolist()]
+    return stats, mos.double(), torch.full((n,), math.nan, dtype=torch.float64), names
+
+
+def test_a_within_source_probe_ignores_what_tells_sources_apart():
+    stats, mos, target, names = _two_sources()
+    pooled, _ = fit_probe(stats, mos, target)
+    inner, summary = fit_probe(stats, mos, target, sources=names, within=1.0)
+    assert summary["sources"] == {"ss01": 100, "ss02": 100}
+    assert summary["alpha"] == summary["alpha_within"] in ALPHAS
+    # the pooled ridge leans on the source feature, the within-source one does not
+    assert abs(float(pooled.weight[1])) > 0.05
+    assert abs(float(inner.weight[1])) < 0.01 < float(inner.weight[0])
+    # its bias is the sources' mean intercept: scores sit between the two MOS levels
+    assert 0.4 < float(inner.bias) < 0.6
+    half, summary = fit_probe(stats, mos, target, sources=names, within=0.5)
+    assert summary["within"] == 0.5 and "cv_srcc_rated" in summary
+    assert torch.allclose(half.weight, 0.5 * (pooled.weight + inner.weight), atol=1e-6)
+    assert torch.allclose(half.bias, 0.5 * (pooled.bias + inner.bias), atol=1e-6)
+
+
+def test_synthetic_rows_are_a_source_of_their_own_and_unnamed_rows_share_one():
+    stats, mos, target, names = _two_sources()
+    # half the rows become synthetic whose targets sit 0.5 lower: their own intercept
+    # absorbs the offset, so it moves neither the coefficients nor the bias much
+    synthetic = torch.arange(len(mos)) >= 100
+    target = torch.where(synthetic, mos - 0.5, target)
+    mos = torch.where(synthetic, math.nan, mos)
+    inner, summary = fit_probe(stats, mos, target, sources=names, within=1.0)
+    assert summary["rows"] == {"rated": 100, "synthetic": 100}
+    assert summary["sources"] == {"ss01": 50, "ss02": 50}
+    assert 0.4 < float(inner.bias) < 0.6 and float(inner.weight[0]) > 0.03
+    _, summary = fit_probe(stats, mos, target, sources=[None] * len(mos), within=1.0)
+    assert summary["sources"] == {"(none)": 100}
+
+
+def test_within_source_arguments_are_checked():
+    stats, mos, target, names = _two_sources()
+    with pytest.raises(ValueError, match=r"within must be in \[0, 1\]"):
+        fit_probe(stats, mos, target, sources=names, within=1.5)
+    with pytest.raises(ValueError, match="sources has 199 entries for 200 rows"):
+        fit_probe(stats, mos, target, sources=names[:-1], within=0.5)

@@ -94,6 +94,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="with --probe-detail: the side of the images the model takes (e.g. 512)",
     )
     p.add_argument(
+        "--probe-within",
+        type=arguments.real(0.0, 1.0),
+        default=None,
+        metavar="SHARE",
+        help="fit this share of the linear probe within each source of the rated images "
+        "(one intercept per source, e.g. BIQ2021's ss01/ss02/ss03), the rest across them, "
+        "so that it learns quality within a collection rather than what tells collections "
+        "apart (default 0: across them only)",
+    )
+    p.add_argument(
         "--device",
         default="cpu",
         type=arguments.device,
@@ -141,6 +151,7 @@ def run(args: argparse.Namespace) -> int:
 
     get_config(args.arch)  # a wrong --arch is reported before minutes of data loading
     rated: list[tuple[str, float]] = []
+    sources: list[str | None] = []
     val: list[tuple[str, float]] = []
     split = None
     if args.dataset == "none":
@@ -159,6 +170,7 @@ def run(args: argparse.Namespace) -> int:
             split = random_split(dataset, seed=args.split_seed, val_fraction=args.val_fraction)
         by_key = {r.key: r for r in dataset}
         rated = [(str(by_key[k].path), by_key[k].score) for k in split.train]
+        sources = [by_key[k].source for k in split.train]
         val = [(str(by_key[k].path), by_key[k].score) for k in split.val]
     clean = (
         [str(f) for f in discover_images(args.clean, recursive=True).files] if args.clean else []
@@ -179,7 +191,7 @@ def run(args: argparse.Namespace) -> int:
     if (args.probe_detail is None) != (args.probe_input is None):
         raise ValueError("--probe-detail and --probe-input go together")
     names = ("epochs", "batch_size", "lr", "synthetic_per_image", "seed")
-    for name in names + ("probe_detail", "probe_input"):
+    for name in names + ("probe_detail", "probe_input", "probe_within"):
         if getattr(args, name) is not None:
             setattr(config, name, getattr(args, name))
     config.notes = {
@@ -203,6 +215,7 @@ def run(args: argparse.Namespace) -> int:
         val_clean=val_clean,
         device=str(resolve_device(args.device)),
         feature_cache=args.feature_cache,
+        sources=sources,
     )
     best = summary["best"]
     print(

@@ -23,6 +23,9 @@ class Record:
         level: distortion level (1 = mildest), where defined.
         scene: scene category, where the dataset provides one.
         group: the dataset's own split membership (e.g. KonIQ's "training"/"test").
+        source: the collection the image comes from within the dataset, where it names
+            one (BIQ2021's file-name prefix ``ss01`` / ``ss02`` / ``ss03``); MOS levels
+            can differ between sources, so a model may learn quality within them.
     """
 
     key: str
@@ -34,6 +37,7 @@ class Record:
     level: int | None = None
     scene: str | None = None
     group: str | None = None
+    source: str | None = None
 
     def __post_init__(self) -> None:
         if not self.content:

@@ -81,6 +81,9 @@ class PretrainConfig:
     # probe_input pixels a side (None: the towers' view alone)
     probe_detail: int | None = None
     probe_input: int | None = None
+    # share of the probe fitted within each source of the rated images (one intercept per
+    # source) in its blend with the probe fitted across them (mpiqa.training.probe)
+    probe_within: float = 0.0
     notes: dict = field(default_factory=dict)
 
 
@@ -414,12 +417,14 @@ def _fit_and_save_probe(
     config: PretrainConfig,
     out: Path,
     detail: tuple[FeatureSet, FeatureSet] | None = None,
+    sources: Sequence[str | None] | None = None,
 ) -> dict | None:
     """Fit the linear probe on the training features (:mod:`mpiqa.training.probe`), write
     ``out/probe.safetensors`` and return its summary with its own validation SRCCs; None
     (no probe) with fewer than 5 human-rated training images to choose its penalty on.
     ``detail``: the same rows' features of the probe's finer view (training, validation),
-    whose statistics follow the towers' view's."""
+    whose statistics follow the towers' view's; ``sources``: the rated training rows'
+    sources (``config.probe_within``)."""
     from mpiqa.training.probe import fit_probe, global_statistics, save_probe
 
     if int((~torch.isnan(train.mos)).sum()) < 5:
@@ -439,6 +444,8 @@ def _fit_and_save_probe(
         train.synthetic_target,
         synthetic_weight=config.synthetic_weight,
         seed=config.seed,
+        sources=None if sources is None else [*sources] + [None] * (len(train) - len(sources)),
+        within=config.probe_within,
     )
     if detail is not None:  # the same coefficients, now reading both views
         probe = LinearProbe(
@@ -468,6 +475,7 @@ def pretrain_backbone(
     val_clean: Sequence[str] = (),
     device: str = "cpu",
     feature_cache: str | Path | None = None,
+    sources: Sequence[str | None] | None = None,
 ) -> dict:
     """Run the whole pre-training and write ``out/backbone.safetensors`` and
     ``out/pretrain.json`` (config, data counts, per-epoch history, best validation figures).
@@ -477,9 +485,12 @@ def pretrain_backbone(
     all, they alone select the epoch: a backbone that never saw a human label (the
     few-shot testbed's). ``device`` runs the stem and the training there (the CPU or a
     GPU); ``feature_cache`` keeps the stem's maps on disk (:func:`cached_features`).
+    ``sources``: the source of each ``rated`` image (:attr:`Record.source
+    <mpiqa.data.records.Record>`), read by the probe when ``config.probe_within`` > 0.
 
     Raises:
-        ValueError: nothing to train on, or fewer than 2 validation images.
+        ValueError: nothing to train on, fewer than 2 validation images, a share
+            ``probe_within`` outside [0, 1], or ``sources`` not one per rated image.
     """
     if not rated and not clean:
         raise ValueError("backbone pre-training needs rated training images or clean images")
@@ -493,6 +504,10 @@ def pretrain_backbone(
             f"probe_detail ({config.probe_detail}) needs a probe_input at least as large, "
             f"got {config.probe_input}"
         )
+    if not 0.0 <= config.probe_within <= 1.0:
+        raise ValueError(f"probe_within must be in [0, 1], got {config.probe_within}")
+    if sources is not None and len(sources) != len(rated):
+        raise ValueError(f"{len(sources)} sources for {len(rated)} rated images")
     out = Path(out)
     torch.manual_seed(config.seed)
     model = build_random_clip(config.arch, seed=config.seed)
@@ -519,7 +534,7 @@ def pretrain_backbone(
     best_state, history = train_on_features(model, train_set, val_set, config)
     model.load_state_dict(best_state)
     best = max(history, key=lambda h: h["srcc"])
-    probe_summary = _fit_and_save_probe(model, train_set, val_set, config, out, detail)
+    probe_summary = _fit_and_save_probe(model, train_set, val_set, config, out, detail, sources)
     summary = {
         "config": asdict(config),
         "data": {

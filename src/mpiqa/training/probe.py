@@ -27,14 +27,37 @@ logger = logging.getLogger(__name__)
 ALPHAS = (1.0, 10.0, 100.0, 1000.0, 10000.0, 100000.0)
 
 
-def _ridge(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, alpha: float) -> LinearProbe:
-    """Weighted ridge on standardised features, the intercept unpenalised (float64)."""
+def _ridge(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    w: torch.Tensor,
+    alpha: float,
+    groups: torch.Tensor | None = None,
+    rated: torch.Tensor | None = None,
+) -> LinearProbe:
+    """Weighted ridge on standardised features, the intercepts unpenalised (float64).
+
+    With ``groups`` ((N,) integer ids), one intercept per group: the coefficients then fit
+    the variation within the groups only, and the probe's bias is the mean of the
+    intercepts of the groups of ``rated`` rows, weighted by those rows (a constant: it
+    moves no ranking, only where scores sit in [0, 1])."""
     mean, std = x.mean(0), x.std(0).clamp_min(1e-8)
-    z = torch.cat([(x - mean) / std, torch.ones(len(x), 1, dtype=x.dtype)], 1)
+    ids = (
+        torch.zeros(len(x), dtype=torch.long)
+        if groups is None
+        else groups.unique(return_inverse=True)[1]
+    )
+    onehot = torch.nn.functional.one_hot(ids).to(x.dtype)
+    k = onehot.shape[1]
+    z = torch.cat([(x - mean) / std, onehot], 1)
     penalty = alpha * torch.eye(z.shape[1], dtype=x.dtype)
-    penalty[-1, -1] = 0
+    penalty[-k:, -k:] = 0
     coef = torch.linalg.solve(z.T @ (w[:, None] * z) + penalty, z.T @ (w * y))
-    return LinearProbe(mean.float(), std.float(), coef[:-1].float(), coef[-1:].float())
+    intercepts = coef[-k:]
+    if k > 1:
+        counts = onehot[rated if rated is not None else slice(None)].sum(0)
+        intercepts = (counts @ intercepts / counts.sum()).reshape(1)
+    return LinearProbe(mean.float(), std.float(), coef[:-k].float(), intercepts.float())
 
 
 @torch.no_grad()
@@ -45,6 +68,38 @@ def global_statistics(visual: VisionTransformer, features: torch.Tensor, chunk: 
     )
 
 
+def _choose_alpha(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    w: torch.Tensor,
+    order: torch.Tensor,
+    alphas: Sequence[float],
+    folds: int,
+    groups: torch.Tensor | None,
+    rated: torch.Tensor,
+) -> tuple[float, float]:
+    """The penalty whose k-fold predictions of the rated rows (``order``, in ``folds``
+    chunks; every other row trains in every fold) rank best against ``y``: (alpha, SRCC)."""
+    best: tuple[float, float] | None = None
+    for alpha in alphas:
+        pred = torch.empty(len(y), dtype=torch.float64)
+        for held in order.chunk(folds):
+            t = torch.ones(len(y), dtype=torch.bool)
+            t[held] = False
+            g = None if groups is None else groups[t]
+            probe = _ridge(x[t], y[t], w[t], alpha, g, rated[t])
+            pred[held] = probe(x[held].float()).double()
+        score = srcc(pred[order].numpy(), y[order].numpy())
+        what = "" if groups is None else " (within sources)"
+        logger.info(
+            "probe%s: alpha %g  cross-validated SRCC on the rated rows %.4f", what, alpha, score
+        )
+        if best is None or score > best[0]:
+            best = (score, alpha)
+    assert best is not None
+    return best[1], best[0]
+
+
 def fit_probe(
     stats: torch.Tensor,
     mos: torch.Tensor,
@@ -53,22 +108,40 @@ def fit_probe(
     alphas: Sequence[float] = ALPHAS,
     folds: int = 5,
     seed: int = 0,
+    sources: Sequence[str | None] | None = None,
+    within: float = 0.0,
 ) -> tuple[LinearProbe, dict]:
-    """Fit the probe; returns it and a summary (penalty, cross-validated SRCCs).
+    """Fit the probe; returns it and a summary (penalties, cross-validated SRCCs).
+
+    With ``within`` > 0 the probe is the blend ``(1 - within) * pooled + within *
+    within-source`` of two ridges on the same rows: the pooled one (every row onto its
+    target, one intercept) and one with an intercept per source (the synthetic rows one
+    source of their own), whose coefficients learn quality within a source rather than
+    what tells the sources apart. A blend of two linear probes on the same standardised
+    features is one linear probe: the file and the model do not change. Each ridge takes
+    its own penalty by the same cross-validation.
 
     Args:
         stats: (N, C) global statistics (:func:`global_statistics`).
         mos: (N,) MOS in [0, 1], NaN for synthetic rows.
         synthetic_target: (N,) level targets, NaN for rated rows.
         synthetic_weight: row weight of synthetic rows (0 leaves them out).
+        sources: (N,) the collection each row comes from (e.g. BIQ2021's file-name prefix
+            ``ss01``), read for rated rows only; ``None`` entries form one source, as do
+            all rated rows when ``sources`` is None.
+        within: share of the within-source ridge, in [0, 1].
 
     Raises:
-        ValueError: shapes that differ, fewer rated rows than folds, or rows with neither
-            target.
+        ValueError: shapes that differ, fewer rated rows than folds, rows with neither
+            target, ``within`` outside [0, 1], or ``sources`` of another length.
     """
     n = stats.shape[0]
     if not (mos.shape == synthetic_target.shape == (n,)):
         raise ValueError("stats, mos and synthetic_target must have the same number of rows")
+    if not 0.0 <= within <= 1.0:
+        raise ValueError(f"within must be in [0, 1], got {within}")
+    if sources is not None and len(sources) != n:
+        raise ValueError(f"sources has {len(sources)} entries for {n} rows")
     rated = ~torch.isnan(mos)
     synthetic = ~torch.isnan(synthetic_target) & ~rated
     if not bool((rated | synthetic).all()):
@@ -87,26 +160,40 @@ def fit_probe(
     order = rated_rows[
         torch.randperm(len(rated_rows), generator=torch.Generator().manual_seed(seed))
     ]
-    best: tuple[float, float] | None = None
-    for alpha in alphas:
-        pred = torch.empty(len(y), dtype=torch.float64)
-        for held in order.chunk(folds):
-            train = torch.ones(len(y), dtype=torch.bool)
-            train[held] = False
-            pred[held] = _ridge(x[train], y[train], w[train], alpha)(x[held].float()).double()
-        score = srcc(pred[order].numpy(), y[order].numpy())
-        logger.info("probe: alpha %g  cross-validated SRCC on the rated rows %.4f", alpha, score)
-        if best is None or score > best[0]:
-            best = (score, alpha)
-    assert best is not None
-    cv, alpha = best
-    summary = {
-        "alpha": alpha,
-        "cv_srcc_rated": round(cv, 4),
+    summary: dict = {
         "rows": {"rated": int(r.sum()), "synthetic": int(s.sum())},
         "synthetic_weight": synthetic_weight,
     }
-    return _ridge(x, y, w, alpha), summary
+    probe = None
+    if within < 1.0:
+        alpha, cv = _choose_alpha(x, y, w, order, alphas, folds, None, r)
+        probe = _ridge(x, y, w, alpha)
+        summary.update(alpha=alpha, cv_srcc_rated=round(cv, 4))
+    if within > 0.0:
+        names = ["" if v is None else str(v) for v in (sources or [None] * n)]
+        labels = [names[i] if bool(rated[i]) else "\0synthetic" for i in range(n)]
+        kinds = sorted(set(labels))
+        groups = torch.tensor([kinds.index(v) for v in labels])[use]
+        a_in, cv_in = _choose_alpha(x, y, w, order, alphas, folds, groups, r)
+        inner = _ridge(x, y, w, a_in, groups, r)
+        summary.update(
+            within=within,
+            alpha_within=a_in,
+            cv_srcc_rated_within=round(cv_in, 4),
+            sources={k or "(none)": labels.count(k) for k in kinds if k != "\0synthetic"},
+        )
+        if probe is None:
+            probe = inner
+            summary["alpha"] = a_in
+        else:
+            probe = LinearProbe(
+                probe.mean,
+                probe.std,
+                (1 - within) * probe.weight + within * inner.weight,
+                (1 - within) * probe.bias + within * inner.bias,
+            )
+    assert probe is not None
+    return probe, summary
 
 
 def save_probe(path: str | Path, probe: LinearProbe, metadata: dict | None = None) -> Path:

@@ -4,6 +4,8 @@ Challenge, SPAQ. Each reads the label file exactly as the dataset's download shi
 from __future__ import annotations
 
 import csv
+import re
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +41,9 @@ def _records(root, folder, rows, scale, higher_better, label, dataset, check_ima
 def load_biq2021(root: Path, check_images: bool = True) -> IQADataset:
     """Reads ``Train (Images and MOS).csv`` and ``Test (Images and MOS).csv`` (either may
     be absent, not both) and ``Images/``. ``Record.group`` is "train" or "test", the
-    official split. Names match files case-insensitively (``.jpg`` vs ``.JPG``)."""
+    official split, ``Record.source`` the file name's collection prefix (``ss01``,
+    ``ss02``, ``ss03``: the database's three sources, whose MOS levels differ). Names match
+    files case-insensitively (``.jpg`` vs ``.JPG``)."""
     files = {"train": "Train (Images and MOS).csv", "test": "Test (Images and MOS).csv"}
     present = {g: root / f for g, f in files.items() if (root / f).is_file()}
     if not present:
@@ -62,7 +66,14 @@ def load_biq2021(root: Path, check_images: bool = True) -> IQADataset:
                 rows.append((row[0].strip(), parse_float(row[1], f"{label}:{line}", "MOS"), group))
         folder = find_dir(root, ["Images", "images"], "BIQ2021", check_images)
         records += _records(root, folder, rows, (0.0, 1.0), True, label, "BIQ2021", check_images)
+    records = [replace(r, source=_biq2021_source(r.path.name)) for r in records]
     return IQADataset("biq2021", root, records, scale=(0.0, 1.0))
+
+
+def _biq2021_source(name: str) -> str | None:
+    """BIQ2021's source from a file name such as ``ss03 (12).jpg``; None if it has none."""
+    found = re.match(r"(ss\d+)\b", name, re.IGNORECASE)
+    return found.group(1).lower() if found else None
 
 
 @register_dataset(
