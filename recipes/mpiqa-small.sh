@@ -23,10 +23,14 @@ DEVICE=${DEVICE:-cpu}
 #    also fits the linear probe on the stem's statistics of two views: the towers' 384
 #    view and the centre 224 x 224 crop of the image at 512 (--probe-detail/--probe-input:
 #    fine noise and blur the resize to 384 hides; the model then takes 512 x 512 input).
+#    Half of the probe is fitted within each of BIQ2021's three sources (--probe-within:
+#    one intercept per source), so that it learns quality within a collection of photos
+#    rather than what tells BIQ2021's collections apart; an unseen database is one source.
 for seed in 0 1 2 3 4; do
     $MPIQA -v pretrain-backbone --arch mpiqa-small --root "$DATA/biq2021" --clean "$DATA/pristine" \
         --val-clean-fraction 0.2 --device "$DEVICE" --feature-cache "$OUT/feature-cache" \
-        --probe-detail 224 --probe-input 512 --seed "$seed" --out "$OUT/seed$seed"
+        --probe-detail 224 --probe-input 512 --probe-within 0.5 --seed "$seed" \
+        --out "$OUT/seed$seed"
 done
 
 # 2. Ship them: seed 0's backbone, the towers of seeds 1 to 4 as the ensemble's extra
