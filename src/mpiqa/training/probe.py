@@ -7,7 +7,9 @@ with a row weight (the towers' ``synthetic_weight``, 0.5); the penalty is chosen
 k-fold cross-validation over the rated rows (SRCC against the MOS), the synthetic rows
 training in every fold.
 Across BIQ2021's three sources (leave one source out), averaging such a probe with the
-towers ranked the unseen source better than the towers alone (model card).
+towers ranked the unseen source better than the towers alone (model card). Optionally a
+share of it is fitted within each source (one intercept per source), so that it learns
+quality within a collection of photos rather than what tells the collections apart.
 """
 
 from __future__ import annotations
