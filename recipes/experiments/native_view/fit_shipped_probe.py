@@ -1,15 +1,21 @@
 """Fit seed 0's linear probe with its finer view (centre 224 crop at 512) exactly as
 pretrain_backbone does with --probe-detail 224 --probe-input 512, from the cached stem
 features of seed 0's run (the towers' 20 epochs are not rerun). Writes
-runs/small/backbone/probe.safetensors (the file the recipe's run would write)."""
+runs/small/backbone/probe.safetensors (the file the recipe's run would write).
+
+`fit_shipped_probe.py WITHIN OUT` (the sixth version: `0.5 runs/within`) fits it as
+`--probe-within WITHIN` does (that share of it fitted within BIQ2021's sources), and writes
+OUT/probe.safetensors and OUT/probe.json instead."""
 
 import json
 import logging
+import sys
 from pathlib import Path
 
 import torch
 
 from mpiqa.backbones.factory import load_clip
+from mpiqa.data.datasets import load_dataset
 from mpiqa.data.files import discover_images
 from mpiqa.training.pretrain import (
     FeatureSet,
@@ -21,9 +27,11 @@ from mpiqa.training.pretrain import (
 
 logging.basicConfig(level=logging.INFO, format="%(message)s")
 run = Path("runs/small/backbone")
+within, out = (float(sys.argv[1]), Path(sys.argv[2])) if len(sys.argv) > 2 else (0.0, run)
+out.mkdir(parents=True, exist_ok=True)
 saved = json.loads((run / "pretrain.json").read_text())
 config = PretrainConfig(**saved["config"])
-config.probe_detail, config.probe_input = 224, 512
+config.probe_detail, config.probe_input, config.probe_within = 224, 512, within
 notes = config.notes
 split = json.loads((run / "split.json").read_text())
 root = Path("/work/shared/data/biq2021")
@@ -38,6 +46,7 @@ rated = [
     (str(root / k), float(m))
     for k, m in zip(split["train"], train.mos[:4000].tolist(), strict=True)
 ]
+sources = [r.source for r in load_dataset("biq2021", root).subset(split["train"])]
 val_rated = [
     (str(root / k), float(m)) for k, m in zip(split["val"], val.mos[:1000].tolist(), strict=True)
 ]
@@ -50,5 +59,7 @@ detail = tuple(
     cached_features("runs/feature-cache", model, rows, its, 512, config.stem_weights, 0, crop=224)
     for rows, its in ((rated, items), (val_rated, val_items))
 )
-summary = _fit_and_save_probe(model, train, val, config, run, detail)
+summary = _fit_and_save_probe(model, train, val, config, out, detail, sources)
+if out != run:
+    (out / "probe.json").write_text(json.dumps(summary, indent=1))
 print(summary)
