@@ -114,6 +114,35 @@ def test_feature_shapes_and_pyramid_taps():
         EfficientNetLite(8)
 
 
+@pytest.mark.parametrize(
+    "kwargs",
+    [{}, {"taps": (2, 4, 5)}, {"taps": (1, 5), "grid": 3, "pool": "mean_std"}],
+    ids=["map", "taps", "grid-std"],
+)
+@pytest.mark.parametrize("chunk_bytes", [1, 150_000, 1_000_000])
+def test_chunked_layers_give_the_same_numbers(kwargs, chunk_bytes):
+    # 1 byte: one image at a time everywhere; the others regroup between layers (the
+    # expanded maps here are 38-491 kB per image): images move between pieces of
+    # different sizes, in order.
+    torch.manual_seed(0)
+    model = EfficientNetLite(5).eval().fold_batchnorm_()
+    x = torch.randn(7, 3, 64, 80).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        whole = model(x, **kwargs)
+        chunked = model(x, chunk_bytes=chunk_bytes, **kwargs)
+    torch.testing.assert_close(chunked, whole, rtol=1e-5, atol=1e-6)
+
+
+def test_chunked_classifier_and_bad_pool():
+    torch.manual_seed(0)
+    model = EfficientNetLite(7, classifier=True).eval()
+    x = torch.randn(3, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x, chunk_bytes=1), model(x), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="pool must be"):
+        model(x, taps=(2,), pool="max")
+
+
 def test_frozen_norm_keeps_statistics_under_train_mode():
     model = EfficientNetLite(2, frozen_norm=True).train()
     before = model._bn0.running_mean.clone()

@@ -281,6 +281,36 @@ def stem_channels(stages: int, variant: str = DEFAULT_VARIANT) -> int:
     return stage_table(variant)[stages - 1].channels
 
 
+def _rechunk(
+    parts: list[torch.Tensor], image_bytes: int, chunk_bytes: int | None
+) -> list[torch.Tensor]:
+    """``parts`` (consecutive pieces of one batch) regrouped into pieces of
+    ``chunk_bytes // image_bytes`` images (at least one); unchanged without a budget or
+    when they already are."""
+    if chunk_bytes is None:
+        return parts
+    n = max(1, chunk_bytes // max(1, image_bytes))
+    if all(len(part) == n for part in parts[:-1]) and len(parts[-1]) <= n:
+        return parts
+    return list((parts[0] if len(parts) == 1 else torch.cat(parts)).split(n))
+
+
+def _cell_statistics(
+    x: torch.Tensor, size: tuple[int, int], pool: str
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Each cell's per-channel mean and, with ``pool="mean_std"``, standard deviation."""
+    mean = F.adaptive_avg_pool2d(x, size)
+    if pool == "mean":
+        return mean, None
+    std = (
+        (F.adaptive_avg_pool2d(x.float().square(), size) - mean.float().square())
+        .clamp_min(0)
+        .sqrt()
+        .to(mean.dtype)
+    )
+    return mean, std
+
+
 class EfficientNetLite(nn.Module):
     """EfficientNet-Lite (``variant``), optionally cut after ``stages`` of its 7 stages.
 
@@ -339,6 +369,7 @@ class EfficientNetLite(nn.Module):
         taps: Sequence[int] = (),
         grid: int | None = None,
         pool: str = "mean",
+        chunk_bytes: int | None = None,
     ) -> torch.Tensor:
         """(N, 3, H, W) pixels in [-1, 1] -> (N, C, H / stride, W / stride) features,
         or (N, 1000) ImageNet logits when built with ``classifier=True``.
@@ -349,29 +380,40 @@ class EfficientNetLite(nn.Module):
         low-level statistics quality depends on. ``pool="mean_std"`` appends each cell's
         standard deviation after the means (C doubles): how much a feature varies within
         a cell is what fine noise and texture loss change.
+
+        ``chunk_bytes``: run each layer over as many images at a time as keep its largest
+        activation (a block's expanded map) under this many bytes, at least one, instead
+        of the whole batch at once. The numbers are the same (every operator works image
+        by image); on a CPU the early layers' large maps then stay in cache while the late
+        layers' small ones still share each operator's fixed cost over many images.
+
+        Raises:
+            ValueError: ``pool`` other than ``"mean"`` or ``"mean_std"`` with ``taps``.
         """
-        x = F.relu6(self._bn0(self._conv_stem(pixels)))
+        if taps and pool not in ("mean", "mean_std"):
+            raise ValueError(f"pool must be 'mean' or 'mean_std', got {pool!r}")
+        itemsize = pixels.element_size()
+        height, width = pixels.shape[-2:]
+        stem_map = STEM_CHANNELS * math.ceil(height / 2) * math.ceil(width / 2)
+        parts = _rechunk([pixels], max(3 * height * width, stem_map) * itemsize, chunk_bytes)
+        parts = [F.relu6(self._bn0(self._conv_stem(part))) for part in parts]
         ends = {end: stage for stage, end in enumerate(_stage_ends(self.stages, self.variant), 1)}
         tapped = []
         for index, block in enumerate(self._blocks):
-            x = block(x)
+            expanded = block._depthwise_conv.in_channels * parts[0][0, 0].numel()
+            parts = _rechunk(parts, expanded * itemsize, chunk_bytes)
+            parts = [block(part) for part in parts]
             if ends.get(index) in taps:
-                tapped.append(x)
+                tapped.append(parts)
         if taps:
-            size = (grid, grid) if grid else x.shape[-2:]
-            means = [F.adaptive_avg_pool2d(t, size) for t in tapped]
+            size = (grid, grid) if grid else parts[0].shape[-2:]
+            stats = [[_cell_statistics(part, size, pool) for part in tap] for tap in tapped]
+            means = [torch.cat([mean for mean, _ in tap]) for tap in stats]
             if pool == "mean":
                 return torch.cat(means, dim=1)
-            if pool != "mean_std":
-                raise ValueError(f"pool must be 'mean' or 'mean_std', got {pool!r}")
-            stds = [
-                (F.adaptive_avg_pool2d(t.float().square(), size) - m.float().square())
-                .clamp_min(0)
-                .sqrt()
-                .to(m.dtype)
-                for t, m in zip(tapped, means, strict=True)
-            ]
+            stds = [torch.cat([std for _, std in tap]) for tap in stats]
             return torch.cat(means + stds, dim=1)
+        x = parts[0] if len(parts) == 1 else torch.cat(parts)
         if not self.classifier:
             return x
         x = F.relu6(self._bn1(self._conv_head(x)))

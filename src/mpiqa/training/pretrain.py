@@ -135,12 +135,12 @@ def compute_features(
     """Stem feature maps of rated images and rendered synthetic items, in that order, at
     ``size`` (shorter side resized, centre crop), or of the centre ``crop`` of that.
 
-    ``batch_size`` defaults to 2 on a CPU (small batches keep a large image's activations
-    in cache: at 512 x 512, batch 2 ran twice as fast per image as batch 8) and 64 on a
-    GPU."""
+    ``batch_size`` defaults to 32 on a CPU (the stem then runs each layer over as many
+    of them as fit its cache budget, :data:`mpiqa.backbones.vision.CPU_STEM_CHUNK_BYTES`)
+    and 64 on a GPU."""
     device = model.logit_scale.device
     if batch_size is None:
-        batch_size = 2 if device.type == "cpu" else 64
+        batch_size = 32 if device.type == "cpu" else 64
     visual = _inference_stem(model)
     cache: dict = {}
     jobs: list = [(path, None) for path, _ in rated] + [(None, item) for item in synthetic]
