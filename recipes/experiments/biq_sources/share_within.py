@@ -1,0 +1,42 @@
+"""The probe's share in the mix, swept again with the sixth version's probe (½ fitted
+across sources + ½ within each source). Reads the parts saved by within_probe.py
+(towers and both probes' scores on the validation parts and the left-out sources); pairs
+each share with the shipped ½ by bootstrap (300 resamples of images).
+
+    python recipes/experiments/biq_sources/share_within.py
+"""
+
+import numpy as np
+import torch
+from scipy.stats import spearmanr
+
+SHARES = (0.0, 0.25, 0.4, 0.5, 0.6, 0.75, 1.0)
+
+
+def r(a, b):
+    return spearmanr(a, b)[0]
+
+
+def main():
+    parts = torch.load("runs/within_probe_parts.pt", weights_only=False)  # our own file
+    rng = np.random.default_rng(0)
+    for share in SHARES:
+        line = f"share {share:.2f}:"
+        for name, (towers, probes, y) in parts.items():
+            probe = 0.5 * probes["shipped"] + 0.5 * probes["within"]
+            base = 0.5 * towers + 0.5 * probe
+            mix = (1 - share) * towers + share * probe
+            if share == 0.5:
+                line += f" | {name} {r(mix, y):.4f}"
+                continue
+            diffs = []
+            for _ in range(300):
+                i = rng.integers(0, len(y), len(y))
+                diffs.append(r(mix[i], y[i]) - r(base[i], y[i]))
+            lo, hi = np.percentile(diffs, [2.5, 97.5])
+            line += f" | {name} {r(mix, y) - r(base, y):+.4f} [{lo:+.3f},{hi:+.3f}]"
+        print(line, flush=True)
+
+
+if __name__ == "__main__":
+    main()
