@@ -139,6 +139,7 @@ def test_chunked_classifier_and_bad_pool():
     x = torch.randn(3, 3, 64, 64)
     with torch.no_grad():
         torch.testing.assert_close(model(x, chunk_bytes=1), model(x), rtol=1e-5, atol=1e-6)
+        assert model(x[:0], chunk_bytes=1).shape == (0, 1000)
     with pytest.raises(ValueError, match="pool must be"):
         model(x, taps=(2,), pool="max")
 

@@ -400,7 +400,7 @@ class EfficientNetLite(nn.Module):
         ends = {end: stage for stage, end in enumerate(_stage_ends(self.stages, self.variant), 1)}
         tapped = []
         for index, block in enumerate(self._blocks):
-            expanded = block._depthwise_conv.in_channels * parts[0][0, 0].numel()
+            expanded = block._depthwise_conv.in_channels * parts[0].shape[-2:].numel()
             parts = _rechunk(parts, expanded * itemsize, chunk_bytes)
             parts = [block(part) for part in parts]
             if ends.get(index) in taps:
