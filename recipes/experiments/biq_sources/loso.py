@@ -7,6 +7,7 @@ the held-out subset. A proxy for generalisation to an unseen source."""
 import csv
 import json
 import logging
+import os
 import sys
 import time
 
@@ -63,7 +64,14 @@ g = torch.load("runs/ridgehead/feats.pt")  # global statistics of the same cache
 held = sys.argv[1]
 mode = sys.argv[2] if len(sys.argv) > 2 and sys.argv[2] != "none" else ""
 within = mode in ("within", "both")  # "both": all pairs' rank loss plus the within-source one
-tag = held + (f"_{mode}" if mode else "") + (f"_seed{seed}" if seed else "")
+# EPOCHS=30 in the environment trains longer than the recipe's 20 (tagged _ep30)
+epochs = int(os.environ.get("EPOCHS", PretrainConfig.epochs))
+tag = (
+    held
+    + (f"_{mode}" if mode else "")
+    + (f"_seed{seed}" if seed else "")
+    + (f"_ep{epochs}" if epochs != PretrainConfig.epochs else "")
+)
 if within:
     import mpiqa.training.pretrain as P
     from mpiqa.training.losses import rank_fidelity_loss
@@ -119,7 +127,7 @@ logging.info(
     len(test_mos),
 )
 torch.manual_seed(seed)
-config = PretrainConfig(seed=seed)
+config = PretrainConfig(seed=seed, epochs=epochs)
 model = build_random_clip(config.arch, seed=seed)
 t = time.time()
 state, history = train_on_features(model, train_set, val_set, config)
