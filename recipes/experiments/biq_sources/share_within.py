@@ -8,13 +8,10 @@ each share with the shipped ½ by bootstrap (300 resamples of images).
 
 import numpy as np
 import torch
-from scipy.stats import spearmanr
+from bootstrap import paired_difference
+from bootstrap import srcc as r
 
 SHARES = (0.0, 0.25, 0.4, 0.5, 0.6, 0.75, 1.0)
-
-
-def r(a, b):
-    return spearmanr(a, b)[0]
 
 
 def main():
@@ -29,12 +26,7 @@ def main():
             if share == 0.5:
                 line += f" | {name} {r(mix, y):.4f}"
                 continue
-            diffs = []
-            for _ in range(300):
-                i = rng.integers(0, len(y), len(y))
-                diffs.append(r(mix[i], y[i]) - r(base[i], y[i]))
-            lo, hi = np.percentile(diffs, [2.5, 97.5])
-            line += f" | {name} {r(mix, y) - r(base, y):+.4f} [{lo:+.3f},{hi:+.3f}]"
+            line += f" | {name} {paired_difference(mix, base, y, rng, 300)}"
         print(line, flush=True)
 
 

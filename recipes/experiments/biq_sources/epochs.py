@@ -4,10 +4,10 @@ Seeds 0 and 1 of `pretrain-backbone` with the recipe's flags and `--epochs 30` (
 against the same seeds of a rebuild with the recipe as it is (OUT20), each tower read out
 zero-shot on its own cached stem maps: BIQ2021's 1,000 validation images (overall and
 within each source) and the seed's held-apart synthetic distortions; then the
-left-out-source runs of `../biq_sources/loso.py` with EPOCHS=30 against the 20-epoch ones.
+left-out-source runs of `loso.py` with EPOCHS=30 against the 20-epoch ones.
 Paired bootstrap, 1,000 resamples of images.
 
-    python recipes/experiments/epochs/compare.py OUT20 OUT30 CACHE VAL HELD0 HELD1
+    python recipes/experiments/biq_sources/epochs.py OUT20 OUT30 CACHE VAL HELD0 HELD1
 """
 
 import json
@@ -16,16 +16,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy.stats import spearmanr
+from bootstrap import paired_difference as paired
+from bootstrap import srcc as r
 
 from mpiqa.backbones.factory import load_clip
 from mpiqa.models.quality_levels import class_embeddings, expected_level
 from mpiqa.prompts.vocab import QUALITY_TEMPLATES
 from mpiqa.training.pretrain import _encode_features, quality_captions
-
-
-def r(a, b):
-    return spearmanr(a, b)[0]
 
 
 @torch.no_grad()
@@ -38,15 +35,6 @@ def tower_scores(backbone: Path, features: torch.Tensor) -> np.ndarray:
         for i in range(0, len(features), 256)
     ]
     return torch.cat(parts).double().numpy()
-
-
-def paired(a, b, y, rng, n=1000):
-    diffs = []
-    for _ in range(n):
-        i = rng.integers(0, len(y), len(y))
-        diffs.append(r(a[i], y[i]) - r(b[i], y[i]))
-    lo, hi = np.percentile(diffs, [2.5, 97.5])
-    return f"{r(a, y) - r(b, y):+.4f} ({lo:+.3f}, {hi:+.3f})"
 
 
 def main():
