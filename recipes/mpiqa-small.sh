@@ -2,8 +2,8 @@
 # Reproduce mpiqa-small, the default model shipped in src/mpiqa/weights/, from scratch.
 # Needs: pip install -c constraints.txt -e '.[pretrain]' and the data folder (../shared/data
 # layout: biq2021/ with its training CSV, pristine/ with clean images). CPU only is fine
-# (82 minutes on 2 cores, measured: seed 0 19 minutes, each further seed about 16, since
-# it reads seed 0's cached BIQ2021 maps back); DEVICE=cuda runs it on a GPU.
+# (85 minutes on 2 cores alone, measured 2026-11-30: seed 0 19 minutes, each further seed
+# about 16, since it reads seed 0's cached BIQ2021 maps back); DEVICE=cuda runs it on a GPU.
 #   recipes/mpiqa-small.sh [DATA_DIR] [OUT_DIR]
 # Stage 2 overwrites the packaged weights; `git diff --stat` then shows what changed.
 set -euo pipefail
