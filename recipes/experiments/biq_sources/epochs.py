@@ -79,8 +79,8 @@ def main():
         a = Path(f"runs/loso/{held_out}_ep30_pred.pt")
         if not a.exists():
             continue
-        p30 = torch.load(a, weights_only=False)  # our own files
-        p20 = torch.load(f"runs/loso/{held_out}_pred.pt", weights_only=False)
+        p30 = torch.load(a, weights_only=True)
+        p20 = torch.load(f"runs/loso/{held_out}_pred.pt", weights_only=True)
         y = p20["mos"].double().numpy()
         t30, t20 = p30["towers"].double().numpy(), p20["towers"].double().numpy()
         ridge = p20["ridge"].double().numpy()

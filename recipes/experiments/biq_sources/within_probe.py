@@ -114,7 +114,7 @@ def main():
         parts[part] = (tva[k], {n: p[k] for n, p in probes.items()}, y_va[k])
     for held in SOURCES:
         preds = [
-            torch.load(f"runs/loso/{held}{tag}_pred.pt", weights_only=False)
+            torch.load(f"runs/loso/{held}{tag}_pred.pt", weights_only=True)
             for tag in ("", "_seed1", "_seed2", "_seed3", "_seed4")
         ]
         y = preds[0]["mos"].double().numpy()
