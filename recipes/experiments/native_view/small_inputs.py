@@ -1,0 +1,109 @@
+"""Images a little smaller than the model's 512 input, as an in-the-wild database may hold
+them (500 x 500 photos): does scoring's upscaling to 512 cost ranking, and would reading
+them at their own size instead do better?
+
+BIQ2021's validation part (as scoring's preprocessing gives them: 512 x 512) and the held-apart synthetic distortions
+(rendered at 512 and at 500), scored by the shipped mpiqa-small three ways:
+  A  as they are (512; the shipped figures),
+  B  resized to 500 x 500 (Pillow bicubic; synthetic: rendered at 500), then scored as
+     `mpiqa score` does: the shorter side resized up to 512,
+  C  the same 500 x 500 images at their own size: the towers' view resized 500 -> 384,
+     the probe's centre 224 crop at 500 (no upscaling anywhere).
+Paired bootstrap (1,000; the synthetic part over clean images). Needs only the package and
+../shared; a few minutes on 2 cores."""
+
+import csv
+import json
+import random
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "biq_sources"))
+from bootstrap import paired_difference, srcc  # noqa: E402
+
+from mpiqa.data.distortions.tasks import level_quality, render  # noqa: E402
+from mpiqa.data.files import discover_images  # noqa: E402
+from mpiqa.data.images import load_image  # noqa: E402
+from mpiqa.data.transforms import (  # noqa: E402
+    center_crop,
+    normalize,
+    resize_shorter_side,
+    to_tensor,
+)
+from mpiqa.models.registry import create_model  # noqa: E402
+from mpiqa.training.pretrain import synthetic_items  # noqa: E402
+
+DATA = Path("/work/shared/data")
+SMALL = 500
+torch.set_grad_enabled(False)
+model = create_model("mpiqa-small").for_inference()
+
+
+def upscaled(images) -> np.ndarray:
+    """Scores as `mpiqa score` computes them (preprocessing resizes to 512)."""
+    out = []
+    for i in range(0, len(images), 32):
+        out.append(model(torch.cat([model.preprocess(im) for im in images[i : i + 32]])))
+    return torch.cat(out).double().numpy()
+
+
+def own_size(images) -> np.ndarray:
+    """Scores of SMALL x SMALL images read at their own size."""
+    full = model.image_size
+    model.image_size = SMALL  # the towers' view then scales by 384 / SMALL
+    try:
+        out = []
+        for i in range(0, len(images), 32):
+            pixels = torch.stack([normalize(to_tensor(im)) for im in images[i : i + 32]])
+            out.append(model(pixels))
+    finally:
+        model.image_size = full
+    return torch.cat(out).double().numpy()
+
+
+def shrink(image: Image.Image) -> Image.Image:
+    return image.resize((SMALL, SMALL), Image.Resampling.BICUBIC)
+
+
+split = json.loads(Path("src/mpiqa/weights/mpiqa-small-split.json").read_text())
+root = DATA / "biq2021"
+mos_of = {
+    r["Image Name"]: float(r["MOS"])
+    for r in csv.DictReader(open(root / "Train (Images and MOS).csv"))
+}
+names = [k.split("/")[-1] for k in split["val"]]
+mos = np.array([mos_of[n] for n in names])
+# as scoring sees them (most are 512 x 512 already): shorter side 512, centre crop 512
+full = [center_crop(resize_shorter_side(load_image(root / "Images" / n), 512), 512) for n in names]
+small = [shrink(im) for im in full]
+val = {"A": upscaled(full), "B": upscaled(small), "C": own_size(small)}
+del full, small
+
+clean = [str(f) for f in discover_images([str(DATA / "pristine")], recursive=True).files]
+shuffled = sorted(clean)
+random.Random(0).shuffle(shuffled)
+held = set(shuffled[: round(len(shuffled) * 0.2)])
+items = synthetic_items([c for c in clean if c in held], 30, 1)
+target = np.array([level_quality(item.level) for item in items])
+groups = np.array([item.source for item in items])
+cache: dict = {}
+syn512 = [render(item, 512, cache) for item in items]
+cache = {}
+syn500 = [render(item, SMALL, cache) for item in items]
+syn = {"A": upscaled(syn512), "B": upscaled(syn500), "C": own_size(syn500)}
+
+rng = np.random.default_rng(0)
+source = np.array([n[:4] for n in names])
+for key in "ABC":
+    print(f"{key}: val {srcc(val[key], mos):.4f}, held-apart {srcc(syn[key], target):.4f}")
+for new, old in (("B", "A"), ("C", "B")):
+    print(f"{new} − {old}: val", paired_difference(val[new], val[old], mos, rng))
+    for s in ("ss01", "ss02", "ss03"):
+        k = source == s
+        print(f"  within {s}:", paired_difference(val[new][k], val[old][k], mos[k], rng))
+    print("  held-apart:", paired_difference(syn[new], syn[old], target, rng, groups=groups))
+    print(f"  mean score change: val {np.mean(val[new] - val[old]):+.4f}")
