@@ -9,8 +9,9 @@ BIQ2021's validation part (as scoring's preprocessing gives them: 512 x 512) and
      `mpiqa score` does: the shorter side resized up to 512,
   C  the same 500 x 500 images at their own size: the towers' view resized 500 -> 384,
      the probe's centre 224 crop at 500 (no upscaling anywhere).
-Paired bootstrap (1,000; the synthetic part over clean images). Needs only the package and
-../shared; a few minutes on 2 cores."""
+Paired bootstrap (1,000; the synthetic part over clean images). `small_inputs.py [SIZE]`
+shrinks to SIZE instead of 500. Needs only the package and ../shared; a few minutes on 2
+cores."""
 
 import csv
 import json
@@ -38,7 +39,7 @@ from mpiqa.models.registry import create_model  # noqa: E402
 from mpiqa.training.pretrain import synthetic_items  # noqa: E402
 
 DATA = Path("/work/shared/data")
-SMALL = 500
+SMALL = int(sys.argv[1]) if len(sys.argv) > 1 else 500
 torch.set_grad_enabled(False)
 model = create_model("mpiqa-small").for_inference()
 
