@@ -15,24 +15,20 @@ the global per-channel means and deviations of stages 2-7 (1,536 numbers) of:
 Needs only the package and ../shared; about 20 minutes on 2 cores. Writes
 runs/native_view/coverage.npz (plain float64 arrays; `coverage_compare.py` reads it)."""
 
-import json
 import logging
-import random
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from shipped_parts import BIQ, split, synthetic
 
 from mpiqa.data.distortions.tasks import render
-from mpiqa.data.files import discover_images
 from mpiqa.data.images import load_image
 from mpiqa.models.registry import create_model
-from mpiqa.training.pretrain import synthetic_items
 
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 log = logging.getLogger("coverage")
-DATA = Path("/work/shared/data")
 torch.set_grad_enabled(False)
 model = create_model("mpiqa-small").for_inference()
 visual = model.backbone.visual
@@ -74,9 +70,8 @@ VIEWS = {
 
 
 def images(paths, items):
-    root = DATA / "biq2021"
     for p in paths:
-        yield load_image(root / p, min_side=model.decode_min_side)
+        yield load_image(BIQ / p, min_side=model.decode_min_side)
     cache: dict = {}
     for item in items:
         yield render(item, 512, cache)
@@ -97,22 +92,15 @@ def compute(paths, items) -> dict[str, np.ndarray]:
     return {k: torch.cat(v).numpy() for k, v in out.items()}
 
 
-split = json.loads(Path("src/mpiqa/weights/mpiqa-small-split.json").read_text())
-# the clean images as `pretrain-backbone --val-clean-fraction 0.2` splits them (seed 0)
-clean = [str(f) for f in discover_images([str(DATA / "pristine")], recursive=True).files]
-shuffled = sorted(clean)
-random.Random(0).shuffle(shuffled)
-held = set(shuffled[: round(len(shuffled) * 0.2)])
-train_items = synthetic_items([c for c in clean if c not in held], 30, 0)
-val_items = synthetic_items([c for c in clean if c in held], 30, 1)
-assert len(train_items) == 2728 and len(val_items) == 682
-train = compute(split["train"], train_items)
-val = compute(split["val"], val_items)
+parts = split()
+train_items, val_items = synthetic()
+train = compute(parts["train"], train_items)
+val = compute(parts["val"], val_items)
 Path("runs/native_view").mkdir(parents=True, exist_ok=True)
 np.savez(
     "runs/native_view/coverage.npz",
-    train_names=np.array(split["train"]),
-    val_names=np.array(split["val"]),
+    train_names=np.array(parts["train"]),
+    val_names=np.array(parts["val"]),
     train_items=np.array([f"{i.source}|{i.distortion}|{i.level}" for i in train_items]),
     val_items=np.array([f"{i.source}|{i.distortion}|{i.level}" for i in val_items]),
     **{f"train_{k}": v for k, v in train.items()},

@@ -14,7 +14,6 @@ Paired bootstrap, 1,000 resamples (the held-apart part by clean image).
 where SET is views joined by '+' (default: the sets below), optionally followed by ':log'
 (each view's deviations replaced by their logarithm before the probe standardises them)."""
 
-import csv
 import logging
 import sys
 from pathlib import Path
@@ -24,6 +23,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "biq_sources"))
 from bootstrap import paired_difference, srcc  # noqa: E402
+from shipped_parts import mos_by_name  # noqa: E402
 
 from mpiqa.data.distortions.tasks import level_quality  # noqa: E402
 from mpiqa.training.probe import fit_probe  # noqa: E402
@@ -41,11 +41,7 @@ SETS = sys.argv[1:] or [
 ]
 d = np.load("runs/native_view/coverage.npz")
 towers = np.load("runs/native_view/crop_towers.npz")
-root = Path("/work/shared/data/biq2021")
-mos_of = {
-    r["Image Name"]: float(r["MOS"])
-    for r in csv.DictReader(open(root / "Train (Images and MOS).csv"))
-}
+mos_of = mos_by_name()
 
 
 def part(prefix: str):

@@ -6,9 +6,6 @@ paired bootstrap (1,000) of each mix against the shipped score, over all images,
 each source, and over the held-apart clean images with their versions. Needs only the
 package and ../shared; writes runs/native_view/crop_towers.npz (2026-12-01, not adopted)."""
 
-import csv
-import json
-import random
 import sys
 from pathlib import Path
 
@@ -17,15 +14,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "biq_sources"))
 from bootstrap import paired_difference, srcc  # noqa: E402
+from shipped_parts import BIQ, mos_by_name, split, synthetic  # noqa: E402
 
 from mpiqa.data.distortions.tasks import level_quality, render  # noqa: E402
-from mpiqa.data.files import discover_images  # noqa: E402
 from mpiqa.data.images import load_image  # noqa: E402
 from mpiqa.models.quality_levels import _readout  # noqa: E402
 from mpiqa.models.registry import create_model  # noqa: E402
-from mpiqa.training.pretrain import synthetic_items  # noqa: E402
 
-DATA = Path("/work/shared/data")
 torch.set_grad_enabled(False)
 model = create_model("mpiqa-small").for_inference()
 visual = model.backbone.visual
@@ -51,22 +46,11 @@ def parts(images):
     return torch.cat(out).double().numpy()
 
 
-split = json.loads(Path("src/mpiqa/weights/mpiqa-small-split.json").read_text())
-root = DATA / "biq2021"
-mos_of = {
-    r["Image Name"]: float(r["MOS"])
-    for r in csv.DictReader(open(root / "Train (Images and MOS).csv"))
-}
-names = [k.split("/")[-1] for k in split["val"]]
-val = parts([load_image(root / "Images" / n, min_side=model.decode_min_side) for n in names])
-check = model.score([root / "Images" / n for n in names[:32]]).double().numpy()
+names = [k.split("/")[-1] for k in split()["val"]]
+val = parts([load_image(BIQ / "Images" / n, min_side=model.decode_min_side) for n in names])
+check = model.score([BIQ / "Images" / n for n in names[:32]]).double().numpy()
 assert np.abs(0.5 * val[:32, 0] + 0.5 * val[:32, 2] - check).max() < 1e-5, "not the shipped score"
-# the held-apart clean images as pretrain-backbone draws them (split seed 0, fraction 0.2)
-clean = [str(f) for f in discover_images([str(DATA / "pristine")], recursive=True).files]
-shuffled = sorted(clean)
-random.Random(0).shuffle(shuffled)
-held = set(shuffled[: round(len(shuffled) * 0.2)])
-items = synthetic_items([c for c in clean if c in held], 30, 1)
+items = synthetic()[1]  # the held-apart clean images' versions
 cache: dict = {}
 syn = parts([render(item, 512, cache) for item in items])
 Path("runs/native_view").mkdir(parents=True, exist_ok=True)
@@ -78,6 +62,7 @@ np.savez(  # plain arrays: read back with np.load, no pickle
     items=np.array([i.source for i in items]),
 )
 
+mos_of = mos_by_name()
 mos = np.array([mos_of[n] for n in names])
 source = np.array([n[:4] for n in names])
 target = np.array([level_quality(item.level) for item in items])

@@ -13,9 +13,6 @@ Paired bootstrap (1,000; the synthetic part over clean images). `small_inputs.py
 shrinks to SIZE instead of 500. Needs only the package and ../shared; a few minutes on 2
 cores."""
 
-import csv
-import json
-import random
 import sys
 from pathlib import Path
 
@@ -25,9 +22,9 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "biq_sources"))
 from bootstrap import paired_difference, srcc  # noqa: E402
+from shipped_parts import BIQ, mos_by_name, split, synthetic  # noqa: E402
 
 from mpiqa.data.distortions.tasks import level_quality, render  # noqa: E402
-from mpiqa.data.files import discover_images  # noqa: E402
 from mpiqa.data.images import load_image  # noqa: E402
 from mpiqa.data.transforms import (  # noqa: E402
     center_crop,
@@ -36,9 +33,7 @@ from mpiqa.data.transforms import (  # noqa: E402
     to_tensor,
 )
 from mpiqa.models.registry import create_model  # noqa: E402
-from mpiqa.training.pretrain import synthetic_items  # noqa: E402
 
-DATA = Path("/work/shared/data")
 SMALL = int(sys.argv[1]) if len(sys.argv) > 1 else 500
 torch.set_grad_enabled(False)
 model = create_model("mpiqa-small").for_inference()
@@ -70,25 +65,16 @@ def shrink(image: Image.Image) -> Image.Image:
     return image.resize((SMALL, SMALL), Image.Resampling.BICUBIC)
 
 
-split = json.loads(Path("src/mpiqa/weights/mpiqa-small-split.json").read_text())
-root = DATA / "biq2021"
-mos_of = {
-    r["Image Name"]: float(r["MOS"])
-    for r in csv.DictReader(open(root / "Train (Images and MOS).csv"))
-}
-names = [k.split("/")[-1] for k in split["val"]]
-mos = np.array([mos_of[n] for n in names])
+names = [k.split("/")[-1] for k in split()["val"]]
+mos_of = mos_by_name()
+y = np.array([mos_of[n] for n in names])
 # as scoring sees them (most are 512 x 512 already): shorter side 512, centre crop 512
-full = [center_crop(resize_shorter_side(load_image(root / "Images" / n), 512), 512) for n in names]
+full = [center_crop(resize_shorter_side(load_image(BIQ / "Images" / n), 512), 512) for n in names]
 small = [shrink(im) for im in full]
 val = {"A": upscaled(full), "B": upscaled(small), "C": own_size(small)}
 del full, small
 
-clean = [str(f) for f in discover_images([str(DATA / "pristine")], recursive=True).files]
-shuffled = sorted(clean)
-random.Random(0).shuffle(shuffled)
-held = set(shuffled[: round(len(shuffled) * 0.2)])
-items = synthetic_items([c for c in clean if c in held], 30, 1)
+items = synthetic()[1]
 target = np.array([level_quality(item.level) for item in items])
 groups = np.array([item.source for item in items])
 cache: dict = {}
@@ -100,11 +86,11 @@ syn = {"A": upscaled(syn512), "B": upscaled(syn500), "C": own_size(syn500)}
 rng = np.random.default_rng(0)
 source = np.array([n[:4] for n in names])
 for key in "ABC":
-    print(f"{key}: val {srcc(val[key], mos):.4f}, held-apart {srcc(syn[key], target):.4f}")
+    print(f"{key}: val {srcc(val[key], y):.4f}, held-apart {srcc(syn[key], target):.4f}")
 for new, old in (("B", "A"), ("C", "B")):
-    print(f"{new} − {old}: val", paired_difference(val[new], val[old], mos, rng))
+    print(f"{new} − {old}: val", paired_difference(val[new], val[old], y, rng))
     for s in ("ss01", "ss02", "ss03"):
         k = source == s
-        print(f"  within {s}:", paired_difference(val[new][k], val[old][k], mos[k], rng))
+        print(f"  within {s}:", paired_difference(val[new][k], val[old][k], y[k], rng))
     print("  held-apart:", paired_difference(syn[new], syn[old], target, rng, groups=groups))
     print(f"  mean score change: val {np.mean(val[new] - val[old]):+.4f}")

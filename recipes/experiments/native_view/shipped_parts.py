@@ -1,0 +1,38 @@
+"""The shipped mpiqa-small's data parts, rebuilt from the package and ../shared alone: its
+BIQ2021 split with the MOS, and the synthetic rows as `pretrain-backbone
+--val-clean-fraction 0.2 --seed 0` draws them. Shared by the scripts here."""
+
+import csv
+import json
+import random
+from pathlib import Path
+
+from mpiqa.data.distortions.tasks import DistortedItem
+from mpiqa.data.files import discover_images
+from mpiqa.training.pretrain import synthetic_items
+
+DATA = Path("/work/shared/data")
+BIQ = DATA / "biq2021"
+
+
+def split() -> dict:
+    """The shipped split (`train` and `val`: paths relative to BIQ)."""
+    return json.loads(Path("src/mpiqa/weights/mpiqa-small-split.json").read_text())
+
+
+def mos_by_name() -> dict[str, float]:
+    """BIQ2021's MOS by file name."""
+    with open(BIQ / "Train (Images and MOS).csv") as f:
+        return {r["Image Name"]: float(r["MOS"]) for r in csv.DictReader(f)}
+
+
+def synthetic() -> tuple[list[DistortedItem], list[DistortedItem]]:
+    """Seed 0's synthetic training rows and the held-apart ones (its validation rows)."""
+    clean = [str(f) for f in discover_images([str(DATA / "pristine")], recursive=True).files]
+    shuffled = sorted(clean)
+    random.Random(0).shuffle(shuffled)  # the split seed, as pretrain-backbone shuffles
+    held = set(shuffled[: round(len(shuffled) * 0.2)])
+    train = synthetic_items([c for c in clean if c not in held], 30, 0)
+    val = synthetic_items([c for c in clean if c in held], 30, 1)
+    assert len(train) == 2728 and len(val) == 682
+    return train, val
