@@ -12,7 +12,7 @@ the global per-channel means and deviations of stages 2-7 (1,536 numbers) of:
             four (exact for equal crops: means averaged, second moments averaged),
   quad160   four 160 x 160 crops at the same centres, pooled (about twice c224's cost),
   c320      the centre 320 crop (about twice c224's cost: more pixels, same place).
-Needs only the package and ../shared; about 20 minutes on 2 cores. Writes
+Needs only the package and ../shared; 13 minutes on 2 cores. Writes
 runs/native_view/coverage.npz (plain float64 arrays; `coverage_compare.py` reads it)."""
 
 import logging

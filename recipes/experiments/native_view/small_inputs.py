@@ -1,9 +1,10 @@
-"""Images a little smaller than the model's 512 input, as an in-the-wild database may hold
-them (500 x 500 photos): does scoring's upscaling to 512 cost ranking, and would reading
-them at their own size instead do better?
+"""Images smaller than the model's 512 input, as an in-the-wild database may hold them
+(500 x 500 photos): does scoring's upscaling to 512 cost ranking, and would reading them
+at their own size instead do better?
 
-BIQ2021's validation part (as scoring's preprocessing gives them: 512 x 512) and the held-apart synthetic distortions
-(rendered at 512 and at 500), scored by the shipped mpiqa-small three ways:
+BIQ2021's validation part (as scoring's preprocessing gives them: 512 x 512) and the
+held-apart synthetic distortions (rendered at 512 and at 500), scored by the shipped
+mpiqa-small three ways:
   A  as they are (512; the shipped figures),
   B  resized to 500 x 500 (Pillow bicubic; synthetic: rendered at 500), then scored as
      `mpiqa score` does: the shorter side resized up to 512,
@@ -80,8 +81,8 @@ groups = np.array([item.source for item in items])
 cache: dict = {}
 syn512 = [render(item, 512, cache) for item in items]
 cache = {}
-syn500 = [render(item, SMALL, cache) for item in items]
-syn = {"A": upscaled(syn512), "B": upscaled(syn500), "C": own_size(syn500)}
+syn_small = [render(item, SMALL, cache) for item in items]
+syn = {"A": upscaled(syn512), "B": upscaled(syn_small), "C": own_size(syn_small)}
 
 rng = np.random.default_rng(0)
 source = np.array([n[:4] for n in names])
