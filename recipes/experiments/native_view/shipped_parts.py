@@ -26,13 +26,14 @@ def mos_by_name() -> dict[str, float]:
         return {r["Image Name"]: float(r["MOS"]) for r in csv.DictReader(f)}
 
 
-def synthetic() -> tuple[list[DistortedItem], list[DistortedItem]]:
-    """Seed 0's synthetic training rows and the held-apart ones (its validation rows)."""
+def synthetic(seed: int = 0) -> tuple[list[DistortedItem], list[DistortedItem]]:
+    """Seed 0's synthetic training rows (or ``seed``'s draws from the same clean images)
+    and the held-apart ones (seed 0's validation rows)."""
     clean = [str(f) for f in discover_images([str(DATA / "pristine")], recursive=True).files]
     shuffled = sorted(clean)
     random.Random(0).shuffle(shuffled)  # the split seed, as pretrain-backbone shuffles
     held = set(shuffled[: round(len(shuffled) * 0.2)])
-    train = synthetic_items([c for c in clean if c not in held], 30, 0)
+    train = synthetic_items([c for c in clean if c not in held], 30, seed)
     val = synthetic_items([c for c in clean if c in held], 30, 1)
     assert len(train) == 2728 and len(val) == 682
     return train, val
