@@ -26,14 +26,17 @@ def mos_by_name() -> dict[str, float]:
         return {r["Image Name"]: float(r["MOS"]) for r in csv.DictReader(f)}
 
 
-def synthetic(seed: int = 0) -> tuple[list[DistortedItem], list[DistortedItem]]:
-    """Seed 0's synthetic training rows (or ``seed``'s draws from the same clean images)
-    and the held-apart ones (seed 0's validation rows)."""
+def synthetic(
+    seed: int = 0, per_image: int = 30
+) -> tuple[list[DistortedItem], list[DistortedItem]]:
+    """Seed 0's synthetic training rows (or ``seed``'s draws from the same clean images,
+    ``per_image`` distorted versions of each) and the held-apart ones (seed 0's
+    validation rows, always 30 per image)."""
     clean = [str(f) for f in discover_images([str(DATA / "pristine")], recursive=True).files]
     shuffled = sorted(clean)
     random.Random(0).shuffle(shuffled)  # the split seed, as pretrain-backbone shuffles
     held = set(shuffled[: round(len(shuffled) * 0.2)])
-    train = synthetic_items([c for c in clean if c not in held], 30, seed)
+    train = synthetic_items([c for c in clean if c not in held], per_image, seed)
     val = synthetic_items([c for c in clean if c in held], 30, 1)
-    assert len(train) == 2728 and len(val) == 682
+    assert len(train) == 88 * (per_image + 1) and len(val) == 682
     return train, val

@@ -11,7 +11,9 @@ the twin's MOS is never guessed).
     python recipes/experiments/real_distortions/twins.py MODE HELD [SEED]
 
 MODE: ``base`` (the recipe's towers) or ``twins`` (plus the pair term; the environment
-variables below change its twins, ``CONFIG`` one setting of the recipe for either mode);
+variables below change its twins, ``CONFIG`` one setting of the recipe for either mode,
+``SYNTH_PER_IMAGE`` the number of distorted versions of each training clean image, and
+``SYNTH_RANK`` adds to ``base`` a rank term within each clean image's versions);
 HELD: ``none`` (train on the shipped split) or ``ss01`` / ``ss02`` / ``ss03`` (that
 BIQ2021 source's rated rows left out of training and selection, tested on all its
 images); SEED: the recipe's seed (its synthetic draws, initialisation and twins). The
@@ -54,6 +56,11 @@ LEVELS = tuple(int(v) for v in os.environ.get("TWIN_LEVELS", "2,3,4,5").split(",
 PAIR_WEIGHT = float(os.environ.get("PAIR_WEIGHT", "1.0"))
 # CONFIG='{"distortion_weight": 0}' in the environment: one recipe setting changed
 OVERRIDES = json.loads(os.environ.get("CONFIG", "{}"))
+# SYNTH_PER_IMAGE=60: more distorted versions of each training clean image (recipe: 30)
+PER_IMAGE = int(os.environ.get("SYNTH_PER_IMAGE", "30"))
+# SYNTH_RANK=1: a rank fidelity term over pairs of synthetic rows of one clean image (their
+# order is known exactly), with this weight; base mode only
+SYNTH_RANK = float(os.environ.get("SYNTH_RANK", "0"))
 SOURCES = ("ss01", "ss02", "ss03")
 OUT = Path("runs/real_distortions")
 
@@ -61,6 +68,7 @@ logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 mode, held = sys.argv[1], sys.argv[2]
 seed = int(sys.argv[3]) if len(sys.argv) > 3 else 0
 assert mode in ("base", "twins") and held in ("none", *SOURCES)
+assert not (SYNTH_RANK and mode == "twins"), "SYNTH_RANK is for base mode"
 
 
 def twin_items(paths: list[str], seed: int) -> list[DistortedItem]:
@@ -79,7 +87,7 @@ parts = split()
 mos = mos_by_name()
 rated = {k: [(str(BIQ / n), mos[n.split("/")[-1]]) for n in parts[k]] for k in ("train", "val")}
 source = {k: [n.split("/")[-1][:4] for n in parts[k]] for k in ("train", "val")}
-synth_train, synth_val = synthetic(seed)
+synth_train, synth_val = synthetic(seed, PER_IMAGE)
 
 torch.manual_seed(seed)
 config = PretrainConfig(seed=seed, **OVERRIDES)
@@ -138,6 +146,36 @@ if mode == "twins":
 
     P.expected_level, P._batch_loss = spy, batch_loss
 
+if SYNTH_RANK:
+    # the loss sees no row numbers, so each synthetic training row's clean image rides in
+    # its target as target + 2 * image (targets lie in [0, 1]) and is taken back out there
+    image_of = {c: i for i, c in enumerate(dict.fromkeys(it.source for it in synth_train))}
+    n_kept = len(keep_tr) - len(synth_train)
+    train_set.synthetic_target = train_set.synthetic_target.clone()
+    train_set.synthetic_target[n_kept:] += 2 * torch.tensor(
+        [image_of[it.source] for it in synth_train], dtype=train_set.synthetic_target.dtype
+    )
+    recipe_loss, expected_level = P._batch_loss, P.expected_level
+    last = {}
+
+    def spy(*args, **kwargs):
+        last["score"] = expected_level(*args, **kwargs)
+        return last["score"]
+
+    def batch_loss(model, feats, mos_, target, distortion, config):
+        image = torch.floor(target / 2)
+        total, losses = recipe_loss(model, feats, mos_, target - 2 * image, distortion, config)
+        synth = ~torch.isnan(target)
+        s, t, g = last["score"][synth], (target - 2 * image)[synth], image[synth]
+        pair = (g[:, None] == g[None, :]) & (t[:, None] > t[None, :])  # i better than j
+        if pair.any():
+            p = 0.5 * (1 + torch.erf((s[:, None] - s[None, :])[pair] / 2))
+            losses["synth_rank"] = SYNTH_RANK * (1 - torch.sqrt(p + 1e-8)).mean()
+            total = total + losses["synth_rank"]
+        return total, losses
+
+    P.expected_level, P._batch_loss = spy, batch_loss
+
 start = time.time()
 state, history = P.train_on_features(model, train_set, val_set, config)
 model.load_state_dict(state)
@@ -163,6 +201,8 @@ out = {
     "levels": LEVELS,
     "pair_weight": PAIR_WEIGHT,
     "config": OVERRIDES,
+    "synthetic_per_image": PER_IMAGE,
+    "synthetic_rank": SYNTH_RANK,
     "held": held,
     "seed": seed,
     "best": best,
@@ -197,6 +237,8 @@ variant = (
     else f"-l{''.join(map(str, LEVELS))}w{PAIR_WEIGHT:g}"
 )
 variant = (variant if mode == "twins" else "") + "".join(f"-{k}{v}" for k, v in OVERRIDES.items())
+variant += f"-synth{PER_IMAGE}" if PER_IMAGE != 30 else ""
+variant += f"-srank{SYNTH_RANK:g}" if SYNTH_RANK else ""
 tag = f"{mode}{variant}_{held}_s{seed}"
 (OUT / f"{tag}.json").write_text(json.dumps({**out, "history": history}, indent=1))
 torch.save(scores, OUT / f"{tag}.pt")
