@@ -3,6 +3,8 @@ nothing lost or duplicated and bad files reported once."""
 
 from __future__ import annotations
 
+import csv
+import io
 import subprocess
 import sys
 
@@ -12,6 +14,15 @@ from PIL import Image
 from mpiqa.cli.main import main
 
 TINY = ["--backbone", "test-tiny", "--weights", "random", "--workers", "0", "--no-progress"]
+
+
+def _same_scores(a: str, b: str) -> None:
+    """Same rows in the same order, scores equal up to float reassociation: batches of
+    another size (or another process's threads) may move the sixth decimal on some CPUs."""
+    rows_a, rows_b = (list(csv.reader(io.StringIO(t))) for t in (a, b))
+    assert [r[0] for r in rows_a] == [r[0] for r in rows_b] and rows_a[0] == rows_b[0]
+    for ra, rb in zip(rows_a[1:], rows_b[1:], strict=True):
+        assert abs(float(ra[1]) - float(rb[1])) <= 2e-6, (ra, rb)
 
 
 def test_two_process_scoring_equals_single_process(tmp_path):
@@ -32,6 +43,6 @@ def test_two_process_scoring_equals_single_process(tmp_path):
         capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
     assert result.returncode != 0  # one file failed, and the exit status says so
-    assert merged.read_text() == single.read_text()
+    _same_scores(merged.read_text(), single.read_text())
     assert len(merged.read_text().splitlines()) == 1 + 11
     assert result.stderr.count("img5b.jpg: empty file") == 1
