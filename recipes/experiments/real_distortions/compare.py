@@ -28,7 +28,7 @@ def load(mode: str, held: str) -> list[dict] | None:
     paths = [RUNS / f"{mode}_{held}_s{s}.pt" for s in seeds]
     if not all(p.is_file() for p in paths):
         return None
-    return [torch.load(p, weights_only=False) for p in paths]  # our own files
+    return [torch.load(p, weights_only=True) for p in paths]  # tensors and lists of names
 
 
 def mean(runs: list[dict], key: str) -> np.ndarray:
