@@ -39,7 +39,7 @@ for a in (100.0, 300.0, 1000.0, 3000.0, 10000.0):
     line += f" in-domain probe {r(p[biq_va], yva[biq_va]):.4f}/{r(p[~biq_va], yva[~biq_va]):.4f} mix {r(c[biq_va], yva[biq_va]):.4f}/{r(c[~biq_va], yva[~biq_va]):.4f} | LOSO mix"
     ms = []
     for held in ("ss01", "ss02", "ss03"):
-        pred = torch.load(f"runs/loso/{held}_pred.pt", weights_only=False)
+        pred = torch.load(f"runs/loso/{held}_pred.pt", weights_only=True)
         rated = [i for i, s in enumerate(src_tr) if s != held]
         idx = rated + list(range(ntr, ntr + nsyn))
         test_x = torch.cat(

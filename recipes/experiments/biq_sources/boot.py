@@ -10,7 +10,7 @@ from scipy.stats import spearmanr
 from seed0_tower import seed0_val_scores
 
 base, src = seed0_val_scores()
-new = torch.load(f"runs/loso/{sys.argv[1]}_pred.pt", weights_only=False)
+new = torch.load(f"runs/loso/{sys.argv[1]}_pred.pt", weights_only=True)
 a, mos = new["towers"].numpy(), new["mos"].numpy()
 rng = np.random.default_rng(0)
 for g in ("ss01", "ss02", "ss03"):

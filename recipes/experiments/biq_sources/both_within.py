@@ -14,8 +14,8 @@ def r(a, b):
 
 
 base, src = seed0_val_scores()
-both = torch.load("runs/loso/none_both_pred.pt", weights_only=False)
-parts = torch.load("runs/within_probe_parts.pt", weights_only=False)
+both = torch.load("runs/loso/none_both_pred.pt", weights_only=True)
+parts = torch.load("runs/within_probe_parts.pt", weights_only=False)  # our own numpy arrays
 _, pv, y = parts["val"]
 assert np.allclose(both["mos"].numpy(), y, atol=1e-6)
 rng = np.random.default_rng(0)
@@ -43,8 +43,8 @@ for pname in ("shipped", "within", "half"):
         k = src == s
         line += f" | {s} {r(b[k], y[k]):.4f} -> {r(a[k], y[k]):.4f} {boot(a[k], b[k], y[k])}"
     print(line, flush=True)
-lo_both = torch.load("runs/loso/ss03_both_pred.pt", weights_only=False)
-lo = torch.load("runs/loso/ss03_pred.pt", weights_only=False)
+lo_both = torch.load("runs/loso/ss03_both_pred.pt", weights_only=True)
+lo = torch.load("runs/loso/ss03_pred.pt", weights_only=True)
 _, pl, yl = parts["ss03 left out"]
 assert np.allclose(lo["mos"].numpy(), yl) and np.allclose(lo_both["mos"].numpy(), yl)
 for pname in ("shipped", "half"):

@@ -29,7 +29,7 @@ rng = np.random.default_rng(0)
 
 for tag in sys.argv[1:]:
     held = tag.split("_")[0]
-    pred = torch.load(f"runs/loso/{tag}_pred.pt", weights_only=False)
+    pred = torch.load(f"runs/loso/{tag}_pred.pt", weights_only=True)
     rated = [i for i, s in enumerate(src_tr) if s != held]
     idx = rated + list(range(ntr, ntr + nsyn))
     test_x = torch.cat(

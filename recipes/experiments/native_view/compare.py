@@ -65,7 +65,7 @@ for names in variants:
     )
     res = {"val": (mix[m], y_va[m]), "syn": (mix[~m], y_va[~m])}
     for held in ("ss01", "ss02", "ss03"):
-        pred = torch.load(f"runs/loso/{held}_pred.pt", weights_only=False)
+        pred = torch.load(f"runs/loso/{held}_pred.pt", weights_only=True)
         keep = torch.tensor(src_tr != held)
         pr, _ = fit_probe(feats(names, "tr")[keep], g["tr_mos"][keep], g["tr_t"][keep])
         test = torch.cat(

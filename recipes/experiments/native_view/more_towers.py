@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from scipy.stats import spearmanr
 
+# numpy arrays that share_seeds.py wrote here: weights_only cannot read them
 parts = torch.load("runs/native_view/share_seeds_parts.pt", weights_only=False)
 
 
@@ -19,7 +20,7 @@ rng = np.random.default_rng(0)
 for held in ("ss01", "ss02", "ss03"):
     probe, three, y = parts[held]
     towers = [
-        torch.load(f"runs/loso/{held}{tag}_pred.pt", weights_only=False)["towers"].numpy()
+        torch.load(f"runs/loso/{held}{tag}_pred.pt", weights_only=True)["towers"].numpy()
         for tag in ("", "_seed1", "_seed2", "_seed3", "_seed4")
     ]
     assert np.allclose(np.mean(towers[:3], 0), three)

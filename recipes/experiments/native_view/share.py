@@ -26,7 +26,7 @@ p = probe(xva.float()).double().clamp(0, 1).numpy()
 parts["val"] = (p[rated], g["tva"].numpy()[rated], y_va[rated])
 parts["synthetic"] = (p[~rated], g["tva"].numpy()[~rated], y_va[~rated])
 for held in ("ss01", "ss02", "ss03"):
-    pred = torch.load(f"runs/loso/{held}_pred.pt", weights_only=False)
+    pred = torch.load(f"runs/loso/{held}_pred.pt", weights_only=True)
     keep = torch.tensor(src_tr != held)
     pr, _ = fit_probe(xtr[keep], g["tr_mos"][keep], g["tr_t"][keep])
     test = torch.cat([xtr[torch.tensor(src_tr == held)], xva[torch.tensor(src_va == held)]])

@@ -34,7 +34,7 @@ parts["val"] = (p[rated], g["tva"].numpy()[rated], y_va[rated])
 parts["synthetic"] = (p[~rated], g["tva"].numpy()[~rated], y_va[~rated])
 for held in ("ss01", "ss02", "ss03"):
     preds = [
-        torch.load(f"runs/loso/{held}{tag}_pred.pt", weights_only=False)
+        torch.load(f"runs/loso/{held}{tag}_pred.pt", weights_only=True)
         for tag in ("", "_seed1", "_seed2")
     ]
     y = preds[0]["mos"].numpy()

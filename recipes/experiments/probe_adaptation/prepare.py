@@ -26,7 +26,7 @@ src_va = np.array(
 )
 out = {}
 for held in ("ss01", "ss02", "ss03"):
-    pred = torch.load(f"runs/loso/{held}_pred.pt", weights_only=False)
+    pred = torch.load(f"runs/loso/{held}_pred.pt", weights_only=True)
     keep = torch.tensor(src_tr != held)
     p0, _ = fit_probe(xtr[keep], g["tr_mos"][keep], g["tr_t"][keep], alphas=(1e4,))
     X = torch.cat([xtr[torch.tensor(src_tr == held)], xva[torch.tensor(src_va == held)]])

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from scipy.stats import spearmanr, wilcoxon
 
+# numpy arrays that share_seeds.py wrote here: weights_only cannot read them
 parts = torch.load("runs/native_view/share_seeds_parts.pt", weights_only=False)
 n, rounds = int(sys.argv[1]), int(sys.argv[2]) if len(sys.argv) > 2 else 20
 grid = np.round(np.linspace(0, 1, 11), 1)
