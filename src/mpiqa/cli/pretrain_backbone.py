@@ -75,7 +75,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=arguments.integer(1), default=None)
     p.add_argument("--batch-size", type=arguments.batch_size, default=None)
     p.add_argument("--lr", type=arguments.positive_real, default=None)
-    p.add_argument("--synthetic-per-image", type=arguments.non_negative, default=None, metavar="N")
+    p.add_argument(
+        "--synthetic-per-image",
+        type=arguments.non_negative,
+        default=None,
+        metavar="N",
+        help="distorted versions of each clean image (default 30); when the rated images are "
+        "fewer than the synthetic rows (clean images x (N + 1)), fewer versions ranked unseen "
+        "photos better (the model card's left-out sources)",
+    )
     p.add_argument("--seed", type=arguments.seed, default=None)
     p.add_argument(
         "--probe-detail",
