@@ -13,7 +13,8 @@ the twin's MOS is never guessed).
 MODE: ``base`` (the recipe's towers) or ``twins`` (plus the pair term; the environment
 variables below change its twins, ``CONFIG`` one setting of the recipe for either mode,
 ``SYNTH_PER_IMAGE`` the number of distorted versions of each training clean image, and
-``SYNTH_RANK`` adds to ``base`` a rank term within each clean image's versions);
+``SYNTH_RANK`` adds to ``base`` a rank term within each clean image's versions,
+``RATED_KEEP`` trains on that many of the kept rated photos);
 HELD: ``none`` (train on the shipped split) or ``ss01`` / ``ss02`` / ``ss03`` (that
 BIQ2021 source's rated rows left out of training and selection, tested on all its
 images); SEED: the recipe's seed (its synthetic draws, initialisation and twins). The
@@ -61,6 +62,10 @@ PER_IMAGE = int(os.environ.get("SYNTH_PER_IMAGE", "30"))
 # SYNTH_RANK=1: a rank fidelity term over pairs of synthetic rows of one clean image (their
 # order is known exactly), with this weight; base mode only
 SYNTH_RANK = float(os.environ.get("SYNTH_RANK", "0"))
+# RATED_KEEP=1306: train on this many of the kept rated training photos (a fixed random
+# subset, the same for every seed and setting; validation rows unchanged), to tell a
+# fold's number of rated photos apart from which source it leaves out
+RATED_KEEP = int(os.environ.get("RATED_KEEP", "0"))
 SOURCES = ("ss01", "ss02", "ss03")
 OUT = Path("runs/real_distortions")
 
@@ -107,6 +112,10 @@ twin = {
 n_tr, n_va = len(rated["train"]), len(rated["val"])
 keep_tr = [i for i, s in enumerate(source["train"]) if s != held] + list(range(n_tr, len(train)))
 keep_va = [i for i, s in enumerate(source["val"]) if s != held] + list(range(n_va, len(val)))
+if RATED_KEEP:
+    rated_kept = [i for i in keep_tr if i < n_tr]
+    assert RATED_KEEP <= len(rated_kept), f"RATED_KEEP={RATED_KEEP}: only {len(rated_kept)} kept"
+    keep_tr = sorted(random.Random(0).sample(rated_kept, RATED_KEEP)) + keep_tr[len(rated_kept) :]
 train_set, val_set = subset(train, keep_tr), subset(val, keep_va)
 
 if mode == "twins":
@@ -203,6 +212,7 @@ out = {
     "config": OVERRIDES,
     "synthetic_per_image": PER_IMAGE,
     "synthetic_rank": SYNTH_RANK,
+    "rated_keep": RATED_KEEP,
     "held": held,
     "seed": seed,
     "best": best,
@@ -237,6 +247,7 @@ variant = (
     else f"-l{''.join(map(str, LEVELS))}w{PAIR_WEIGHT:g}"
 )
 variant = (variant if mode == "twins" else "") + "".join(f"-{k}{v}" for k, v in OVERRIDES.items())
+variant += f"-rated{RATED_KEEP}" if RATED_KEEP else ""
 variant += f"-synth{PER_IMAGE}" if PER_IMAGE != 30 else ""
 variant += f"-srank{SYNTH_RANK:g}" if SYNTH_RANK else ""
 tag = f"{mode}{variant}_{held}_s{seed}"
