@@ -14,7 +14,8 @@ MODE: ``base`` (the recipe's towers) or ``twins`` (plus the pair term; the envir
 variables below change its twins, ``CONFIG`` one setting of the recipe for either mode,
 ``SYNTH_PER_IMAGE`` the number of distorted versions of each training clean image, and
 ``SYNTH_RANK`` adds to ``base`` a rank term within each clean image's versions,
-``RATED_KEEP`` trains on that many of the kept rated photos);
+``RATED_KEEP`` trains on that many of the kept rated photos, ``EXTRA_CLEAN`` adds that
+many of the best-rated kept training photos as clean images for synthetic rows);
 HELD: ``none`` (train on the shipped split) or ``ss01`` / ``ss02`` / ``ss03`` (that
 BIQ2021 source's rated rows left out of training and selection, tested on all its
 images); SEED: the recipe's seed (its synthetic draws, initialisation and twins). The
@@ -46,6 +47,8 @@ from mpiqa.backbones.factory import build_random_clip  # noqa: E402
 from mpiqa.data.distortions.tasks import DistortedItem  # noqa: E402
 from mpiqa.training.pretrain import FeatureSet, PretrainConfig  # noqa: E402
 
+FIELDS = ("features", "mos", "synthetic_target", "distortion")
+
 # degradations whose direction does not depend on the photo (brightness, contrast,
 # colour and sharpening changes can improve a dull or dark photo, so they are left out)
 TYPES = (
@@ -66,6 +69,11 @@ SYNTH_RANK = float(os.environ.get("SYNTH_RANK", "0"))
 # subset, the same for every seed and setting; validation rows unchanged), to tell a
 # fold's number of rated photos apart from which source it leaves out
 RATED_KEEP = int(os.environ.get("RATED_KEEP", "0"))
+# EXTRA_CLEAN=88: the kept rated training photos with the highest MOS (this many; the held
+# source's never) become clean images too, each distorted SYNTH_PER_IMAGE times like the
+# pristine ones (their undistorted rows are left out: they are rated rows already), to
+# test whether the synthetic rows' cost on unseen photos comes from their few contents
+EXTRA_CLEAN = int(os.environ.get("EXTRA_CLEAN", "0"))
 SOURCES = ("ss01", "ss02", "ss03")
 OUT = Path("runs/real_distortions")
 
@@ -74,6 +82,7 @@ mode, held = sys.argv[1], sys.argv[2]
 seed = int(sys.argv[3]) if len(sys.argv) > 3 else 0
 assert mode in ("base", "twins") and held in ("none", *SOURCES)
 assert not (SYNTH_RANK and mode == "twins"), "SYNTH_RANK is for base mode"
+assert not (SYNTH_RANK and EXTRA_CLEAN), "SYNTH_RANK ranks within the pristine images only"
 
 
 def twin_items(paths: list[str], seed: int) -> list[DistortedItem]:
@@ -111,6 +120,15 @@ twin = {
 }  # fmt: skip
 n_tr, n_va = len(rated["train"]), len(rated["val"])
 keep_tr = [i for i, s in enumerate(source["train"]) if s != held] + list(range(n_tr, len(train)))
+if EXTRA_CLEAN:
+    kept = [i for i in range(n_tr) if source["train"][i] != held]
+    best = sorted(kept, key=lambda i: (-rated["train"][i][1], rated["train"][i][0]))[:EXTRA_CLEAN]
+    drawn = P.synthetic_items([rated["train"][i][0] for i in sorted(best)], PER_IMAGE, seed)
+    extra = P.cached_features(
+        cache, model, (), [it for it in drawn if it.level > 0], size, weights, seed
+    )
+    keep_tr += list(range(len(train), len(train) + len(extra.mos)))
+    train = FeatureSet(*(torch.cat([getattr(train, f), getattr(extra, f)]) for f in FIELDS))
 keep_va = [i for i, s in enumerate(source["val"]) if s != held] + list(range(n_va, len(val)))
 if RATED_KEEP:
     rated_kept = [i for i in keep_tr if i < n_tr]
@@ -213,6 +231,7 @@ out = {
     "synthetic_per_image": PER_IMAGE,
     "synthetic_rank": SYNTH_RANK,
     "rated_keep": RATED_KEEP,
+    "extra_clean": EXTRA_CLEAN,
     "held": held,
     "seed": seed,
     "best": best,
@@ -248,6 +267,7 @@ variant = (
 )
 variant = (variant if mode == "twins" else "") + "".join(f"-{k}{v}" for k, v in OVERRIDES.items())
 variant += f"-rated{RATED_KEEP}" if RATED_KEEP else ""
+variant += f"-extra{EXTRA_CLEAN}" if EXTRA_CLEAN else ""
 variant += f"-synth{PER_IMAGE}" if PER_IMAGE != 30 else ""
 variant += f"-srank{SYNTH_RANK:g}" if SYNTH_RANK else ""
 tag = f"{mode}{variant}_{held}_s{seed}"
