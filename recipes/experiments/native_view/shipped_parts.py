@@ -26,6 +26,15 @@ def mos_by_name() -> dict[str, float]:
         return {r["Image Name"]: float(r["MOS"]) for r in csv.DictReader(f)}
 
 
+def rated_rows() -> tuple[dict, dict]:
+    """The shipped split as ``(path, MOS)`` rows and as each row's source (``ss01`` …),
+    both keyed by part (``train``, ``val``), in the split's order."""
+    parts, mos = split(), mos_by_name()
+    names = {k: [n.split("/")[-1] for n in parts[k]] for k in ("train", "val")}
+    rated = {k: [(str(BIQ / n), mos[n.split("/")[-1]]) for n in parts[k]] for k in names}
+    return rated, {k: [m[:4] for m in v] for k, v in names.items()}
+
+
 def synthetic(
     seed: int = 0, per_image: int = 30
 ) -> tuple[list[DistortedItem], list[DistortedItem]]:

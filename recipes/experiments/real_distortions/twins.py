@@ -39,7 +39,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "native_view"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "biq_sources"))
 from bootstrap import srcc  # noqa: E402
-from shipped_parts import BIQ, mos_by_name, split, synthetic  # noqa: E402
+from shipped_parts import rated_rows, synthetic  # noqa: E402
 
 import mpiqa.training.pretrain as P  # noqa: E402
 from mpiqa.backbones.efficientnet import default_weights_path, load_stem_weights  # noqa: E402
@@ -97,10 +97,7 @@ def subset(fs: FeatureSet, idx: list[int]) -> FeatureSet:
     return FeatureSet(fs.features[i], fs.mos[i], fs.synthetic_target[i], fs.distortion[i])
 
 
-parts = split()
-mos = mos_by_name()
-rated = {k: [(str(BIQ / n), mos[n.split("/")[-1]]) for n in parts[k]] for k in ("train", "val")}
-source = {k: [n.split("/")[-1][:4] for n in parts[k]] for k in ("train", "val")}
+rated, source = rated_rows()
 synth_train, synth_val = synthetic(seed, PER_IMAGE)
 
 torch.manual_seed(seed)
