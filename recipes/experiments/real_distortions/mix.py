@@ -14,7 +14,8 @@ seed 0's synthetic draws), reading the towers' 384 view and the centre 224 crop 
 it is mixed with the mean of the SEEDs' towers. Paired bootstrap (1,000) on the left-out
 source, the validation part and the held-apart distortions (their probe view rendered
 at 512). The second view's maps are cached with the others; `base-synth15 base 0 1`
-took 16 minutes on 2 cores the first time, 10 with the maps cached. One-off measurement (2026-12-06), not part of the package or the recipe."""
+took 16 minutes on 2 cores the first time, 10 with the maps cached. One-off
+measurement (2026-12-06), not part of the package or the recipe."""
 
 import re
 import sys
