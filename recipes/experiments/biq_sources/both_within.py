@@ -7,6 +7,7 @@ import numpy as np
 import torch
 from scipy.stats import spearmanr
 from seed0_tower import seed0_val_scores
+from within_parts import load_parts
 
 
 def r(a, b):
@@ -15,7 +16,7 @@ def r(a, b):
 
 base, src = seed0_val_scores()
 both = torch.load("runs/loso/none_both_pred.pt", weights_only=True)
-parts = torch.load("runs/within_probe_parts.pt", weights_only=False)  # our own numpy arrays
+parts = load_parts()
 _, pv, y = parts["val"]
 assert np.allclose(both["mos"].numpy(), y, atol=1e-6)
 rng = np.random.default_rng(0)

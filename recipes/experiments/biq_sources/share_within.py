@@ -7,15 +7,15 @@ each share with the shipped ½ by bootstrap (300 resamples of images).
 """
 
 import numpy as np
-import torch
 from bootstrap import paired_difference
 from bootstrap import srcc as r
+from within_parts import load_parts
 
 SHARES = (0.0, 0.25, 0.4, 0.5, 0.6, 0.75, 1.0)
 
 
 def main():
-    parts = torch.load("runs/within_probe_parts.pt", weights_only=False)  # our own file
+    parts = load_parts()
     rng = np.random.default_rng(0)
     for share in SHARES:
         line = f"share {share:.2f}:"

@@ -16,6 +16,7 @@ import logging
 import numpy as np
 import torch
 from scipy.stats import spearmanr
+from within_parts import save_parts
 
 from mpiqa.training.probe import fit_probe
 
@@ -127,7 +128,7 @@ def main():
             fitted[name] = np.clip(probe(test), 0, 1)
             print(f"  {held} left out, {name}: alpha {alpha:g}", flush=True)
         parts[f"{held} left out"] = (towers, fitted, y)
-    torch.save(parts, "runs/within_probe_parts.pt")
+    save_parts(parts)
     for name in variants:
         print(
             f"{name} alone:" + "".join(f" {k} {r(v[1][name], v[2]):.4f}" for k, v in parts.items())

@@ -8,8 +8,9 @@ import numpy as np
 import torch
 from scipy.stats import spearmanr
 
-# numpy arrays that share_seeds.py wrote here: weights_only cannot read them
-parts = torch.load("runs/native_view/share_seeds_parts.pt", weights_only=False)
+# per left-out source: (probe, towers, targets), as tensors (share_seeds.py wrote them)
+saved = torch.load("runs/native_view/share_seeds_parts.pt", weights_only=True)
+parts = {k: tuple(t.numpy() for t in v) for k, v in saved.items()}
 
 
 def r(a, b):

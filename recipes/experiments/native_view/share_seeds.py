@@ -55,8 +55,12 @@ for held in ("ss01", "ss02", "ss03"):
     )
     parts[held] = (pp, mean, y)
 
-# the scores per part, for ../probe_adaptation/share.py
-torch.save(parts, "runs/native_view/share_seeds_parts.pt")
+# the scores per part, for ../probe_adaptation/share.py and more_towers.py; as tensors, so
+# that they load with weights_only=True
+torch.save(
+    {k: tuple(torch.from_numpy(np.asarray(a)) for a in v) for k, v in parts.items()},
+    "runs/native_view/share_seeds_parts.pt",
+)
 rng = np.random.default_rng(0)
 for share in (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 1.0):
     line = f"share {share:.1f}:"

@@ -10,8 +10,9 @@ import numpy as np
 import torch
 from scipy.stats import spearmanr, wilcoxon
 
-# numpy arrays that share_seeds.py wrote here: weights_only cannot read them
-parts = torch.load("runs/native_view/share_seeds_parts.pt", weights_only=False)
+# per left-out source: (probe, towers, targets), as tensors (share_seeds.py wrote them)
+saved = torch.load("runs/native_view/share_seeds_parts.pt", weights_only=True)
+parts = {k: tuple(t.numpy() for t in v) for k, v in saved.items()}
 n, rounds = int(sys.argv[1]), int(sys.argv[2]) if len(sys.argv) > 2 else 20
 grid = np.round(np.linspace(0, 1, 11), 1)
 order = np.argsort(np.abs(grid - 0.5), kind="stable")  # ties: nearest 1/2 first
