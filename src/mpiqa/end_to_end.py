@@ -87,7 +87,7 @@ def run_end_to_end(
     name = model_name or DEFAULT_MODEL
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"--end-to-end {folder}: no such folder")
-    files = discover_images([folder], recursive=True).files[:limit]
+    files = discover_images([folder], recursive=True).warn_unreadable().files[:limit]
     if not files:
         raise FileNotFoundError(f"no image files in {folder}")
     workers = default_workers() if workers is None else workers

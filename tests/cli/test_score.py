@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import subprocess
 import sys
 
@@ -82,6 +83,29 @@ def test_on_error_fail_stops(folder, capsys):
     captured = capsys.readouterr()
     assert "img0.jpg: empty file" in captured.err and "--on-error fail" in captured.err
     assert _rows(captured.out) == [["path", "score"]]
+
+
+def test_an_unreadable_folder_is_reported_and_the_rest_scored(
+    folder, tmp_path, monkeypatch, capsys
+):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real = os.scandir
+
+    def scandir(path="."):
+        if os.fspath(path) == str(locked):  # as root, chmod 000 would forbid nothing
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    assert main(["score", str(locked), str(folder), *TINY]) == 1
+    captured = capsys.readouterr()
+    assert len(_rows(captured.out)) == 1 + 3
+    assert f"mpiqa: error: cannot list folder {locked}: Permission denied" in captured.err
+    assert "0 of 3 file(s) could not be scored; 3 scored; 1 folder(s)" in captured.err
+    assert main(["score", str(locked), str(folder), "--on-error", "fail", *TINY]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == "" and "(stopping: --on-error fail)" in captured.err
 
 
 def test_worker_processes_give_the_same_csv(folder, capsys):

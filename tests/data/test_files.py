@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import logging
+import os
+
 from mpiqa.data.files import discover_images, natural_key
 
 
@@ -29,3 +32,42 @@ def test_folders_files_and_missing_paths(tmp_path):
     )
     # a named file is kept whatever its extension, a missing one is kept to be reported
     assert explicit.files == [str(tmp_path / "b9.JPG"), str(tmp_path / "notes.txt"), "missing.jpg"]
+
+
+def test_a_symlink_loop_is_kept_for_scoring_to_report(tmp_path):
+    (tmp_path / "a.jpg").write_bytes(b"x")
+    (tmp_path / "loop.jpg").symlink_to("loop.jpg")  # is_dir() raises ELOOP on it
+    for recursive in (False, True):
+        found = discover_images([str(tmp_path)], recursive=recursive)
+        assert found.files == [str(tmp_path / "a.jpg"), str(tmp_path / "loop.jpg")]
+        assert found.unreadable == []
+
+
+def _forbid(monkeypatch, forbidden):
+    real = os.scandir
+
+    def scandir(path="."):
+        if os.fspath(path) == str(forbidden):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real(path)
+
+    # the tests may run as root, for whom chmod 000 forbids nothing
+    monkeypatch.setattr(os, "scandir", scandir)
+
+
+def test_an_unreadable_folder_is_recorded_and_the_others_searched(tmp_path, monkeypatch, caplog):
+    for name in ["ok/a.jpg", "ok/deep/b.jpg", "ok/locked/c.jpg", "locked/d.jpg"]:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"x")
+    _forbid(monkeypatch, tmp_path / "locked")
+    flat = discover_images([str(tmp_path / "locked"), str(tmp_path / "ok")])
+    assert flat.files == [str(tmp_path / "ok" / "a.jpg")]
+    assert flat.unreadable == [f"{tmp_path / 'locked'}: Permission denied"]
+    _forbid(monkeypatch, tmp_path / "ok" / "locked")
+    deep = discover_images([str(tmp_path / "ok")], recursive=True)
+    assert deep.files == [str(tmp_path / "ok" / "a.jpg"), str(tmp_path / "ok" / "deep" / "b.jpg")]
+    assert deep.unreadable == [f"{tmp_path / 'ok' / 'locked'}: Permission denied"]
+    # callers that go on without the folder (training on a folder, say) warn about it
+    with caplog.at_level(logging.WARNING, logger="mpiqa.data.files"):
+        assert deep.warn_unreadable() is deep
+    assert "cannot list folder" in caplog.text and str(tmp_path / "ok" / "locked") in caplog.text

@@ -62,7 +62,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    sources = discover_images([args.src], recursive=True).files[: args.limit]
+    sources = discover_images([args.src], recursive=True).warn_unreadable().files[: args.limit]
     if not sources:
         raise FileNotFoundError(f"no images in {args.src}")
     out = Path(args.out)

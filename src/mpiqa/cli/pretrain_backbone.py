@@ -181,7 +181,9 @@ def run(args: argparse.Namespace) -> int:
         sources = [by_key[k].source for k in split.train]
         val = [(str(by_key[k].path), by_key[k].score) for k in split.val]
     clean = (
-        [str(f) for f in discover_images(args.clean, recursive=True).files] if args.clean else []
+        [str(f) for f in discover_images(args.clean, recursive=True).warn_unreadable().files]
+        if args.clean
+        else []
     )
     fraction = args.val_clean_fraction
     if fraction is None:

@@ -268,6 +268,13 @@ def run(args: argparse.Namespace) -> int:
                 f"left out {len(found.ignored)} file(s) without an image extension: {shown} "
                 "(name a file to score it whatever its extension)"
             )
+        # a folder that cannot be listed is reported like a bad file: the rest is scored
+        stop = " (stopping: --on-error fail)" if args.on_error == "fail" else ""
+        for folder in found.unreadable[: 1 if stop else None]:
+            if context.is_main:
+                print(f"mpiqa: error: cannot list folder {folder}{stop}", file=sys.stderr)
+        if found.unreadable and stop:
+            return 1
         if not found.files:
             raise FileNotFoundError(
                 f"no image files in {' '.join(args.paths)}" + (f"; {left_out}" if left_out else "")
@@ -319,10 +326,15 @@ def run(args: argparse.Namespace) -> int:
     if stopped:
         return 1
     scored = len(found.files) - failed - skipped
-    if failed:
+    if failed or found.unreadable:
         if context.is_main:
             print(
-                f"mpiqa: {failed} of {len(found.files)} file(s) could not be scored; {scored} scored",
+                f"mpiqa: {failed} of {len(found.files)} file(s) could not be scored; {scored} scored"
+                + (
+                    f"; {len(found.unreadable)} folder(s) could not be listed"
+                    if found.unreadable
+                    else ""
+                ),
                 file=sys.stderr,
             )
         return 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Iterable
@@ -9,6 +10,7 @@ from dataclasses import dataclass, field
 
 from mpiqa.data.images import IMAGE_EXTENSIONS
 
+logger = logging.getLogger(__name__)
 _DIGITS = re.compile(r"(\d+)")
 
 
@@ -20,33 +22,66 @@ def natural_key(text: str) -> tuple:
 
 @dataclass
 class Discovery:
-    """Files to score, and the files of scanned folders left out for their extension."""
+    """Files to score, the files of scanned folders left out for their extension, and the
+    folders that could not be listed (``"folder: reason"``)."""
 
     files: list[str] = field(default_factory=list)
     ignored: list[str] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)
+
+    def warn_unreadable(self) -> Discovery:
+        """Log a warning per folder that could not be listed (for callers that go on
+        without it, such as training on a folder); returns ``self``."""
+        for folder in self.unreadable:
+            logger.warning("cannot list folder %s: its images are left out", folder)
+        return self
+
+
+def _is_dir(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:  # a symlink loop: kept as a file, so that scoring reports it
+        return False
 
 
 def discover_images(paths: Iterable[str], recursive: bool = False) -> Discovery:
     """Expand folders into their image files (by extension; ``recursive`` descends).
 
     A path that is a file is kept whatever its extension, and one that does not exist is
-    kept too, so that scoring reports it instead of dropping it silently. The result is
-    de-duplicated and in natural sort order.
+    kept too, so that scoring reports it instead of dropping it silently. A folder that
+    cannot be listed (no permission, say) is recorded in ``unreadable`` and the others are
+    still searched. The result is de-duplicated and in natural sort order.
     """
     found: dict[str, None] = {}
     ignored: list[str] = []
+    unreadable: list[str] = []
+
+    def record(error: OSError) -> None:
+        unreadable.append(f"{error.filename}: {error.strerror or error}")
+
     for raw in paths:
         if not os.path.isdir(raw):
             found[raw] = None
             continue
         if recursive:
-            walk = ((d, f) for d, _, files in os.walk(raw) for f in files)
+            # os.walk skips a folder it cannot list unless told; symlinked folders are not
+            # followed (as find without -L), which also keeps loops out
+            walk = [(d, f) for d, _, files in os.walk(raw, onerror=record) for f in files]
         else:
-            walk = ((raw, e.name) for e in os.scandir(raw) if not e.is_dir())
+            try:
+                with os.scandir(raw) as entries:
+                    walk = [(raw, e.name) for e in entries if not _is_dir(e)]
+            except OSError as error:
+                record(error)
+                continue
         for folder, name in walk:
             full = os.path.join(folder, name)
             if os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS:
                 found[full] = None
             else:
                 ignored.append(full)
-    return Discovery(files=sorted(found, key=natural_key), ignored=sorted(ignored, key=natural_key))
+    return Discovery(
+        files=sorted(found, key=natural_key),
+        ignored=sorted(ignored, key=natural_key),
+        unreadable=unreadable,
+    )

@@ -124,7 +124,7 @@ class GeneratorTasks(TaskSource):
     ) -> None:
         if not Path(root).is_dir():
             raise FileNotFoundError(f"meta-pre-training root {root}: no such folder")
-        self.sources = discover_images([str(root)], recursive=True).files[:limit]
+        self.sources = discover_images([str(root)], recursive=True).warn_unreadable().files[:limit]
         if len(self.sources) < 2:
             raise FileNotFoundError(
                 f"need at least 2 clean images in {root}, found {len(self.sources)}"

@@ -108,6 +108,6 @@ def load_csv(
 
 @register_dataset("folder", "unlabelled images of a folder (recursive), for scoring")
 def load_folder(root: Path, check_images: bool = True) -> IQADataset:
-    found = discover_images([str(root)], recursive=True)
+    found = discover_images([str(root)], recursive=True).warn_unreadable()
     records = [Record(Path(p).relative_to(root).as_posix(), Path(p)) for p in found.files]
     return IQADataset("folder", root, records)
