@@ -187,3 +187,16 @@ def test_generic_csv_and_folder(tmp_path):
         load_dataset("csv", tmp_path, csv_file="scores.csv", path_column="file", score_column="mos")
     folder = load_dataset("folder", tmp_path / "imgs")
     assert [r.key for r in folder] == ["a.png", "c.png", "sub/b.png"] and folder[0].score is None
+
+
+def test_a_symlink_loop_beside_the_images_does_not_stop_the_adapter(tmp_path):
+    (tmp_path / "scores.csv").write_text("path,score\na.png,1\nb.png,2\n")
+    for name in ["a.png", "b.png"]:
+        write_image(tmp_path / name)
+    (tmp_path / "loop.png").symlink_to("loop.png")  # is_file() raises ELOOP on it
+    data = load_dataset("csv", tmp_path, csv_file="scores.csv")
+    assert [r.key for r in data] == ["a.png", "b.png"]
+    (tmp_path / "scores.csv").write_text("path,score\na.png,1\nloop.png,2\nnone.png,3\n")
+    # the loop is listed, so the image loader reports it; the absent file is named here
+    with pytest.raises(MissingImagesError, match=r"1 of 3 .* none\.png \(correct their paths"):
+        load_dataset("csv", tmp_path, csv_file="scores.csv")

@@ -183,6 +183,7 @@ def test_undecodable_images_are_reported_and_left_out(tmp_path, caplog):
     cache.add([Record("bad.jpg", bad, 1.0, 0.5), Record("good.png", good, 1.0, 0.5)])
     assert "good.png" in cache and "bad.jpg" not in cache
     assert "bad.jpg" in cache.failed and "bad.jpg" in caplog.text
+    assert caplog.text.count(str(bad)) == 1  # named once, not by the log and the error both
 
 
 def test_minmax_labels_over_the_training_images():

@@ -192,7 +192,9 @@ class TokenCache:
                 except (ImageDecodeError, OSError) as err:
                     if record.key not in self.failed:
                         self.failed[record.key] = str(err)
-                        logger.error("%s: %s (left out)", record.path, err)
+                        # decoding errors name the file already
+                        where = "" if str(record.path) in str(err) else f"{record.path}: "
+                        logger.error("%s%s (left out)", where, err)
                     continue
                 crop = self.model.preprocess(image)
                 pixels.append(crop.flip(-1) if flip else crop)

@@ -118,6 +118,13 @@ def find_dir(root: Path, candidates: Sequence[str], dataset: str, must_exist: bo
     )
 
 
+def _is_file(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_file()
+    except OSError:  # a symlink loop: kept, so that loading the image reports it
+        return True
+
+
 class CaseInsensitiveIndex:
     """File names of one folder, looked up exactly first, then ignoring case (TID2013 and
     BIQ2021 label files differ in case from the files on disk)."""
@@ -125,7 +132,8 @@ class CaseInsensitiveIndex:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         try:
-            names = [e.name for e in os.scandir(folder) if e.is_file()]
+            with os.scandir(folder) as entries:
+                names = [e.name for e in entries if _is_file(e)]
         except FileNotFoundError:
             names = []
         self.exact = set(names)
@@ -187,7 +195,8 @@ def resolve_images(
         shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
         raise MissingImagesError(
             f"{dataset}: {len(missing)} of {len(names)} images listed in {label_file.name} are "
-            f"missing under {folder}: {shown} (pass check_images=False to read labels only)"
+            f"missing under {folder}: {shown} (correct their paths or drop their rows; in "
+            "Python, check_images=False reads the labels alone)"
         )
     return paths
 

@@ -89,8 +89,8 @@ def load_pipal(root: Path, check_images: bool = True) -> IQADataset:
         shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
         raise MissingImagesError(
             f"PIPAL: {len(missing)} of {len(rows)} images listed in {label_dir.name}/ are not "
-            f"in its Distortion_* folders under {root}: {shown} (pass check_images=False "
-            "to read labels only)"
+            f"in its Distortion_* folders under {root}: {shown} (in Python, "
+            "check_images=False reads the labels alone)"
         )
     scores = [elo for _, elo, _, _ in rows]
     scale = (min(scores), max(scores))
