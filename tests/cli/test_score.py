@@ -145,6 +145,16 @@ def test_usage_errors(folder, capsys, tmp_path):
     assert "argument --batch-size" in capsys.readouterr().err
 
 
+def test_log_options_go_before_or_after_the_command(folder, capsys):
+    # TINY's --weights random logs a warning: -q hides it wherever it stands
+    for argv in (["-q", "score", str(folder), *TINY], ["score", str(folder), "-q", *TINY]):
+        assert main(argv) == 0
+        assert "WARNING" not in capsys.readouterr().err
+    assert main(["score", str(folder), "-v", *TINY]) == 0
+    err = capsys.readouterr().err
+    assert "WARNING" in err and "INFO: scored 3 file(s)" in err
+
+
 def test_list_models(capsys):
     assert main(["list-models"]) == 0
     out = capsys.readouterr().out

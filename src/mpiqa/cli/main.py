@@ -58,14 +58,27 @@ def build_parser() -> argparse.ArgumentParser:
         description="Blind image quality assessment with prompt-learned CLIP models.",
     )
     parser.add_argument("--version", action="version", version=f"mpiqa {__version__}")
-    parser.add_argument(
-        "-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)"
-    )
-    parser.add_argument("-q", "--quiet", action="store_true", help="only errors on stderr")
+    _add_log_options(parser, default=True)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in _COMMANDS:
         command.add_parser(sub)
+    # also after the command (`mpiqa score photos/ -q`); SUPPRESS keeps a subcommand that
+    # was not given them from resetting what came before it
+    for command_parser in sub.choices.values():
+        _add_log_options(command_parser, default=False)
     return parser
+
+
+def _add_log_options(parser: argparse.ArgumentParser, default: bool) -> None:
+    keep = {} if default else {"default": argparse.SUPPRESS}
+    parser.add_argument(
+        "-v", "--verbose", action="count", help="more log output (-vv for debug)",
+        **({"default": 0} if default else keep),
+    )  # fmt: skip
+    parser.add_argument(
+        "-q", "--quiet", action="store_true", help="only errors on stderr",
+        **({"default": False} if default else keep),
+    )  # fmt: skip
 
 
 def _configure_logging(verbose: int, quiet: bool) -> None:
