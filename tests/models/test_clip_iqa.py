@@ -80,6 +80,16 @@ def test_bad_tensor_input(model):
         model.score(torch.zeros(1, 3, 8, 8, dtype=torch.uint8))
 
 
+def test_sequences_of_the_wrong_items_are_named_and_empty_ones_score_nothing(model, image_files):
+    import numpy as np
+
+    # checked before anything is scored, whichever way the model is called
+    for call in (model, model.score, model.describe):
+        with pytest.raises(TypeError, match=r"inputs\[1\]: .* numpy\.ndarray"):
+            call([image_files[0], np.zeros((8, 8, 3), np.uint8)])
+    assert model([]).shape == (0,) and model.score(()).shape == (0,) and model.describe([]) == []
+
+
 def test_bad_file_raises_naming_it(model, tmp_path):
     (tmp_path / "broken.jpg").write_bytes(b"nope")
     with pytest.raises(ImageDecodeError, match="broken.jpg"):

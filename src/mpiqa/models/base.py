@@ -143,6 +143,13 @@ class IQAModel(nn.Module):
             images = [inputs]
         else:
             images = list(inputs)
+            for i, x in enumerate(images):  # checked up front, before any image is scored
+                if not isinstance(x, (str, Path, Image.Image)):
+                    raise TypeError(
+                        f"inputs[{i}]: expected a file path or a PIL image, got "
+                        f"{type(x).__module__}.{type(x).__qualname__} (for pixels, score() takes one "
+                        "(N, 3, H, W) float tensor in [0, 1])"
+                    )
         for start in range(0, len(images), batch_size):
             chunk = images[start : start + batch_size]
             loaded = [
@@ -165,6 +172,7 @@ class IQAModel(nn.Module):
         Raises:
             ImageDecodeError: a file cannot be decoded (the message names it).
             ValueError: a tensor of the wrong shape or outside [0, 1].
+            TypeError: an item of a sequence is neither a path nor a PIL image.
         """
         scores = [self.score_crops(crops) for crops in self._crop_batches(inputs, batch_size)]
         return torch.cat(scores) if scores else torch.empty(0)
@@ -186,22 +194,18 @@ class IQAModel(nn.Module):
 
     def __call__(self, *args, **kwargs):
         """``model("photo.jpg")``, ``model(["a.jpg", "b.png"])`` or ``model(pil_image)``
-        score files and images, as pyiqa's metrics do (:meth:`score`). A tensor keeps the
-        module's meaning: (N, 3, H, W) *normalised* pixels through :meth:`forward` (use
-        :meth:`score` for [0, 1] pixels)."""
+        score files and images, as pyiqa's metrics do (:meth:`score`); so does any list or
+        tuple, an empty one included. A tensor keeps the module's meaning: (N, 3, H, W)
+        *normalised* pixels through :meth:`forward` (use :meth:`score` for [0, 1] pixels)."""
         if args and _is_image_input(args[0]):
             return self.score(*args, **kwargs)
         return super().__call__(*args, **kwargs)
 
 
 def _is_image_input(value) -> bool:
-    if isinstance(value, (str, Path, Image.Image)):
-        return True
-    return (
-        isinstance(value, (list, tuple))
-        and bool(value)
-        and all(isinstance(v, (str, Path, Image.Image)) for v in value)
-    )
+    # forward() takes one tensor, never a sequence: a sequence goes to score(), which
+    # names an item of the wrong type
+    return isinstance(value, (str, Path, Image.Image, list, tuple))
 
 
 def _check_pixels(pixels: torch.Tensor) -> torch.Tensor:
