@@ -108,6 +108,14 @@ def test_an_unreadable_folder_is_reported_and_the_rest_scored(
     assert captured.out == "" and "(stopping: --on-error fail)" in captured.err
 
 
+def test_recursive_scoring_warns_of_folder_links_it_does_not_follow(folder, tmp_path, capsys):
+    (folder / "more").symlink_to(tmp_path)
+    assert main(["score", str(folder), "-r", *TINY]) == 0
+    captured = capsys.readouterr()
+    assert len(_rows(captured.out)) == 1 + 3
+    assert f"did not follow 1 symbolic link(s) to folders: {folder / 'more'}" in captured.err
+
+
 def test_worker_processes_give_the_same_csv(folder, capsys):
     assert main(["score", str(folder), *TINY]) == 0
     in_process = capsys.readouterr().out

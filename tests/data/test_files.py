@@ -71,3 +71,21 @@ def test_an_unreadable_folder_is_recorded_and_the_others_searched(tmp_path, monk
     with caplog.at_level(logging.WARNING, logger="mpiqa.data.files"):
         assert deep.warn_unreadable() is deep
     assert "cannot list folder" in caplog.text and str(tmp_path / "ok" / "locked") in caplog.text
+
+
+def test_recursive_search_records_the_folder_links_it_does_not_follow(tmp_path):
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "e.jpg").write_bytes(b"x")
+    (tmp_path / "top" / "sub").mkdir(parents=True)
+    (tmp_path / "top" / "sub" / "s.jpg").write_bytes(b"x")
+    (tmp_path / "top" / "sub" / "linked").symlink_to(tmp_path / "elsewhere")
+    (tmp_path / "top" / "cycle").symlink_to(tmp_path / "top")
+    found = discover_images([str(tmp_path / "top")], recursive=True)
+    assert found.files == [str(tmp_path / "top" / "sub" / "s.jpg")]
+    assert found.links == [
+        str(tmp_path / "top" / "cycle"),
+        str(tmp_path / "top" / "sub" / "linked"),
+    ]
+    # named, a linked folder is searched
+    named = discover_images([str(tmp_path / "top" / "sub" / "linked")], recursive=True)
+    assert named.files == [str(tmp_path / "top" / "sub" / "linked" / "e.jpg")] and not named.links

@@ -281,6 +281,12 @@ def run(args: argparse.Namespace) -> int:
             )
         if left_out and context.is_main:
             logger.warning("%s", left_out)  # files the user may expect scored (RAW, HEIC ...)
+        if found.links and context.is_main:
+            shown = ", ".join(found.links[:3]) + (" ..." if len(found.links) > 3 else "")
+            logger.warning(
+                "did not follow %d symbolic link(s) to folders: %s (name one to score it)",
+                len(found.links), shown,
+            )  # fmt: skip
         if args.weights == "random" and not args.checkpoint and context.is_main:
             logger.warning(
                 "--weights random: randomly initialised backbone (seed %d); its scores mean nothing",

@@ -22,12 +22,14 @@ def natural_key(text: str) -> tuple:
 
 @dataclass
 class Discovery:
-    """Files to score, the files of scanned folders left out for their extension, and the
-    folders that could not be listed (``"folder: reason"``)."""
+    """Files to score, the files of scanned folders left out for their extension, the
+    folders that could not be listed (``"folder: reason"``), and the symbolic links to
+    folders that a recursive search did not follow."""
 
     files: list[str] = field(default_factory=list)
     ignored: list[str] = field(default_factory=list)
     unreadable: list[str] = field(default_factory=list)
+    links: list[str] = field(default_factory=list)
 
     def warn_unreadable(self) -> Discovery:
         """Log a warning per folder that could not be listed (for callers that go on
@@ -50,11 +52,14 @@ def discover_images(paths: Iterable[str], recursive: bool = False) -> Discovery:
     A path that is a file is kept whatever its extension, and one that does not exist is
     kept too, so that scoring reports it instead of dropping it silently. A folder that
     cannot be listed (no permission, say) is recorded in ``unreadable`` and the others are
-    still searched. The result is de-duplicated and in natural sort order.
+    still searched. A recursive search does not follow symbolic links to folders (as
+    ``find`` without ``-L``; that also keeps loops out) and records them in ``links``.
+    The result is de-duplicated and in natural sort order.
     """
     found: dict[str, None] = {}
     ignored: list[str] = []
     unreadable: list[str] = []
+    links: list[str] = []
 
     def record(error: OSError) -> None:
         unreadable.append(f"{error.filename}: {error.strerror or error}")
@@ -64,9 +69,11 @@ def discover_images(paths: Iterable[str], recursive: bool = False) -> Discovery:
             found[raw] = None
             continue
         if recursive:
-            # os.walk skips a folder it cannot list unless told; symlinked folders are not
-            # followed (as find without -L), which also keeps loops out
-            walk = [(d, f) for d, _, files in os.walk(raw, onerror=record) for f in files]
+            walk = []
+            # os.walk skips a folder it cannot list unless told
+            for folder, dirs, files in os.walk(raw, onerror=record):
+                walk += [(folder, name) for name in files]
+                links += [p for d in dirs if os.path.islink(p := os.path.join(folder, d))]
         else:
             try:
                 with os.scandir(raw) as entries:
@@ -84,4 +91,5 @@ def discover_images(paths: Iterable[str], recursive: bool = False) -> Discovery:
         files=sorted(found, key=natural_key),
         ignored=sorted(ignored, key=natural_key),
         unreadable=unreadable,
+        links=sorted(links, key=natural_key),
     )
