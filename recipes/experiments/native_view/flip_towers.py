@@ -11,30 +11,15 @@ their versions. Needs only the package and ../shared; writes runs/native_view/fl
     python recipes/experiments/native_view/flip_towers.py
 """
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import torch
+from shipped_parts import compare, probe_and_crop_maps, score_parts, tower_scores
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "biq_sources"))
-from bootstrap import paired_difference, srcc  # noqa: E402
-from shipped_parts import BIQ, mos_by_name, split, synthetic  # noqa: E402
-
-from mpiqa.data.distortions.tasks import level_quality, render  # noqa: E402
-from mpiqa.data.images import load_image  # noqa: E402
-from mpiqa.models.quality_levels import _readout  # noqa: E402
-from mpiqa.models.registry import create_model  # noqa: E402
+from mpiqa.models.registry import create_model
 
 torch.set_grad_enabled(False)
 model = create_model("mpiqa-small").for_inference()
 visual = model.backbone.visual
-
-
-def towers(features):
-    image = visual.pool(visual.transformer(visual.embed_features(features), keep=1))
-    scores = [_readout(image, model.level_text, model.backbone.logit_scale)]
-    return torch.stack(scores + [head(features) for head in model.extra_heads]).mean(0)
 
 
 def parts(images):
@@ -46,39 +31,22 @@ def parts(images):
         view = model._tower_view(pixels)
         wide = visual.stem_features(view)
         mirrored = visual.stem_features(view.flip(-1))
-        side = model.probe.detail
-        top = round((pixels.shape[-1] - side) / 2)
-        fine = visual.stem_features(pixels[..., top : top + side, top : top + side])
-        stats = torch.cat([visual.global_statistics(wide), visual.global_statistics(fine)], 1)
+        probe, _ = probe_and_crop_maps(model, pixels, wide)
         out.append(
             torch.stack(
-                [towers(wide), towers(wide.flip(-1)), towers(mirrored), model.probe(stats)], 1
+                [
+                    tower_scores(model, wide),
+                    tower_scores(model, wide.flip(-1)),
+                    tower_scores(model, mirrored),
+                    probe,
+                ],
+                1,
             )
         )
     return torch.cat(out).double().numpy()
 
 
-names = [k.split("/")[-1] for k in split()["val"]]
-val = parts([load_image(BIQ / "Images" / n, min_side=model.decode_min_side) for n in names])
-check = model.score([BIQ / "Images" / n for n in names[:32]]).double().numpy()
-assert np.abs(0.5 * val[:32, 0] + 0.5 * val[:32, 3] - check).max() < 1e-5, "not the shipped score"
-items = synthetic()[1]  # the held-apart clean images' versions
-cache: dict = {}
-syn = parts([render(item, 512, cache) for item in items])
-Path("runs/native_view").mkdir(parents=True, exist_ok=True)
-np.savez(  # plain arrays: read back with np.load, no pickle
-    "runs/native_view/flip_towers.npz",
-    names=np.array(names),
-    val=val,
-    syn=syn,
-    items=np.array([i.source for i in items]),
-)
-
-mos_of = mos_by_name()
-mos = np.array([mos_of[n] for n in names])
-source = np.array([n[:4] for n in names])
-target = np.array([level_quality(item.level) for item in items])
-groups = np.array([item.source for item in items])
+val, syn = score_parts(parts, model, (0, 3), "flip_towers")
 
 
 def mixes(p):
@@ -93,19 +61,9 @@ def mixes(p):
     }
 
 
-rng = np.random.default_rng(0)
 vm, sm = mixes(val), mixes(syn)
-for name in vm:
-    print(f"{name}: val {srcc(vm[name], mos):.4f}, held-apart {srcc(sm[name], target):.4f}")
-    base = "towers alone" if name.startswith("towers alone") else next(iter(vm))
-    if name == base:
-        continue
-    print("  val:", paired_difference(vm[name], vm[base], mos, rng))
-    for s in ("ss01", "ss02", "ss03"):
-        k = source == s
-        print(f"  within {s}:", paired_difference(vm[name][k], vm[base][k], mos[k], rng))
-    held_apart = paired_difference(sm[name], sm[base], target, rng, groups=groups)
-    print("  held-apart (over clean images):", held_apart)
+shipped = next(iter(vm))
+compare(vm, sm, lambda name: "towers alone" if name.startswith("towers alone") else shipped)
 print(
     "per image, |mirrored maps - maps| of the towers: val mean "
     f"{np.abs(val[:, 1] - val[:, 0]).mean():.4f}, mirrored image {np.abs(val[:, 2] - val[:, 0]).mean():.4f}"
