@@ -13,9 +13,12 @@ the global per-channel means and deviations of stages 2-7 (1,536 numbers) of:
   quad160   four 160 x 160 crops at the same centres, pooled (about twice c224's cost),
   c320      the centre 320 crop (about twice c224's cost: more pixels, same place).
 Needs only the package and ../shared; 13 minutes on 2 cores. Writes
-runs/native_view/coverage.npz (plain float64 arrays; `coverage_compare.py` reads it)."""
+runs/native_view/coverage.npz (plain float64 arrays; `coverage_compare.py` reads it).
+
+    python recipes/experiments/native_view/coverage.py [VIEW ...]   (default: all six)"""
 
 import logging
+import sys
 import time
 from pathlib import Path
 
@@ -67,6 +70,10 @@ VIEWS = {
     "quad160": lambda p: pooled(p, 160),
     "c320": lambda p: stats(crop(p, 256, 256, 320)),
 }
+
+
+if sys.argv[1:]:
+    VIEWS = {k: VIEWS[k] for k in sys.argv[1:]}
 
 
 def images(paths, items):

@@ -12,7 +12,10 @@ Paired bootstrap, 1,000 resamples (the held-apart part by clean image).
     python recipes/experiments/native_view/coverage_compare.py [SET ...]
 
 where SET is views joined by '+' (default: the sets below), optionally followed by ':log'
-(each view's deviations replaced by their logarithm before the probe standardises them)."""
+(each view's deviations replaced by their logarithm before the probe standardises them),
+':rank' (each rated row's target its MOS's rank within its source, scaled to [0, 1]) or
+':z' (the MOS standardised within its source, then put back on the pooled MOS's mean and
+deviation); the last two change the probe's targets only, never what it is judged on."""
 
 import logging
 import sys
@@ -20,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from scipy.stats import rankdata
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "biq_sources"))
 from bootstrap import paired_difference, srcc  # noqa: E402
@@ -74,10 +78,27 @@ def features(views: str, prefix: str) -> torch.Tensor:
     return torch.from_numpy(np.concatenate(parts, 1))
 
 
-def fit(x, mos, target, sources):
+def within_source(mos, sources, how: str) -> np.ndarray:
+    """The rated rows' targets with each source's MOS ranked (``rank``) or standardised
+    (``z``) within that source; NaN (synthetic) rows and ``how == ""`` left as they are."""
+    out = mos.copy()
+    if how not in ("rank", "z"):
+        return out
+    sources = np.array([s or "" for s in sources])
+    rated = ~np.isnan(mos)
+    for s in np.unique(sources[rated]):
+        k = rated & (sources == s)
+        if how == "rank":
+            out[k] = (rankdata(mos[k]) - 1) / max(k.sum() - 1, 1)
+        else:
+            out[k] = (mos[k] - mos[k].mean()) / mos[k].std() * mos[rated].std() + mos[rated].mean()
+    return out
+
+
+def fit(x, mos, target, sources, how: str = ""):
     """The shipped rule: synthetic rows at half weight, half of the probe within sources."""
-    mos, target = torch.from_numpy(mos), torch.from_numpy(target)
-    return fit_probe(x, mos, target, 0.5, ALPHAS, sources=sources, within=0.5)
+    mos = torch.from_numpy(within_source(mos, sources, how))
+    return fit_probe(x, mos, torch.from_numpy(target), 0.5, ALPHAS, sources=sources, within=0.5)
 
 
 def predict(probe, x) -> np.ndarray:
@@ -88,7 +109,8 @@ rng = np.random.default_rng(0)
 results = {}
 for views in SETS:
     xtr, xva = features(views, "train"), features(views, "val")
-    probe, summary = fit(xtr, tr_mos, tr_target, tr_sources)
+    how = views.partition(":")[2]
+    probe, summary = fit(xtr, tr_mos, tr_target, tr_sources, how)
     p = predict(probe, xva)
     val_mix = 0.5 * tower_val + 0.5 * p[:nb]
     syn_mix = 0.5 * tower_syn + 0.5 * p[nb:]
@@ -100,7 +122,11 @@ for views in SETS:
     for s in ("ss01", "ss02", "ss03"):
         keep = np.array([v != s for v in tr_sources])
         fold, _ = fit(
-            xtr[keep], tr_mos[keep], tr_target[keep], list(np.array(tr_sources, object)[keep])
+            xtr[keep],
+            tr_mos[keep],
+            tr_target[keep],
+            list(np.array(tr_sources, object)[keep]),
+            how,
         )
         test = src_all == s
         loso[s] = (predict(fold, x_all[test]), mos_all[test])
