@@ -15,7 +15,8 @@ where SET is views joined by '+' (default: the sets below), optionally followed 
 (each view's deviations replaced by their logarithm before the probe standardises them),
 ':rank' (each rated row's target its MOS's rank within its source, scaled to [0, 1]) or
 ':z' (the MOS standardised within its source, then put back on the pooled MOS's mean and
-deviation); the last two change the probe's targets only, never what it is judged on."""
+deviation); the last two change the probe's targets only, never what it is judged on.
+A SET may end in '@ALPHA': both ridges then take that penalty instead of the CV's choice."""
 
 import logging
 import sys
@@ -95,10 +96,10 @@ def within_source(mos, sources, how: str) -> np.ndarray:
     return out
 
 
-def fit(x, mos, target, sources, how: str = ""):
+def fit(x, mos, target, sources, how: str = "", alphas=ALPHAS):
     """The shipped rule: synthetic rows at half weight, half of the probe within sources."""
     mos = torch.from_numpy(within_source(mos, sources, how))
-    return fit_probe(x, mos, torch.from_numpy(target), 0.5, ALPHAS, sources=sources, within=0.5)
+    return fit_probe(x, mos, torch.from_numpy(target), 0.5, alphas, sources=sources, within=0.5)
 
 
 def predict(probe, x) -> np.ndarray:
@@ -108,9 +109,11 @@ def predict(probe, x) -> np.ndarray:
 rng = np.random.default_rng(0)
 results = {}
 for views in SETS:
-    xtr, xva = features(views, "train"), features(views, "val")
-    how = views.partition(":")[2]
-    probe, summary = fit(xtr, tr_mos, tr_target, tr_sources, how)
+    spec, _, alpha = views.partition("@")
+    alphas = (float(alpha),) if alpha else ALPHAS
+    how = spec.partition(":")[2]
+    xtr, xva = features(spec, "train"), features(spec, "val")
+    probe, summary = fit(xtr, tr_mos, tr_target, tr_sources, how, alphas)
     p = predict(probe, xva)
     val_mix = 0.5 * tower_val + 0.5 * p[:nb]
     syn_mix = 0.5 * tower_syn + 0.5 * p[nb:]
@@ -127,6 +130,7 @@ for views in SETS:
             tr_target[keep],
             list(np.array(tr_sources, object)[keep]),
             how,
+            alphas,
         )
         test = src_all == s
         loso[s] = (predict(fold, x_all[test]), mos_all[test])
