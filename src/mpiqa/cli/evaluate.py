@@ -71,4 +71,4 @@ def run(args: argparse.Namespace) -> int:
     print(
         " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items())
     )
-    return 0
+    return 1 if metrics["n_failed"] else 0  # as `mpiqa score`: some files failed

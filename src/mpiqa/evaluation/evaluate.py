@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from mpiqa.data.datasets import load_dataset
@@ -10,6 +11,8 @@ from mpiqa.evaluation.metrics import all_metrics
 from mpiqa.evaluation.predict import predict_records
 from mpiqa.evaluation.report import write_report
 from mpiqa.models.base import IQAModel
+
+logger = logging.getLogger(__name__)
 
 
 def split_records(dataset, part: str, split_file: Path | None):
@@ -47,19 +50,34 @@ def evaluate_model(
     dataset_options: dict | None = None,
 ) -> dict:
     """Metrics of ``model`` on ``part``; writes metrics.json, table.md, scatter.png and
-    predictions.csv into ``out``."""
+    predictions.csv into ``out``.
+
+    An image that cannot be decoded is logged (an error naming the file), left out of the
+    metrics and predictions.csv, and listed under ``failed`` in metrics.json; the rest
+    are scored. ``n_failed`` in the returned metrics counts them.
+    """
     dataset = load_dataset(dataset_name, root, check_images=check_images, **(dataset_options or {}))
     records = split_records(dataset, part, Path(split_file) if split_file else None)
-    preds = predict_records(model, records, batch_size)
-    metrics = all_metrics(preds.scores, preds.targets)
-    extra = {"split": part, "dataset": dataset.name}
+    preds = predict_records(model, records, batch_size, on_error="skip")
+    for index in sorted(preds.failed):  # the reason names the file
+        logger.error("%s (left out of the metrics)", preds.failed[index])
+    scored = [i for i in range(len(records)) if i not in preds.failed]
+    metrics = {
+        **all_metrics(preds.scores[scored], preds.targets[scored]),
+        "n_failed": len(preds.failed),
+    }
+    extra = {
+        "split": part,
+        "dataset": dataset.name,
+        "failed": [records[i].key for i in sorted(preds.failed)],
+    }
     write_report(
         out,
         f"{name} on {dataset.name} {part}",
         metrics,
-        preds.scores,
-        preds.targets,
-        [r.key for r in records],
+        preds.scores[scored],
+        preds.targets[scored],
+        [records[i].key for i in scored],
         extra,
     )
     return metrics

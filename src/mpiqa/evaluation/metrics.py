@@ -113,7 +113,7 @@ def all_metrics(pred, mos) -> dict[str, float]:
 
 def summarise_rounds(per_round: list[dict[str, float]]) -> dict[str, dict[str, float]]:
     """Median, mean and std of each metric over rounds (the n-round protocol)."""
-    keys = [k for k in per_round[0] if k != "n"]
+    keys = [k for k in per_round[0] if k not in ("n", "n_failed")]  # counts, not metrics
     out = {}
     for key in keys:
         values = np.array([r[key] for r in per_round])

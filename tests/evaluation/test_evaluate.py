@@ -1,0 +1,55 @@
+"""Evaluation over dataset records: a bad image is reported, the rest are scored."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import mpiqa
+from mpiqa.cli.main import main
+from mpiqa.data.images import ImageDecodeError
+from mpiqa.data.records import Record
+from mpiqa.evaluation.predict import predict_records
+
+
+@pytest.fixture
+def labelled(tmp_path):
+    rng = np.random.default_rng(0)
+    rows = ["path,score"]
+    for i in range(6):
+        name = f"img{i}.png"
+        Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(tmp_path / name)
+        rows.append(f"{name},{i}")
+    (tmp_path / "img3.png").write_bytes(b"")  # listed, present, empty
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+    return tmp_path
+
+
+def test_predict_records_skips_only_when_told(labelled):
+    model = mpiqa.create_model("clip-iqa", backbone="test-tiny", weights="random")
+    records = [Record(f"img{i}.png", labelled / f"img{i}.png", i / 5) for i in range(6)]
+    with pytest.raises(ImageDecodeError, match="img3.png: empty file"):
+        predict_records(model, records, batch_size=4)
+    preds = predict_records(model, records, batch_size=4, on_error="skip")
+    assert list(preds.failed) == [3] and "img3.png" in preds.failed[3]
+    assert np.isnan(preds.scores[3]) and np.isfinite(np.delete(preds.scores, 3)).all()
+    # the others get the scores they get without the bad one, in record order
+    alone = predict_records(model, records[:3] + records[4:], batch_size=4)
+    assert np.allclose(np.delete(preds.scores, 3), alone.scores, atol=1e-6)
+    with pytest.raises(ValueError, match="on_error"):
+        predict_records(model, records, on_error="ignore")
+
+
+def test_evaluate_reports_a_bad_image_and_scores_the_rest(labelled, tmp_path, capsys):
+    out = tmp_path / "report"
+    argv = ["evaluate", "--model", "clip-iqa", "--backbone", "test-tiny", "--weights", "random"]
+    argv += ["--dataset", "csv", "--root", str(labelled), "--split", "all", "--out", str(out)]
+    assert main(argv) == 1  # as `mpiqa score`: some files failed
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["n"] == 5 and metrics["n_failed"] == 1 and metrics["failed"] == ["img3.png"]
+    rows = (out / "predictions.csv").read_text().splitlines()
+    assert len(rows) == 1 + 5 and not any(r.startswith("img3.png") for r in rows)
+    assert "img3.png: empty file (0 bytes) (left out of the metrics)" in capsys.readouterr().err
