@@ -70,15 +70,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_log_options(parser: argparse.ArgumentParser, default: bool) -> None:
-    keep = {} if default else {"default": argparse.SUPPRESS}
+    verbose, quiet = (0, False) if default else (argparse.SUPPRESS, argparse.SUPPRESS)
     parser.add_argument(
-        "-v", "--verbose", action="count", help="more log output (-vv for debug)",
-        **({"default": 0} if default else keep),
-    )  # fmt: skip
+        "-v", "--verbose", action="count", default=verbose, help="more log output (-vv for debug)"
+    )
     parser.add_argument(
-        "-q", "--quiet", action="store_true", help="only errors on stderr",
-        **({"default": False} if default else keep),
-    )  # fmt: skip
+        "-q", "--quiet", action="store_true", default=quiet, help="only errors on stderr"
+    )
 
 
 def _configure_logging(verbose: int, quiet: bool) -> None:
