@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import os
 import subprocess
 import sys
@@ -160,7 +161,10 @@ def test_log_options_go_before_or_after_the_command(folder, capsys):
         assert "WARNING" not in capsys.readouterr().err
     assert main(["score", str(folder), "-v", *TINY]) == 0
     err = capsys.readouterr().err
-    assert "WARNING" in err and "INFO: scored 3 file(s)" in err
+    assert "WARNING" in err and "INFO: scored 3 file(s)" in err and "DEBUG" not in err
+    assert logging.getLogger("mpiqa").level == logging.INFO
+    assert main(["-v", "score", str(folder), "-v", *TINY]) == 0  # counted together: -vv
+    assert logging.getLogger("mpiqa").level == logging.DEBUG
 
 
 def test_list_models(capsys):

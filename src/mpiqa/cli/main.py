@@ -58,24 +58,23 @@ def build_parser() -> argparse.ArgumentParser:
         description="Blind image quality assessment with prompt-learned CLIP models.",
     )
     parser.add_argument("--version", action="version", version=f"mpiqa {__version__}")
-    _add_log_options(parser, default=True)
+    _add_log_options(parser)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in _COMMANDS:
         command.add_parser(sub)
-    # also after the command (`mpiqa score photos/ -q`); SUPPRESS keeps a subcommand that
-    # was not given them from resetting what came before it
+    # also after the command (`mpiqa score photos/ -q`), counted with those before it
     for command_parser in sub.choices.values():
-        _add_log_options(command_parser, default=False)
+        _add_log_options(command_parser, suffix="_after")
     return parser
 
 
-def _add_log_options(parser: argparse.ArgumentParser, default: bool) -> None:
-    verbose, quiet = (0, False) if default else (argparse.SUPPRESS, argparse.SUPPRESS)
+def _add_log_options(parser: argparse.ArgumentParser, suffix: str = "") -> None:
     parser.add_argument(
-        "-v", "--verbose", action="count", default=verbose, help="more log output (-vv for debug)"
-    )
+        "-v", "--verbose", action="count", default=0, dest=f"verbose{suffix}",
+        help="more log output (-vv for debug)",
+    )  # fmt: skip
     parser.add_argument(
-        "-q", "--quiet", action="store_true", default=quiet, help="only errors on stderr"
+        "-q", "--quiet", action="store_true", dest=f"quiet{suffix}", help="only errors on stderr"
     )
 
 
@@ -97,7 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exit_:  # --help, --version, or argparse refusing an argument
         return int(exit_.code or 0) if not isinstance(exit_.code, str) else EXIT_USAGE
-    _configure_logging(args.verbose, args.quiet)
+    _configure_logging(args.verbose + args.verbose_after, args.quiet or args.quiet_after)
     # Every command runs forward passes on large tensors; see mpiqa.runtime for why.
     runtime.tune_malloc()
     try:
