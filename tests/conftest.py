@@ -18,6 +18,22 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
 
 
 @pytest.fixture
+def forbid_listing(monkeypatch):
+    """``forbid_listing(folder)``: listing ``folder`` raises PermissionError from then on
+    (the tests may run as root, for whom chmod 000 forbids nothing)."""
+    real = os.scandir
+    forbidden: set[str] = set()
+
+    def scandir(path="."):
+        if os.fspath(path) in forbidden:
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    return lambda folder: forbidden.add(str(folder))
+
+
+@pytest.fixture
 def shared_data() -> Path:
     """../shared/data beside the repository; tests using it skip where it is absent."""
     if not SHARED.is_dir():

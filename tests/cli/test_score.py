@@ -87,18 +87,11 @@ def test_on_error_fail_stops(folder, capsys):
 
 
 def test_an_unreadable_folder_is_reported_and_the_rest_scored(
-    folder, tmp_path, monkeypatch, capsys
+    folder, tmp_path, forbid_listing, capsys
 ):
     locked = tmp_path / "locked"
     locked.mkdir()
-    real = os.scandir
-
-    def scandir(path="."):
-        if os.fspath(path) == str(locked):  # as root, chmod 000 would forbid nothing
-            raise PermissionError(13, "Permission denied", os.fspath(path))
-        return real(path)
-
-    monkeypatch.setattr(os, "scandir", scandir)
+    forbid_listing(locked)
     assert main(["score", str(locked), str(folder), *TINY]) == 1
     captured = capsys.readouterr()
     assert len(_rows(captured.out)) == 1 + 3
@@ -196,7 +189,6 @@ def test_pyiqa_model_name_and_device_auto(folder, capsys):
 
 def test_a_closed_pipe_ends_quietly(folder):
     """`mpiqa score ... | head -1`: no traceback when the reader goes away."""
-    import os
 
     script = "import sys, mpiqa.cli.main as m\nsys.exit(m.main(sys.argv[1:]))\n"
     read, write = os.pipe()

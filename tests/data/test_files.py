@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import logging
-import os
 
 from mpiqa.data.files import discover_images, natural_key
 
@@ -43,27 +42,15 @@ def test_a_symlink_loop_is_kept_for_scoring_to_report(tmp_path):
         assert found.unreadable == []
 
 
-def _forbid(monkeypatch, forbidden):
-    real = os.scandir
-
-    def scandir(path="."):
-        if os.fspath(path) == str(forbidden):
-            raise PermissionError(13, "Permission denied", os.fspath(path))
-        return real(path)
-
-    # the tests may run as root, for whom chmod 000 forbids nothing
-    monkeypatch.setattr(os, "scandir", scandir)
-
-
-def test_an_unreadable_folder_is_recorded_and_the_others_searched(tmp_path, monkeypatch, caplog):
+def test_an_unreadable_folder_is_recorded_and_the_others_searched(tmp_path, forbid_listing, caplog):
     for name in ["ok/a.jpg", "ok/deep/b.jpg", "ok/locked/c.jpg", "locked/d.jpg"]:
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_bytes(b"x")
-    _forbid(monkeypatch, tmp_path / "locked")
+    forbid_listing(tmp_path / "locked")
     flat = discover_images([str(tmp_path / "locked"), str(tmp_path / "ok")])
     assert flat.files == [str(tmp_path / "ok" / "a.jpg")]
     assert flat.unreadable == [f"{tmp_path / 'locked'}: Permission denied"]
-    _forbid(monkeypatch, tmp_path / "ok" / "locked")
+    forbid_listing(tmp_path / "ok" / "locked")
     deep = discover_images([str(tmp_path / "ok")], recursive=True)
     assert deep.files == [str(tmp_path / "ok" / "a.jpg"), str(tmp_path / "ok" / "deep" / "b.jpg")]
     assert deep.unreadable == [f"{tmp_path / 'ok' / 'locked'}: Permission denied"]

@@ -248,6 +248,10 @@ def _merge_parts(
         writer.writerows(sort_rows(ordered) if sort else ordered)
 
 
+def _first_few(names: list[str], n: int = 3) -> str:
+    return ", ".join(names[:n]) + (" ..." if len(names) > n else "")
+
+
 def run(args: argparse.Namespace) -> int:
     args.device = str(resolve_device(args.device))
     context = distributed.init_from_env(args.device)
@@ -263,9 +267,9 @@ def run(args: argparse.Namespace) -> int:
         found = discover_images(args.paths, recursive=args.recursive)
         left_out = ""
         if found.ignored:
-            shown = ", ".join(found.ignored[:3]) + (" ..." if len(found.ignored) > 3 else "")
             left_out = (
-                f"left out {len(found.ignored)} file(s) without an image extension: {shown} "
+                f"left out {len(found.ignored)} file(s) without an image extension: "
+                f"{_first_few(found.ignored)} "
                 "(name a file to score it whatever its extension)"
             )
         # a folder that cannot be listed is reported like a bad file: the rest is scored
@@ -282,10 +286,9 @@ def run(args: argparse.Namespace) -> int:
         if left_out and context.is_main:
             logger.warning("%s", left_out)  # files the user may expect scored (RAW, HEIC ...)
         if found.links and context.is_main:
-            shown = ", ".join(found.links[:3]) + (" ..." if len(found.links) > 3 else "")
             logger.warning(
                 "did not follow %d symbolic link(s) to folders: %s (name one to score it)",
-                len(found.links), shown,
+                len(found.links), _first_few(found.links),
             )  # fmt: skip
         if args.weights == "random" and not args.checkpoint and context.is_main:
             logger.warning(
