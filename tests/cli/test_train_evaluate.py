@@ -86,10 +86,15 @@ def test_train_evaluate_and_score_with_explanations(tmp_path, csv_task, capsys):
     assert len(rows) == 2 and rows[1][2] and rows[1][4]
 
 
-def test_rounds_protocol_writes_a_summary(tmp_path, csv_task):
+# the csv adapter's options for the blur task, given as a user would (no csv_task fixture)
+TASK_OPTIONS = ["--dataset-option", "image_dir=imgs", "--dataset-option", "content_column=content"]
+
+
+def test_rounds_protocol_writes_a_summary(tmp_path):
     root = make_blur_task(tmp_path / "task", n_contents=10, size=32)
     out = tmp_path / "rounds"
-    assert _train(root, "--epochs", "1", "--rounds", "2", "--out", str(out)) == 0
+    # each round's test part is read with the run's --dataset-option too
+    assert _train(root, *TASK_OPTIONS, "--epochs", "1", "--rounds", "2", "--out", str(out)) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert len(summary["rounds"]) == 2 and set(summary["summary"]["srcc"]) == {
         "median",

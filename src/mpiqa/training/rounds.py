@@ -38,6 +38,7 @@ def run_rounds(
                 "test",
                 round_dir / "test",
                 check_images=config.data.check_images,
+                dataset_options=config.data.options,
             )
         )
     summary = summarise_rounds(per_round)
