@@ -107,6 +107,30 @@ def test_rounds_protocol_writes_a_summary(tmp_path):
     assert (out / "rounds.png").stat().st_size > 0
 
 
+def test_undecodable_images_stop_the_run_before_training_or_are_left_out(tmp_path, capsys):
+    root = make_blur_task(tmp_path / "task", n_contents=10, size=32)
+    bad = ["c03_L2.png", "c07_L0.png"]
+    for name in bad:
+        (root / "imgs" / name).write_bytes(b"not an image")
+    run = tmp_path / "fail"
+    assert _train(root, *TASK_OPTIONS, "--epochs", "1", "--out", str(run)) == 2
+    err = capsys.readouterr().err
+    assert "the run's split: 2 of 60 images cannot be decoded" in err and "--on-error skip" in err
+    for name in bad:
+        assert f"{root / 'imgs' / name}: not an image format" in err
+    assert not (run / "last.safetensors").exists()  # stopped before any training
+
+    run = tmp_path / "skip"
+    args = ["--epochs", "1", "--on-error", "skip", "--out", str(run)]
+    assert _train(root, *TASK_OPTIONS, *args) == 0
+    split = json.loads((run / "split.json").read_text())
+    assert sorted(split["notes"]["undecodable"]) == bad
+    kept = split["train"] + split["val"] + split["test"]
+    assert len(kept) == 58 and not set(bad) & set(kept)
+    assert split["notes"]["labelled_images"] == len(split["train"]) + len(split["val"])
+    assert json.loads((run / "config.json").read_text())["data"]["on_error"] == "skip"
+
+
 def test_train_needs_dataset_and_root(tmp_path, capsys):
     assert main(["train", "--out", str(tmp_path / "x")]) == 2
     assert "--dataset and --root are required" in capsys.readouterr().err

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mpiqa.data.images import ImageDecodeError, load_image
+from mpiqa.data.images import ImageDecodeError, load_image, undecodable
 
 
 def _png_header_only(path, width, height):
@@ -107,6 +107,27 @@ def test_truncated_jpeg(tmp_path):
     with pytest.raises(ImageDecodeError, match="corrupt or truncated") as info:
         load_image(tmp_path / "cut.jpg")
     assert info.value.path == str(tmp_path / "cut.jpg")
+
+
+def test_undecodable_names_each_bad_file_with_its_reason(tmp_path):
+    _rgb((400, 300)).save(tmp_path / "good.jpg", quality=90)
+    _rgb((40, 30)).save(tmp_path / "good.png")
+    data = (tmp_path / "good.jpg").read_bytes()
+    # cut near the end: the check decodes JPEGs at 1/8 scale, which must still read it all
+    (tmp_path / "cut.jpg").write_bytes(data[: len(data) * 9 // 10])
+    (tmp_path / "empty.png").write_bytes(b"")
+    (tmp_path / "text.jpg").write_text("not pixels")
+    paths = [tmp_path / n for n in ("text.jpg", "good.jpg", "cut.jpg", "gone.png", "good.png")]
+    paths.append(tmp_path / "empty.png")
+    bad = undecodable(paths, workers=2)
+    assert list(bad) == [
+        str(tmp_path / n) for n in ("text.jpg", "cut.jpg", "gone.png", "empty.png")
+    ]
+    assert "not an image format" in bad[str(tmp_path / "text.jpg")]
+    assert "truncated" in bad[str(tmp_path / "cut.jpg")]
+    assert "no such file" in bad[str(tmp_path / "gone.png")]
+    assert "empty file" in bad[str(tmp_path / "empty.png")]
+    assert undecodable(paths[1:2] + paths[4:5]) == {}
 
 
 def test_decompression_bomb_is_refused_before_decoding(tmp_path):

@@ -18,6 +18,7 @@ from mpiqa.training.pretrain import (
     quality_captions,
     synthetic_items,
 )
+from tests.training.conftest import make_blur_task
 
 
 def test_synthetic_items_cover_each_clean_image_without_repeats():
@@ -112,6 +113,30 @@ def test_cli_reports_missing_stem_file(blur_task, tmp_path, csv_task):
          "--arch", "test-hybrid", "--stem-weights", str(tmp_path / "none.pth"), "--out", str(tmp_path)]
     )  # fmt: skip
     assert code == 2
+
+
+def test_cli_names_every_undecodable_image_before_any_work(tmp_path, csv_task, capsys):
+    root = make_blur_task(tmp_path / "task", n_contents=6, size=32)
+    clean = tmp_path / "clean"
+    clean.mkdir()
+    (clean / "ok.png").write_bytes((root / "imgs" / "c00_L0.png").read_bytes())
+    (clean / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    for i in range(6):  # the split's test part is not read: break one level of each scene
+        (root / "imgs" / f"c{i:02d}_L3.png").write_bytes(b"")
+    out = tmp_path / "run"
+    code = main(
+        ["pretrain-backbone", "--dataset", "csv", "--root", str(root), "--protocol", "random",
+         "--arch", "test-hybrid", "--stem-weights", "none", "--epochs", "1",
+         "--clean", str(clean), "--out", str(out), "--feature-cache", str(tmp_path / "cache")]
+    )  # fmt: skip
+    assert code == 2
+    err = capsys.readouterr().err
+    assert not (out / "split.json").exists()  # stopped before writing anything
+    used = [f"c{i:02d}_L3.png" for i in range(6)]
+    named = [name for name in used if f"{root / 'imgs' / name}: empty file" in err]
+    assert named and f"{clean / 'broken.png'}: " in err
+    assert f"pretrain-backbone: {len(named) + 1} of" in err and "cannot be decoded" in err
+    assert not (tmp_path / "cache").exists()
 
 
 def test_pretrain_without_human_labels_selects_on_held_apart_clean_images(blur_task, tmp_path):

@@ -22,6 +22,7 @@ _FLAGS = {
     "backbone": "backbone.arch", "weights": "backbone.weights", "epochs": "train.epochs",
     "batch_size": "train.batch_size", "lr": "optim.lr", "seed": "train.seed",
     "precision": "train.precision", "device": "train.device", "workers": "train.workers",
+    "on_error": "data.on_error",
 }  # fmt: skip
 
 
@@ -64,6 +65,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--precision", choices=("fp32", "bf16", "fp16"))
     p.add_argument("--device", type=arguments.device)
     p.add_argument("--workers", type=arguments.non_negative)
+    p.add_argument(
+        "--on-error",
+        choices=("fail", "skip"),
+        help="images of the split that cannot be decoded (all are checked before training): "
+        "fail: stop and name them (default); skip: train and evaluate without them, listed "
+        "in split.json",
+    )
     p.add_argument(
         "--init-prompts",
         metavar="FILE",

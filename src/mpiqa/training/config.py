@@ -37,6 +37,9 @@ class DataConfig:
     squash: bool = False  # resize the whole image to resize x resize (GRMP-IQA's code)
     stats: str = "clip"  # normalisation: clip | imagenet (GRMP-IQA's code)
     check_images: bool = True
+    # images of the split that cannot be decoded: fail (stop before training, naming
+    # them) | skip (train without them; split.json lists them)
+    on_error: str = "fail"
     # scale: the dataset's own range mapped to [0, 1]; minmax: min-max over the training
     # images (what the GRMP-IQA authors' fine-tuning does with its shots)
     labels: str = "scale"
@@ -170,6 +173,8 @@ class TrainConfig:
             )
         if self.data.stats not in ("clip", "imagenet"):
             raise ValueError(f"data.stats must be clip or imagenet, got {self.data.stats!r}")
+        if self.data.on_error not in ("fail", "skip"):
+            raise ValueError(f"data.on_error must be fail or skip, got {self.data.on_error!r}")
         if self.data.labels not in ("scale", "minmax"):
             raise ValueError(f"data.labels must be scale or minmax, got {self.data.labels!r}")
         if self.train.precision not in ("fp32", "bf16", "fp16"):

@@ -11,6 +11,7 @@ import torch
 from mpiqa import distributed
 from mpiqa.backbones.factory import build_random_clip, load_clip
 from mpiqa.data.datasets import load_dataset
+from mpiqa.data.images import UndecodableImagesError, undecodable
 from mpiqa.data.loading import RecordDataset, TrainTransform
 from mpiqa.data.records import IQADataset, Record
 from mpiqa.data.splits import Split, few_shot, official_split, random_split
@@ -81,6 +82,44 @@ def check_validation_part(records) -> None:
         )
 
 
+def check_decodable(dataset: IQADataset, split: Split, on_error: str = "fail") -> None:
+    """Decode every image of ``split`` once, before any training, so that a bad file
+    stops the run at its start with all such files named, not partway through an epoch
+    with one. ``on_error="skip"`` leaves them out of their parts instead (the split's
+    ``notes["undecodable"]`` lists them, with the reason, in split.json).
+
+    Raises:
+        UndecodableImagesError: with ``on_error="fail"``, naming the first few and the count.
+    """
+    keys = [k for part in split.parts().values() for k in part]
+    records = dataset.subset(keys)
+    logger.info("checking that the split's %d images decode", len(records))
+    bad = undecodable([r.path for r in records])
+    if not bad:
+        return
+    failed = {r.key: bad[str(r.path)] for r in records if str(r.path) in bad}
+    for record in records:
+        if record.key in failed:
+            logger.error("%s: %s", record.path, failed[record.key])
+    if on_error != "skip":
+        raise UndecodableImagesError(
+            failed,
+            len(records),
+            f"{dataset.name}, the run's split",
+            "each named above; replace them, drop their rows, or pass --on-error skip to "
+            "train without them",
+        )
+    for name, part in split.parts().items():
+        kept = [k for k in part if k not in failed]
+        if len(kept) < len(part):
+            logger.warning(
+                "%s part: %d of %d images left out", name, len(part) - len(kept), len(part)
+            )
+        part[:] = kept
+    split.notes["undecodable"] = failed
+    split.notes["labelled_images"] = len(split.train) + len(split.val)
+
+
 def build_model(config: TrainConfig) -> tuple[MultiModalPromptIQA, dict]:
     spec = config.backbone
     if spec.weights == "random":
@@ -126,6 +165,7 @@ def train_run(
         **config.data.options,
     )
     split = make_split(dataset, config)
+    check_decodable(dataset, split, config.data.on_error)
     check_validation_part(dataset.subset(split.val))
     out_dir.mkdir(parents=True, exist_ok=True)
     if context.is_main:
