@@ -18,7 +18,7 @@ MODEL = [
 ]
 
 
-def test_meta_pretrain_then_few_shot_with_grad_reg_then_ablation(shared_data, tmp_path, csv_task):
+def test_meta_pretrain_then_few_shot_with_grad_reg_then_ablation(shared_data, tmp_path):
     meta = tmp_path / "meta"
     assert main([
         "meta-pretrain", "--root", str(shared_data / "pristine"), "--limit", "8", "--backbone", "test-tiny",
@@ -32,9 +32,11 @@ def test_meta_pretrain_then_few_shot_with_grad_reg_then_ablation(shared_data, tm
     )
 
     root = make_blur_task(tmp_path / "task", n_contents=16, size=32)
+    # the csv adapter's options as a user gives them (this test has no csv_task fixture)
+    options = ["--dataset-option", "image_dir=imgs", "--dataset-option", "content_column=content"]
     run = tmp_path / "fewshot"
     assert main([
-        "train", "--dataset", "csv", "--root", str(root), "--backbone", "test-tiny", "--weights", "random",
+        "train", "--dataset", "csv", "--root", str(root), *options, "--backbone", "test-tiny", "--weights", "random",
         "--shots", "50", "--init-prompts", str(prompts), "--grad-reg", "5", "--epochs", "1", *MODEL, "--out", str(run),
     ]) == 0  # fmt: skip
     config = json.loads((run / "config.json").read_text())
@@ -46,13 +48,14 @@ def test_meta_pretrain_then_few_shot_with_grad_reg_then_ablation(shared_data, tm
 
     table = tmp_path / "ablation"
     assert main([
-        "ablate", "--dataset", "csv", "--root", str(root), "--init-prompts", str(prompts), "--backbone", "test-tiny",
+        "ablate", "--dataset", "csv", "--root", str(root), *options, "--init-prompts", str(prompts), "--backbone", "test-tiny",
         "--weights", "random", "--shots", "20", "--rounds", "1", "--epochs", "1", *MODEL, "--out", str(table),
     ]) == 0  # fmt: skip
     text = (table / "ablation.md").read_text()
     for variant in ("full", "no-meta", "no-grad-reg", "neither", "text-only", "visual-only"):
         assert f"| {variant} |" in text and f"`{variant}`: split seeds [0]" in text
     assert "--grad-reg off" in text and "--init-prompts" in text
+    assert "--dataset-option image_dir=imgs --dataset-option content_column=content" in text
 
 
 def test_grmp_paper_preset_runs_end_to_end_on_a_tiny_backbone(tmp_path, csv_task, capsys):

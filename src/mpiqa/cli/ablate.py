@@ -44,6 +44,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dataset", required=True)
     p.add_argument("--root", required=True)
     p.add_argument(
+        "--dataset-option",
+        action="append",
+        default=None,
+        metavar="KEY=VALUE",
+        help="an option of the dataset adapter (repeatable), as for mpiqa train",
+    )
+    p.add_argument(
+        "--on-error",
+        choices=("fail", "skip"),
+        help="images that cannot be decoded, as for mpiqa train (default fail)",
+    )
+    p.add_argument(
         "--init-prompts",
         required=True,
         metavar="FILE",
@@ -97,6 +109,8 @@ def _args_for_build(args: argparse.Namespace) -> argparse.Namespace:
         "seed",
         "grad_reg",
         "grad_reg_mode",
+        "dataset_option",
+        "on_error",
     ):
         setattr(ns, key, getattr(args, key))
     ns.overrides = list(args.overrides)
@@ -110,6 +124,10 @@ def _command(args: argparse.Namespace, variant: str, out: Path) -> str:
         value = getattr(args, flag)
         if value is not None:
             parts += [f"--{flag}", str(value)]
+    for item in args.dataset_option or []:
+        parts += ["--dataset-option", item]
+    if args.on_error is not None:
+        parts += ["--on-error", args.on_error]
     parts += ["--grad-reg", args.grad_reg if reg else "off"]
     if meta:
         parts += ["--init-prompts", args.init_prompts]
