@@ -10,6 +10,7 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from mpiqa.backbones import build_random_clip
+from mpiqa.data.images import UndecodableImagesError
 from mpiqa.models.mmp_iqa import MMPConfig, MultiModalPromptIQA
 from mpiqa.training.losses import LossWeights
 from mpiqa.training.meta import GeneratorTasks, MetaConfig, MetaTrainer
@@ -119,3 +120,14 @@ def test_persistent_task_learner_carries_on_from_the_previous_task(clean_dir, tm
     assert any(not torch.allclose(a, b) for a, b in zip(*thetas.values(), strict=True))
     with pytest.raises(ValueError, match="task_learner"):
         MetaConfig(task_learner="sometimes")
+
+
+def test_a_clean_image_that_cannot_be_decoded_stops_before_any_task(clean_dir, tmp_path):
+    folder = tmp_path / "clean"
+    folder.mkdir()
+    for name in ("c0.png", "c1.png"):
+        (folder / name).write_bytes((clean_dir / name).read_bytes())
+    (folder / "cut.png").write_bytes((clean_dir / "c2.png").read_bytes()[:60])
+    with pytest.raises(UndecodableImagesError, match=r"1 of 3 images cannot be decoded") as info:
+        GeneratorTasks(folder, types=TYPES)
+    assert list(info.value.failed) == [str(folder / "cut.png")]

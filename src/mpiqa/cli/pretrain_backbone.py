@@ -149,28 +149,11 @@ def _stem_weights(choice: str, arch: str) -> str | None:
         ) from None
 
 
-def _check_decodable(paths: list[str]) -> None:
-    """Every image decodes, or the job stops before its feature cache, naming them all.
-
-    Raises:
-        UndecodableImagesError: some do not.
-    """
-    from mpiqa.data.images import UndecodableImagesError, undecodable
-
-    logger.info("checking that the %d images decode", len(paths))
-    bad = undecodable(paths)
-    for path, reason in bad.items():
-        logger.error("%s: %s", path, reason)
-    if bad:
-        raise UndecodableImagesError(
-            bad, len(paths), "pretrain-backbone", "each named above; replace or remove them"
-        )
-
-
 def run(args: argparse.Namespace) -> int:
     from mpiqa.backbones.config import get_config
     from mpiqa.data.datasets import load_dataset
     from mpiqa.data.files import discover_images
+    from mpiqa.data.images import require_decodable
     from mpiqa.data.splits import official_split, random_split
     from mpiqa.models.registry import resolve_device
     from mpiqa.training.pretrain import PretrainConfig, pretrain_backbone
@@ -213,7 +196,7 @@ def run(args: argparse.Namespace) -> int:
     held = set(shuffled[: round(len(shuffled) * fraction)])
     val_clean = [c for c in clean if c in held]
     clean = [c for c in clean if c not in held]
-    _check_decodable([p for p, _ in rated + val] + clean + val_clean)
+    require_decodable([p for p, _ in rated + val] + clean + val_clean, "pretrain-backbone")
     config = PretrainConfig(
         arch=args.arch, stem_weights=_stem_weights(args.stem_weights, args.arch)
     )

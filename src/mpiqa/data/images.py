@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import os
 import warnings
@@ -12,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError, features
+
+logger = logging.getLogger(__name__)
 
 
 def _extensions() -> frozenset[str]:
@@ -191,3 +194,22 @@ def undecodable(
     with ThreadPoolExecutor(max_workers=workers) as pool:
         reasons = list(pool.map(check, paths))
     return {str(p): r for p, r in zip(paths, reasons, strict=True) if r is not None}
+
+
+def require_decodable(
+    paths: Sequence[str | Path],
+    what: str,
+    hint: str = "each named above; replace or remove them",
+) -> None:
+    """Check before a job's work that all of ``paths`` decode (:func:`undecodable`),
+    logging an error line per bad file.
+
+    Raises:
+        UndecodableImagesError: some do not; ``what`` names the job's data.
+    """
+    logger.info("%s: checking that its %d images decode", what, len(paths))
+    bad = undecodable(paths)
+    for path, reason in bad.items():
+        logger.error("%s: %s", path, reason)
+    if bad:
+        raise UndecodableImagesError(bad, len(paths), what, hint)

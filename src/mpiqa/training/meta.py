@@ -41,6 +41,7 @@ from mpiqa.data.datasets import load_dataset
 from mpiqa.data.distortions.kadid import DISTORTION_NAMES
 from mpiqa.data.distortions.tasks import DistortedDataset, make_tasks
 from mpiqa.data.files import discover_images
+from mpiqa.data.images import require_decodable
 from mpiqa.data.loading import EvalTransform, RecordDataset
 from mpiqa.distributed import Context
 from mpiqa.models.mmp_iqa import MultiModalPromptIQA
@@ -129,6 +130,8 @@ class GeneratorTasks(TaskSource):
             raise FileNotFoundError(
                 f"need at least 2 clean images in {root}, found {len(self.sources)}"
             )
+        # each is decoded when a task draws it: a bad one is found now, not hours in
+        require_decodable(self.sources, f"meta-pre-training images under {root}")
         self.types = list(types)
         self.cache: dict = {}  # clean images at the model's size, decoded once
 
@@ -162,6 +165,8 @@ class DatasetTasks(TaskSource):
                 by_type.setdefault(record.distortion, []).append(record)
         if not by_type:
             raise ValueError(f"{name} has no distortion types to build tasks from")
+        paths = [r.path for records in by_type.values() for r in records]
+        require_decodable(paths, f"{self.dataset.name} under {root}")
         self.by_type = by_type
         self.types = sorted(by_type)
 
