@@ -43,18 +43,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--dataset", required=True)
     p.add_argument("--root", required=True)
-    p.add_argument(
-        "--dataset-option",
-        action="append",
-        default=None,
-        metavar="KEY=VALUE",
-        help="an option of the dataset adapter (repeatable), as for mpiqa train",
-    )
-    p.add_argument(
-        "--on-error",
-        choices=("fail", "skip"),
-        help="images that cannot be decoded, as for mpiqa train (default fail)",
-    )
+    arguments.add_dataset_option(p)
+    arguments.add_training_on_error(p)
     p.add_argument(
         "--init-prompts",
         required=True,

@@ -86,3 +86,28 @@ def device(text: str) -> str:
 
 
 device.__name__ = "device"
+
+
+def add_dataset_option(parser: argparse.ArgumentParser, note: str = "") -> None:
+    """``--dataset-option KEY=VALUE``, repeatable (``None`` when not given; read with
+    :func:`mpiqa.options.parse_key_values`). ``note`` goes into the help's parentheses."""
+    parser.add_argument(
+        "--dataset-option",
+        action="append",
+        default=None,
+        metavar="KEY=VALUE",
+        help=f"an option of the dataset adapter (repeatable{note}), e.g. for csv: "
+        "csv_file=labels.csv score_column=mos scale=1,5 lower_better=true",
+    )
+
+
+def add_training_on_error(parser: argparse.ArgumentParser) -> None:
+    """``--on-error fail|skip`` of the training commands (``None`` when not given: the
+    configuration's ``data.on_error``)."""
+    parser.add_argument(
+        "--on-error",
+        choices=("fail", "skip"),
+        help="images of the split that cannot be decoded (all are checked before training): "
+        "fail: stop and name them (default); skip: train and evaluate without them, listed "
+        "in split.json",
+    )

@@ -22,14 +22,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=arguments.seed, default=0)
     p.add_argument("--dataset", required=True)
     p.add_argument("--root", required=True)
-    p.add_argument(
-        "--dataset-option",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="an option of the dataset adapter (repeatable), e.g. for csv: "
-        "csv_file=labels.csv score_column=mos scale=1,5 lower_better=true",
-    )
+    arguments.add_dataset_option(p)
     p.add_argument("--split", choices=("train", "val", "test", "all"), default="test")
     p.add_argument("--split-file", help="default: split.json of the checkpoint's run")
     p.add_argument("--batch-size", type=arguments.batch_size, default=64)

@@ -29,13 +29,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "the backbone never sees a human label (the few-shot testbed's backbone)",
     )
     p.add_argument("--root", help="its folder (not with --dataset none)")
-    p.add_argument(
-        "--dataset-option",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="an option of the dataset adapter (repeatable), e.g. for csv: score_column=mos",
-    )
+    arguments.add_dataset_option(p)
     p.add_argument(
         "--protocol",
         choices=("official", "random"),

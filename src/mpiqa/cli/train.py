@@ -35,14 +35,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--dataset", help="dataset adapter (mpiqa list-datasets)")
     p.add_argument("--root", help="dataset folder")
-    p.add_argument(
-        "--dataset-option",
-        action="append",
-        default=None,
-        metavar="KEY=VALUE",
-        help="an option of the dataset adapter (repeatable; recorded as data.options), e.g. "
-        "for csv: csv_file=labels.csv score_column=mos scale=1,5 lower_better=true",
-    )
+    arguments.add_dataset_option(p, "; recorded as data.options")
     p.add_argument("--config", help="TOML configuration file (see configs/)")
     p.add_argument(
         "--preset", help="a shipped configuration, e.g. grmp-paper (--config then overrides it)"
@@ -65,13 +58,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--precision", choices=("fp32", "bf16", "fp16"))
     p.add_argument("--device", type=arguments.device)
     p.add_argument("--workers", type=arguments.non_negative)
-    p.add_argument(
-        "--on-error",
-        choices=("fail", "skip"),
-        help="images of the split that cannot be decoded (all are checked before training): "
-        "fail: stop and name them (default); skip: train and evaluate without them, listed "
-        "in split.json",
-    )
+    arguments.add_training_on_error(p)
     p.add_argument(
         "--init-prompts",
         metavar="FILE",
