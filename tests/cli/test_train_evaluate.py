@@ -107,7 +107,7 @@ def test_rounds_protocol_writes_a_summary(tmp_path):
     assert (out / "rounds.png").stat().st_size > 0
 
 
-def test_undecodable_images_stop_the_run_before_training_or_are_left_out(tmp_path, capsys):
+def test_undecodable_images_stop_the_run_or_are_left_out_and_evaluate_reads_the_run(tmp_path, capsys):
     root = make_blur_task(tmp_path / "task", n_contents=10, size=32)
     bad = ["c03_L2.png", "c07_L0.png"]
     for name in bad:
@@ -129,6 +129,28 @@ def test_undecodable_images_stop_the_run_before_training_or_are_left_out(tmp_pat
     assert len(kept) == 58 and not set(bad) & set(kept)
     assert split["notes"]["labelled_images"] == len(split["train"]) + len(split["val"])
     assert json.loads((run / "config.json").read_text())["data"]["on_error"] == "skip"
+
+    # evaluate takes the run's dataset, root and --dataset-option from its config.json,
+    # and its split.json leaves the bad images out of the test part
+    checkpoint = ["evaluate", "--checkpoint", str(run / "best.safetensors"), "--split", "test"]
+    assert main([*checkpoint, "--out", str(tmp_path / "eval")]) == 0
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["n"] == len(split["test"]) and metrics["n_failed"] == 0
+    # the same dataset named again (another spelling of the root): still the run's options
+    again = ["--dataset", "csv", "--root", f"{root}/../task/", "--out", str(tmp_path / "eval2")]
+    assert main([*checkpoint, *again]) == 0
+    # another dataset gets only the options given
+    other = make_blur_task(tmp_path / "other", n_contents=2, size=32)
+    assert (
+        main([*checkpoint, "--root", str(other), "--split", "all", "--out", str(tmp_path / "e3")])
+        == 2
+    )
+    assert "missing under" in capsys.readouterr().err
+    assert (
+        main(["evaluate", "--model", "clip-iqa", "--split", "all", "--out", str(tmp_path / "e4")])
+        == 2
+    )
+    assert "--dataset and --root are required" in capsys.readouterr().err
 
 
 def test_train_needs_dataset_and_root(tmp_path, capsys):

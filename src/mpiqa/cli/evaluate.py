@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import json
+import logging
+from pathlib import Path
 
 from mpiqa.cli import arguments
 from mpiqa.evaluation.evaluate import evaluate_checkpoint, evaluate_model
 from mpiqa.models.registry import create_model, list_models
+
+logger = logging.getLogger("mpiqa.cli.evaluate")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -20,9 +25,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--backbone", metavar="ARCH")
     p.add_argument("--weights", metavar="FILE|random")
     p.add_argument("--seed", type=arguments.seed, default=0)
-    p.add_argument("--dataset", required=True)
-    p.add_argument("--root", required=True)
-    arguments.add_dataset_option(p)
+    p.add_argument(
+        "--dataset",
+        help="dataset adapter (default with --checkpoint: the run's, from its config.json)",
+    )
+    p.add_argument("--root", help="dataset folder (default with --checkpoint: the run's)")
+    arguments.add_dataset_option(
+        p, "; with --checkpoint on the run's dataset and root, added to the run's"
+    )
     p.add_argument("--split", choices=("train", "val", "test", "all"), default="test")
     p.add_argument("--split-file", help="default: split.json of the checkpoint's run")
     p.add_argument("--batch-size", type=arguments.batch_size, default=64)
@@ -31,13 +41,45 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
+def _run_data(checkpoint: str) -> dict:
+    """The dataset, root and adapter options that trained ``checkpoint`` (the
+    config.json of its run), or {} where there is none (a fine-tuning, a copied file)."""
+    try:
+        data = json.loads((Path(checkpoint).parent / "config.json").read_text("utf-8"))["data"]
+        return {"dataset": str(data["dataset"]), "root": str(data["root"]),
+                "options": dict(data.get("options") or {})}  # fmt: skip
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}
+
+
+def _same_folder(a: str, b: str) -> bool:
+    return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
+
+
 def run(args: argparse.Namespace) -> int:
     from mpiqa.options import parse_key_values
 
+    dataset, root = args.dataset, args.root
     options = parse_key_values(args.dataset_option, "--dataset-option")
+    trained = _run_data(args.checkpoint) if args.checkpoint else {}
+    if trained:
+        dataset, root = dataset or trained["dataset"], root or trained["root"]
+        # the run's adapter options belong to its dataset: not to another, or another copy
+        if dataset == trained["dataset"] and _same_folder(root, trained["root"]):
+            options = {**trained["options"], **options}
+            logger.info("dataset %s at %s with options %s (the run's)", dataset, root, options)
+    if not dataset or not root:
+        raise ValueError(
+            "--dataset and --root are required"
+            + (
+                " (the checkpoint's run has no config.json to take them from)"
+                if args.checkpoint
+                else ""
+            )
+        )
     if args.checkpoint:
         metrics = evaluate_checkpoint(
-            args.checkpoint, args.dataset, args.root, args.split, args.out, args.split_file,
+            args.checkpoint, dataset, root, args.split, args.out, args.split_file,
             weights=args.weights, device=args.device, batch_size=args.batch_size,
             dataset_options=options,
         )  # fmt: skip
@@ -51,8 +93,8 @@ def run(args: argparse.Namespace) -> int:
         ).for_inference()
         metrics = evaluate_model(
             model,
-            args.dataset,
-            args.root,
+            dataset,
+            root,
             args.split,
             args.out,
             args.split_file,
