@@ -107,7 +107,9 @@ def test_rounds_protocol_writes_a_summary(tmp_path):
     assert (out / "rounds.png").stat().st_size > 0
 
 
-def test_undecodable_images_stop_the_run_or_are_left_out_and_evaluate_reads_the_run(tmp_path, capsys):
+def test_undecodable_images_stop_the_run_or_are_left_out_and_evaluate_reads_the_run(
+    tmp_path, capsys
+):
     root = make_blur_task(tmp_path / "task", n_contents=10, size=32)
     bad = ["c03_L2.png", "c07_L0.png"]
     for name in bad:

@@ -130,6 +130,21 @@ def test_undecodable_names_each_bad_file_with_its_reason(tmp_path):
     assert undecodable(paths[1:2] + paths[4:5]) == {}
 
 
+def test_pillows_limit_is_put_back_when_decodes_overlap(monkeypatch):
+    from mpiqa.data.images import _pillow_limit
+
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    first, second = _pillow_limit(5000), _pillow_limit(None)
+    first.__enter__()
+    assert Image.MAX_IMAGE_PIXELS == 5000
+    second.__enter__()  # another thread: no limit while both decode
+    assert Image.MAX_IMAGE_PIXELS is None
+    first.__exit__(None, None, None)
+    assert Image.MAX_IMAGE_PIXELS is None  # the other one still decodes
+    second.__exit__(None, None, None)
+    assert Image.MAX_IMAGE_PIXELS == 1000
+
+
 def test_decompression_bomb_is_refused_before_decoding(tmp_path):
     _png_header_only(tmp_path / "bomb.png", 100_000, 100_000)
     with pytest.raises(ImageDecodeError, match="decompression bomb"):

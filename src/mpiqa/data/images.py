@@ -6,6 +6,7 @@ import contextlib
 import logging
 import math
 import os
+import threading
 import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -65,17 +66,35 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image if image.mode == "RGB" else image.convert("RGB")
 
 
+# Pillow's limit is one global: decodes in several threads (:func:`undecodable`) share it.
+_LIMIT_LOCK = threading.Lock()
+_limit_users = 0
+_limit_saved: int | None = None
+
+
 @contextlib.contextmanager
 def _pillow_limit(max_pixels: int | None):
     """Pillow refuses images over twice its own ``MAX_IMAGE_PIXELS`` (179 Mpx) whatever
     we allow; while decoding, its limit follows ``max_pixels`` (checked here before any
-    pixel is decoded), so ``--max-pixels`` means what it says."""
-    saved = Image.MAX_IMAGE_PIXELS
-    Image.MAX_IMAGE_PIXELS = None if max_pixels is None else max(max_pixels, saved or 0)
+    pixel is decoded), so ``--max-pixels`` means what it says. Thread-safe: while
+    several decodes run, the most permissive of their limits holds (each has checked its
+    own), and the last one out puts back the value found by the first one in."""
+    global _limit_users, _limit_saved
+    with _LIMIT_LOCK:
+        if _limit_users == 0:
+            _limit_saved = Image.MAX_IMAGE_PIXELS
+        _limit_users += 1
+        wanted = None if max_pixels is None else max(max_pixels, _limit_saved or 0)
+        current = Image.MAX_IMAGE_PIXELS
+        if _limit_users == 1 or (current is not None and (wanted is None or wanted > current)):
+            Image.MAX_IMAGE_PIXELS = wanted
     try:
         yield
     finally:
-        Image.MAX_IMAGE_PIXELS = saved
+        with _LIMIT_LOCK:
+            _limit_users -= 1
+            if _limit_users == 0:
+                Image.MAX_IMAGE_PIXELS = _limit_saved
 
 
 def load_image(
