@@ -93,6 +93,7 @@ def test_finetune_compares_with_the_model_it_is_told_or_none(labels_csv, tmp_pat
         (["--rounds", "3"], "--rounds needs --shots"),
         (["--shots", "1000"], "--shots 1000"),
         (["--select", "cv", "--folds", "1"], "argument --folds: must be from 2"),
+        (["--dataset-option", "image_dir=imgs"], "--dataset-option goes with --dataset"),
     ],
 )
 def test_finetune_bad_arguments_are_one_line_errors(labels_csv, tmp_path, capsys, args, message):
@@ -100,6 +101,15 @@ def test_finetune_bad_arguments_are_one_line_errors(labels_csv, tmp_path, capsys
                  *args, "--out", str(tmp_path / "x")])  # fmt: skip
     assert code == 2
     assert message in capsys.readouterr().err
+
+
+def test_finetune_reads_a_dataset_adapter_with_its_options(labels_csv, tmp_path, capsys):
+    options = ["--dataset-option", "csv_file=mine.csv", "--dataset-option", "path_column=file",
+               "--dataset-option", "score_column=mos", "--dataset-option", "scale=0,5"]  # fmt: skip
+    code = main(["finetune", "--dataset", "csv", "--root", str(labels_csv.parent), *options,
+                 "--steps", "1", "--folds", "2", "--reference", "none", "--out", str(tmp_path / "r")])  # fmt: skip
+    assert code == 0
+    assert "24 labelled images" in capsys.readouterr().out
 
 
 def test_finetune_names_a_missing_label_file(tmp_path, capsys):

@@ -49,6 +49,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--image-dir", default=".", help="image folder, relative to the CSV's folder")
     p.add_argument("--dataset", help="a dataset adapter instead of a CSV (mpiqa list-datasets)")
     p.add_argument("--root", help="the dataset's folder")
+    arguments.add_dataset_option(p, "; with --dataset")
     p.add_argument(
         "--checkpoint", metavar="FILE",
         help="the prompt model to start from (default: the shipped mpiqa-tiny: the default "
@@ -116,6 +117,11 @@ def _dataset(args: argparse.Namespace):
 
     if args.csv and args.dataset:
         raise ValueError("give a CSV or --dataset, not both")
+    if args.csv and args.dataset_option:
+        raise ValueError(
+            "--dataset-option goes with --dataset (for a CSV: --path-column, --score-column, "
+            "--image-dir, --scale, --lower-better)"
+        )
     if args.csv:
         csv = Path(args.csv)
         if not csv.is_file():
@@ -128,7 +134,10 @@ def _dataset(args: argparse.Namespace):
         return load_dataset("csv", csv.parent, **options)
     if not args.dataset or not args.root:
         raise ValueError("give a CSV of labels, or --dataset and --root")
-    return load_dataset(args.dataset, args.root)
+    from mpiqa.options import parse_key_values
+
+    options = parse_key_values(args.dataset_option, "--dataset-option")
+    return load_dataset(args.dataset, args.root, **options)
 
 
 def config_from_args(args: argparse.Namespace):
