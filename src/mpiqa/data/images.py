@@ -219,16 +219,25 @@ def require_decodable(
     paths: Sequence[str | Path],
     what: str,
     hint: str = "each named above; replace or remove them",
+    names: Sequence[str] | None = None,
 ) -> None:
     """Check before a job's work that all of ``paths`` decode (:func:`undecodable`),
-    logging an error line per bad file.
+    logging an error line per bad file (by its path).
+
+    Args:
+        names: what the error calls each path (e.g. a dataset's keys); default the paths.
 
     Raises:
-        UndecodableImagesError: some do not; ``what`` names the job's data.
+        UndecodableImagesError: some do not; ``what`` names the job's data, ``failed``
+            maps each bad one's name to its reason.
     """
     logger.info("%s: checking that its %d images decode", what, len(paths))
     bad = undecodable(paths)
-    for path, reason in bad.items():
-        logger.error("%s: %s", path, reason)
-    if bad:
-        raise UndecodableImagesError(bad, len(paths), what, hint)
+    if not bad:
+        return
+    failed = {}
+    for path, name in zip(paths, names if names is not None else paths, strict=True):
+        if str(path) in bad:
+            logger.error("%s: %s", path, bad[str(path)])
+            failed[str(name)] = bad[str(path)]
+    raise UndecodableImagesError(failed, len(paths), what, hint)

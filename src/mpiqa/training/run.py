@@ -11,7 +11,7 @@ import torch
 from mpiqa import distributed
 from mpiqa.backbones.factory import build_random_clip, load_clip
 from mpiqa.data.datasets import load_dataset
-from mpiqa.data.images import UndecodableImagesError, undecodable
+from mpiqa.data.images import UndecodableImagesError, require_decodable
 from mpiqa.data.loading import RecordDataset, TrainTransform
 from mpiqa.data.records import IQADataset, Record
 from mpiqa.data.splits import Split, few_shot, official_split, random_split
@@ -91,24 +91,20 @@ def check_decodable(dataset: IQADataset, split: Split, on_error: str = "fail") -
     Raises:
         UndecodableImagesError: with ``on_error="fail"``, naming the first few and the count.
     """
-    keys = [k for part in split.parts().values() for k in part]
-    records = dataset.subset(keys)
-    logger.info("checking that the split's %d images decode", len(records))
-    bad = undecodable([r.path for r in records])
-    if not bad:
-        return
-    failed = {r.key: bad[str(r.path)] for r in records if str(r.path) in bad}
-    for record in records:
-        if record.key in failed:
-            logger.error("%s: %s", record.path, failed[record.key])
-    if on_error != "skip":
-        raise UndecodableImagesError(
-            failed,
-            len(records),
+    records = dataset.subset([k for part in split.parts().values() for k in part])
+    try:
+        require_decodable(
+            [r.path for r in records],
             f"{dataset.name}, the run's split",
             "each named above; replace them, drop their rows, or pass --on-error skip to "
             "train without them",
+            names=[r.key for r in records],
         )
+        return
+    except UndecodableImagesError as err:
+        if on_error != "skip":
+            raise
+        failed = err.failed
     for name, part in split.parts().items():
         kept = [k for k in part if k not in failed]
         if len(kept) < len(part):
