@@ -115,3 +115,23 @@ def test_finetune_reads_a_dataset_adapter_with_its_options(labels_csv, tmp_path,
 def test_finetune_names_a_missing_label_file(tmp_path, capsys):
     assert main(["finetune", str(tmp_path / "none.csv"), "--out", str(tmp_path / "x")]) == 2
     assert "none.csv" in capsys.readouterr().err
+
+
+def test_finetune_reads_the_labels_as_a_spreadsheet_saves_them(labels_csv, tmp_path, capsys):
+    from tests.data.fixtures import write_xlsx
+
+    with open(labels_csv) as f:
+        rows = [[r["file"], float(r["mos"])] for r in csv.DictReader(f)]
+    write_xlsx(labels_csv.parent / "sheet.xlsx", [["Bild", "Note"], *rows])
+    flags = ["--path-column", "Bild", "--score-column", "Note", "--steps", "1", "--folds", "2",
+             "--reference", "none"]  # fmt: skip
+    assert main(["finetune", str(labels_csv.parent / "sheet.xlsx"), *flags,
+                 "--out", str(tmp_path / "x")]) == 0  # fmt: skip
+    with open(labels_csv.parent / "semi.csv", "w", encoding="utf-8-sig", newline="") as f:
+        f.write("Bild;Note\r\n")
+        f.writelines(f"{p};{str(s).replace('.', ',')}\r\n" for p, s in rows)
+    assert main(["finetune", str(labels_csv.parent / "semi.csv"), *flags,
+                 "--out", str(tmp_path / "s")]) == 0  # fmt: skip
+    assert capsys.readouterr().out.count("24 labelled images") == 2
+    images = [json.loads((tmp_path / r / "finetune.json").read_text())["images"] for r in "xs"]
+    assert images[0] == images[1] and len(images[0]) == 24

@@ -200,3 +200,42 @@ def test_a_symlink_loop_beside_the_images_does_not_stop_the_adapter(tmp_path):
     # the loop is listed, so the image loader reports it; the absent file is named here
     with pytest.raises(MissingImagesError, match=r"1 of 3 .* none\.png \(correct their paths"):
         load_dataset("csv", tmp_path, csv_file="scores.csv")
+
+
+def test_csv_as_a_spreadsheet_saves_it(tmp_path):
+    for name in ["a.png", "b, c.png", "c.png"]:
+        write_image(tmp_path / name)
+    # a European spreadsheet's CSV: byte-order mark, ';' between fields, decimal commas,
+    # CRLF, a path holding a comma, blank rows at the end
+    (tmp_path / "semi.csv").write_bytes(
+        "\ufeffBild;Note\r\na.png;2,5\r\nb, c.png;-1\r\nc.png;,75\r\n;\r\n;\r\n".encode()
+    )
+    data = load_dataset(
+        "csv", tmp_path, csv_file="semi.csv", path_column="Bild", score_column="Note"
+    )
+    assert [r.raw_score for r in data] == [2.5, -1.0, 0.75]
+    (tmp_path / "tab.tsv").write_text("path\tscore\tnote\na.png\t3\tok, fine\nc.png\t1\t\n")
+    assert [r.raw_score for r in load_dataset("csv", tmp_path, csv_file="tab.tsv")] == [3.0, 1.0]
+    # between commas a decimal comma cannot be told from a thousands separator: refused
+    (tmp_path / "comma.csv").write_text('path,score\na.png,"2,5"\n')
+    with pytest.raises(DatasetFormatError, match=r"comma\.csv:2: score '2,5' is not a number"):
+        load_dataset("csv", tmp_path, csv_file="comma.csv")
+    # a separator given is kept
+    with pytest.raises(DatasetFormatError, match=r"no column 'Bild'; columns are \['Bild;Note'\]"):
+        load_dataset("csv", tmp_path, csv_file="semi.csv", path_column="Bild",
+                     score_column="Note", delimiter=",")  # fmt: skip
+
+
+def test_csv_adapter_reads_a_workbook(tmp_path):
+    for name in ["a.png", "b.png"]:
+        write_image(tmp_path / "imgs" / name)
+    rows = [["path", "score", "rater"], ["a.png", 4.5, "x"], ["b.png", "3,5"], ["", ""]]
+    write_xlsx(tmp_path / "ratings.xlsx", rows)
+    data = load_dataset("csv", tmp_path, csv_file="ratings.xlsx", image_dir="imgs")
+    assert [(r.key, r.raw_score) for r in data] == [("a.png", 4.5), ("b.png", 3.5)]
+    write_xlsx(tmp_path / "bad.xlsx", [["path", "score"], ["a.png", 1], ["b.png", ""]])
+    with pytest.raises(DatasetFormatError, match=r"bad\.xlsx:3: score '' is not a number"):
+        load_dataset("csv", tmp_path, csv_file="bad.xlsx", image_dir="imgs")
+    (tmp_path / "fake.xlsx").write_text("path,score\n")
+    with pytest.raises(DatasetFormatError, match=r"fake\.xlsx: not a readable \.xlsx workbook"):
+        load_dataset("csv", tmp_path, csv_file="fake.xlsx")

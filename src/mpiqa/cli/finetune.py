@@ -36,7 +36,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--reference model, cross-validated on the same folds within the labels, and writes RUN/best.safetensors for `mpiqa score --checkpoint`. "
         "With --rounds R (and --shots N) it runs the N-shot benchmark protocol instead.",
     )
-    p.add_argument("csv", nargs="?", help="CSV of image paths and scores")
+    p.add_argument(
+        "csv", nargs="?",
+        help="CSV (or .xlsx workbook) of image paths and scores; ',' ';' tab or '|' "
+        "between fields, found from the header",
+    )  # fmt: skip
     p.add_argument("--path-column", default="path", help="CSV column of image paths (%(default)s)")
     p.add_argument("--score-column", default="score", help="CSV column of scores (%(default)s)")
     p.add_argument(

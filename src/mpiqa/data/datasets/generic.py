@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import re
 from pathlib import Path
 
 from mpiqa.data.datasets.base import (
@@ -14,9 +15,61 @@ from mpiqa.data.datasets.base import (
 )
 from mpiqa.data.files import discover_images
 from mpiqa.data.records import IQADataset, Record, normalise
+from mpiqa.data.xlsx import read_xlsx
+
+_DELIMITERS = (",", ";", "\t", "|")
+_DECIMAL_COMMA = re.compile(r"[+-]?\d*,\d+")
 
 
-@register_dataset("csv", "any CSV of image paths and scores (columns chosen by options)")
+def _read_table(
+    label: Path, needed: list[str], delimiter: str, encoding: str
+) -> tuple[list[str], list[tuple[int, list[str]]], bool]:
+    """The header, the data rows with their line numbers, and whether a decimal comma
+    is read as a point (any field separator but the comma)."""
+    if label.suffix.lower() == ".xlsx":
+        try:
+            sheet = read_xlsx(label)
+        except ValueError as err:
+            raise DatasetFormatError(str(err)) from None
+        header = sheet[0] if sheet else []
+        # a sheet leaves out trailing empty cells
+        rows = [
+            (line, row + [""] * (len(header) - len(row)))
+            for line, row in enumerate(sheet[1:], start=2)
+            if _filled(row)
+        ]
+        return header, rows, True
+    try:
+        with open(label, newline="", encoding=encoding) as f:
+            if delimiter == "auto":
+                delimiter = _sniff_delimiter(f.readline(), needed)
+                f.seek(0)
+            reader = csv.reader(f, delimiter=delimiter)
+            header = next(reader, [])
+            rows = [(reader.line_num, row) for row in reader if _filled(row)]
+    except UnicodeDecodeError as err:
+        raise DatasetFormatError(
+            f"{label}: not {encoding} text (byte {err.start}: {err.reason}); save it as UTF-8 "
+            "or give its encoding (--dataset-option encoding=latin-1)"
+        ) from None
+    return header, rows, delimiter != ","
+
+
+def _filled(row: list[str]) -> bool:
+    # spreadsheets often save blank rows (",,,") after the data
+    return any(cell.strip() for cell in row)
+
+
+def _sniff_delimiter(header: str, needed: list[str]) -> str:
+    # The header must hold the named columns, which decides between separators more
+    # surely than csv.Sniffer's guess from character counts.
+    for delimiter in _DELIMITERS:
+        if set(needed) <= set(next(csv.reader([header], delimiter=delimiter), [])):
+            return delimiter
+    return ","
+
+
+@register_dataset("csv", "any CSV (or .xlsx) of image paths and scores (columns chosen by options)")
 def load_csv(
     root: Path,
     check_images: bool = True,
@@ -27,16 +80,21 @@ def load_csv(
     lower_better: bool = False,
     scale: tuple[float, float] | None = None,
     content_column: str | None = None,
-    delimiter: str = ",",
+    delimiter: str = "auto",
     encoding: str = "utf-8-sig",
     allow_outside_root: bool = False,
 ) -> IQADataset:
-    """Reads ``root/csv_file``; image paths are relative to ``root/image_dir``.
+    """Reads ``root/csv_file`` (a CSV, or the first sheet of an ``.xlsx`` workbook);
+    image paths are relative to ``root/image_dir``.
 
     Args:
         scale: (low, high) of the scores; default: their min and max in the file.
         lower_better: the scores are DMOS-like.
         content_column: a column grouping images of one scene (kept on one side of splits).
+        delimiter: of the CSV's fields; ``auto`` (default): the first of ``,`` ``;`` tab
+            ``|`` that splits the header into the named columns (spreadsheets save
+            ``;``-separated CSVs where the comma is the decimal mark). In a file not
+            separated by commas, and in a workbook, a score such as ``2,5`` reads as 2.5.
         encoding: of the CSV file (UTF-8, with or without a byte-order mark, by default).
         allow_outside_root: accept absolute paths and ``..`` leading out of the image
             folder (refused by default: a label file must not read arbitrary files).
@@ -44,42 +102,37 @@ def load_csv(
     Raises:
         DatasetFormatError: naming ``file:line``: a missing column, a short row, a score
             that is not a finite number, an image listed twice, a path outside the
-            folder, or text that is not in ``encoding``.
+            folder, text that is not in ``encoding``, or a workbook that cannot be read.
     """
     label = find_file(root, [csv_file], "CSV dataset")
+    needed = [c for c in (path_column, score_column, content_column) if c]
     rows = []
     seen: dict[str, int] = {}
-    try:
-        with open(label, newline="", encoding=encoding) as f:
-            reader = csv.DictReader(f, delimiter=delimiter)
-            columns = reader.fieldnames or []
-            for needed in filter(None, (path_column, score_column, content_column)):
-                if needed not in columns:
-                    raise DatasetFormatError(
-                        f"{label}:1: no column {needed!r}; columns are {columns}"
-                    )
-            for row in reader:
-                line = reader.line_num
-                if any(row.get(c) is None for c in columns):
-                    raise DatasetFormatError(
-                        f"{label}:{line}: {sum(v is not None for v in row.values())} fields, "
-                        f"the header has {len(columns)}"
-                    )
-                raw = parse_float(row[score_column], f"{label}:{line}", score_column)
-                name = row[path_column]
-                key = Path(name).as_posix()
-                if key in seen:
-                    raise DatasetFormatError(
-                        f"{label}:{line}: {name!r} is listed again (first on line {seen[key]}); "
-                        "each image must appear once"
-                    )
-                seen[key] = line
-                rows.append((name, raw, row[content_column] if content_column else ""))
-    except UnicodeDecodeError as err:
-        raise DatasetFormatError(
-            f"{label}: not {encoding} text (byte {err.start}: {err.reason}); save it as UTF-8 "
-            "or give its encoding (--dataset-option encoding=latin-1)"
-        ) from None
+    columns, table, decimal_comma = _read_table(label, needed, delimiter, encoding)
+    for needed_column in needed:
+        if needed_column not in columns:
+            raise DatasetFormatError(
+                f"{label}:1: no column {needed_column!r}; columns are {columns}"
+            )
+    for line, row in table:
+        if len(row) < len(columns):
+            raise DatasetFormatError(
+                f"{label}:{line}: {len(row)} fields, the header has {len(columns)}"
+            )
+        row = dict(zip(columns, row, strict=False))
+        text = row[score_column]
+        if decimal_comma and _DECIMAL_COMMA.fullmatch(text.strip()):
+            text = text.replace(",", ".")
+        raw = parse_float(text, f"{label}:{line}", score_column)
+        name = row[path_column]
+        key = Path(name).as_posix()
+        if key in seen:
+            raise DatasetFormatError(
+                f"{label}:{line}: {name!r} is listed again (first on line {seen[key]}); "
+                "each image must appear once"
+            )
+        seen[key] = line
+        rows.append((name, raw, row[content_column] if content_column else ""))
     if not rows:
         raise DatasetFormatError(f"{label}: no data rows")
     raws = [r[1] for r in rows]
