@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import logging
 import shlex
 from pathlib import Path
 
+from mpiqa import jsonfile
 from mpiqa.cli import arguments
 from mpiqa.cli.train import build_config
 from mpiqa.training.rounds import run_rounds
@@ -173,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
         ]
     (out / "ablation.md").write_text("\n".join(lines) + "\n")
     (out / "ablation.json").write_text(
-        json.dumps({v: {"srcc": s, "plcc": p} for v, _, s, p in rows}, indent=1)
+        jsonfile.dumps({v: {"srcc": s, "plcc": p} for v, _, s, p in rows}, indent=1)
     )
     print("\n".join(lines[: 4 + len(rows)]))
     return 0

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import torch
 
+from mpiqa import jsonfile
 from mpiqa.benchmarking import COMPILE_CHOICES, PRECISIONS, run_benchmark
 from mpiqa.cli import arguments
 
@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         )  # fmt: skip
         print(e2e.table())
         if args.json:
-            Path(args.json).write_text(json.dumps(e2e.to_dict(), indent=1))
+            Path(args.json).write_text(jsonfile.dumps(e2e.to_dict(), indent=1))
         return 0
     result = run_benchmark(
         args.arch,
@@ -93,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
     )
     print(result.table())
     if args.json:
-        Path(args.json).write_text(json.dumps(result.to_dict(), indent=1))
+        Path(args.json).write_text(jsonfile.dumps(result.to_dict(), indent=1))
     return 0
 
 
@@ -115,7 +115,7 @@ def _run_train(args: argparse.Namespace) -> int:
     print(bench.table(results))
     if args.json:
         Path(args.json).write_text(
-            json.dumps({"arch": args.arch, "device": args.device, "threads": torch.get_num_threads(),
+            jsonfile.dumps({"arch": args.arch, "device": args.device, "threads": torch.get_num_threads(),
                         "steps": bench.to_dicts(results)}, indent=1)
         )  # fmt: skip
     return 0

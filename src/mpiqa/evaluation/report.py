@@ -4,10 +4,10 @@
 from __future__ import annotations
 
 import csv
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
+from mpiqa import jsonfile
 from mpiqa.evaluation.plots import plot_if_available, scatter_plot
 
 _KEYS = ("srcc", "krcc", "plcc", "plcc_raw", "rmse", "rmse_raw", "n")
@@ -46,7 +46,7 @@ def write_report(
     installed) in ``out_dir``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.json").write_text(json.dumps({**metrics, **(extra or {})}, indent=1))
+    (out / "metrics.json").write_text(jsonfile.dumps({**metrics, **(extra or {})}, indent=1))
     (out / "table.md").write_text(markdown_table({name: metrics}))
     plot_if_available(scatter_plot, pred, mos, out / "scatter.png", metrics, name)
     with open(out / "predictions.csv", "w", newline="") as f:

@@ -6,13 +6,13 @@ atomic: a crash leaves the previous checkpoint, never half of a new one. Reading
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
 
 from safetensors.torch import save_file
 
+from mpiqa import jsonfile
 from mpiqa.atomic import atomic_write
 from mpiqa.backbones.pretrained import sha256_of
 from mpiqa.models.checkpoint import (  # noqa: F401  (reading lives below the models; re-exported)
@@ -32,11 +32,13 @@ def _atomic(path: Path, write) -> None:
 
 def rewrite_log(path: Path, history: list[dict]) -> None:
     """``log.jsonl`` as one line per entry of a resumed run's committed ``history``."""
-    _atomic(path, lambda tmp: Path(tmp).write_text("".join(json.dumps(e) + "\n" for e in history)))
+    _atomic(
+        path, lambda tmp: Path(tmp).write_text("".join(jsonfile.dumps(e) + "\n" for e in history))
+    )
 
 
 def write_json(path: Path, data: dict) -> None:
-    _atomic(path, lambda tmp: Path(tmp).write_text(json.dumps(data, indent=1, default=str)))
+    _atomic(path, lambda tmp: Path(tmp).write_text(jsonfile.dumps(data, indent=1)))
 
 
 def backbone_record(arch: str, weights: str | None, seed: int) -> dict[str, Any]:

@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from mpiqa import jsonfile
 from mpiqa.data.datasets import load_dataset
 from mpiqa.data.distortions.kadid import DISTORTION_NAMES
 from mpiqa.data.distortions.tasks import DistortedDataset, make_tasks
@@ -408,7 +409,7 @@ class MetaTrainer:
                 self._save_state()
                 if not main:
                     continue
-                log.write(json.dumps(entry) + "\n")
+                log.write(jsonfile.dumps(entry) + "\n")
                 log.flush()
                 logger.info(
                     "meta epoch %d/%d: train query loss %.4f, held-out query loss %.4f",

@@ -39,6 +39,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 
+from mpiqa import jsonfile
 from mpiqa.backbones.clip import CLIP
 from mpiqa.backbones.convert import MPIQA_FORMAT
 from mpiqa.backbones.efficientnet import load_stem_weights
@@ -556,7 +557,7 @@ def pretrain_backbone(
     save_backbone(
         out / "backbone.safetensors", model.cpu().eval(), {"arch": config.arch, "best": best}
     )
-    (out / "pretrain.json").write_text(json.dumps(summary, indent=1))
+    (out / "pretrain.json").write_text(jsonfile.dumps(summary, indent=1))
     logger.info(
         "best epoch %d: val SRCC %.4f PLCC %.4f -> %s",
         best["epoch"],

@@ -4,9 +4,9 @@ model selection on its validation part, and summarise (median, mean +- std)."""
 from __future__ import annotations
 
 import copy
-import json
 from pathlib import Path
 
+from mpiqa import jsonfile
 from mpiqa.evaluation.evaluate import evaluate_checkpoint
 from mpiqa.evaluation.metrics import summarise_rounds
 from mpiqa.evaluation.plots import plot_if_available, rounds_plot
@@ -51,7 +51,7 @@ def run_rounds(
         "summary": summary,
         "config": config.to_dict(),
     }
-    (out / "summary.json").write_text(json.dumps(record, indent=1, default=str))
+    (out / "summary.json").write_text(jsonfile.dumps(record, indent=1))
     (out / "summary.md").write_text(
         f"{config.data.dataset}, {rounds} rounds, split seeds {seeds} (test parts)\n\n"
         + rounds_table(summary)

@@ -23,6 +23,7 @@ import torch
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 from torch.utils.data import DataLoader
 
+from mpiqa import jsonfile
 from mpiqa.data.loading import RecordDataset, seed_worker
 from mpiqa.data.records import Record
 from mpiqa.distributed import Context
@@ -289,7 +290,7 @@ class Trainer:
                 }
                 self.history.append(entry)
                 if main:
-                    log.write(json.dumps(entry) + "\n")
+                    log.write(jsonfile.dumps(entry) + "\n")
                     log.flush()
                 # constant predictions give a NaN correlation: rank them below any real one
                 srcc = val.get("srcc", float("nan")) if val else float("nan")
