@@ -147,6 +147,45 @@ def test_usage_errors(folder, capsys, tmp_path):
     assert "argument --batch-size" in capsys.readouterr().err
 
 
+def test_files_from_a_list_and_from_standard_input(folder, tmp_path, capsys):
+    assert main(["score", str(folder), *TINY]) == 0
+    whole = _rows(capsys.readouterr().out)
+    odd = folder / "odd\udcff name.jpg"  # a name that is not UTF-8, as find prints it
+    (folder / "img1.bmp").rename(odd)
+    listing = tmp_path / "list.txt"
+    listing.write_bytes(
+        b"".join(os.fsencode(p) + b"\r\n" for p in [folder / "img2.png", odd]) + b"\n"
+    )
+    out = tmp_path / "s.csv"
+    code = main(["score", "--files-from", str(listing), str(folder / "img10.jpg"), *TINY,
+                 "--out", str(out)])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    rows = _rows(out.read_text(errors="surrogateescape"))
+    names = [str(folder / "img2.png"), str(folder / "img10.jpg"), str(odd)]  # natural order
+    assert [r[0] for r in rows[1:]] == names
+    # the same images, the same scores (img1.bmp was renamed odd...)
+    assert [r[1] for r in rows[1:]] == [r[1] for r in whole[2:]] + [whole[1][1]]
+    # '-': standard input, here the folder itself (expanded as a PATH is)
+    command = [sys.executable, "-m", "mpiqa", "score", "--files-from", "-", *TINY]
+    result = subprocess.run(
+        command,
+        input=f"{folder}\n",
+        capture_output=True,
+        text=True,
+        errors="surrogateescape",
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert len(result.stdout.splitlines()) == 4
+    listing.write_text("\n\n")
+    assert main(["score", "--files-from", str(listing), *TINY]) == 2
+    assert f"--files-from {listing} lists no path" in capsys.readouterr().err
+    assert main(["score", "--files-from", str(tmp_path / "none.txt"), *TINY]) == 2
+    assert f"--files-from {tmp_path / 'none.txt'}: no such file" in capsys.readouterr().err
+    assert main(["score", *TINY]) == 2
+    assert "give image files or folders" in capsys.readouterr().err
+
+
 def test_log_options_go_before_or_after_the_command(folder, capsys):
     # TINY's --weights random logs a warning: -q hides it wherever it stands
     for argv in (["-q", "score", str(folder), *TINY], ["score", str(folder), "-q", *TINY]):

@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from mpiqa import distributed
 from mpiqa.cli import arguments
-from mpiqa.data.files import discover_images
+from mpiqa.data.files import discover_images, read_path_list
 from mpiqa.data.images import DEFAULT_MAX_PIXELS, ImageDecodeError
 from mpiqa.data.transforms import CROP_MODES
 from mpiqa.models.checkpoint import load_checkpoint
@@ -40,7 +40,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "2 a usage or setup error."
         ),
     )
-    p.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders")
+    p.add_argument("paths", nargs="*", metavar="PATH", help="image files or folders")
+    p.add_argument(
+        "--files-from", metavar="FILE",
+        help="also the paths listed in FILE, one per line ('-': standard input), e.g. "
+        "from find; folders in it are expanded as PATHs are",
+    )  # fmt: skip
     p.add_argument("-r", "--recursive", action="store_true", help="descend into sub-folders")
     p.add_argument(
         "--model",
@@ -262,9 +267,15 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--resume needs --out FILE.csv (the file to complete)")
     if args.resume and context.active:
         raise ValueError("--resume runs in one process (not under torchrun)")
+    if args.files_from == "-" and context.active:
+        raise ValueError("--files-from - reads standard input, which torchrun does not share")
+    paths = list(args.paths) + (read_path_list(args.files_from) if args.files_from else [])
+    if not paths:
+        where = f"--files-from {args.files_from} lists no path" if args.files_from else ""
+        raise ValueError(where or "give image files or folders (PATH), or --files-from FILE")
     skipped = 0
     try:
-        found = discover_images(args.paths, recursive=args.recursive)
+        found = discover_images(paths, recursive=args.recursive)
         left_out = ""
         if found.ignored:
             left_out = (
@@ -281,7 +292,7 @@ def run(args: argparse.Namespace) -> int:
             return 1
         if not found.files:
             raise FileNotFoundError(
-                f"no image files in {' '.join(args.paths)}" + (f"; {left_out}" if left_out else "")
+                f"no image files in {_first_few(paths)}" + (f"; {left_out}" if left_out else "")
             )
         if left_out and context.is_main:
             logger.warning("%s", left_out)  # files the user may expect scored (RAW, HEIC ...)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -93,3 +94,31 @@ def discover_images(paths: Iterable[str], recursive: bool = False) -> Discovery:
         unreadable=unreadable,
         links=sorted(links, key=natural_key),
     )
+
+
+def read_path_list(source: str) -> list[str]:
+    """The paths listed in the file ``source`` (``-``: standard input), one per line, as
+    ``find`` or ``ls`` writes them: blank lines skipped, a trailing carriage return
+    dropped, nothing else stripped (names may begin or end with spaces). Bytes that are
+    not UTF-8 are kept as the file system's own (surrogate escapes, as Python names such
+    files).
+
+    Raises:
+        FileNotFoundError: ``source`` does not exist (the message names it).
+        ValueError: ``source`` is a folder.
+    """
+
+    if source == "-":
+        stream = open(sys.stdin.fileno(), encoding="utf-8", errors="surrogateescape", closefd=False)  # noqa: SIM115
+    elif os.path.isdir(source):
+        raise ValueError(
+            f"--files-from {source}: a folder, not a list of paths (name it as a PATH)"
+        )
+    else:
+        try:
+            stream = open(source, encoding="utf-8", errors="surrogateescape")  # noqa: SIM115
+        except FileNotFoundError:
+            raise FileNotFoundError(f"--files-from {source}: no such file") from None
+    with stream:
+        lines = stream.read().split("\n")
+    return [line.removesuffix("\r") for line in lines if line.removesuffix("\r")]
