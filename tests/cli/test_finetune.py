@@ -40,6 +40,14 @@ def test_finetune_the_default_model_on_a_csv_and_score_with_it(labels_csv, tmp_p
     assert result["labelled_images"] == 24
     assert -1 <= result["reference_cv_srcc"] <= 1 and -1 <= result["reference_srcc"] <= 1
     assert len(record["images"]) == 24
+    # which labels trained it: the file, its columns and the resolved scale
+    data = record["finetune"]["data"]
+    assert data["labels"] == str(labels_csv.resolve()) and data["score_column"] == "mos"
+    with open(labels_csv) as f:
+        mos = [float(r["mos"]) for r in csv.DictReader(f)]
+    assert data["scale"] == [min(mos), max(mos)]
+    assert data["start"].endswith("mpiqa-tiny.safetensors") and data["reference"] == "mpiqa-small"
+    assert json.loads((run / "best.json").read_text())["finetune"]["data"] == data
     meta = json.loads((run / "best.json").read_text())
     assert meta["backbone"]["arch"] == "mpiqa-tiny"
     assert main(["score", str(labels_csv.parent / "imgs"), "--checkpoint",
@@ -58,6 +66,7 @@ def test_finetune_rounds_use_exactly_the_shots(labels_csv, tmp_path, capsys):
     assert code == 0
     summary = json.loads((run / "summary.json").read_text())
     assert len(summary["rounds"]) == 2
+    assert summary["data"]["labels"] == str(labels_csv.resolve()) and summary["data"]["shots"] == 8
     assert (run / "rounds.png").stat().st_size > 0
     assert {"reference_srcc", "gain_over_reference"} <= set(summary["summary"])
     for row in summary["rounds"]:

@@ -135,13 +135,16 @@ def _dataset(args: argparse.Namespace):
             image_dir=args.image_dir, lower_better=args.lower_better,
             scale=tuple(args.scale) if args.scale else None,
         )  # fmt: skip
-        return load_dataset("csv", csv.parent, **options)
+        dataset = load_dataset("csv", csv.parent, **options)
+        return dataset, {"labels": str(csv.resolve()), **options, "scale": list(dataset.scale)}
     if not args.dataset or not args.root:
         raise ValueError("give a CSV of labels, or --dataset and --root")
     from mpiqa.options import parse_key_values
 
     options = parse_key_values(args.dataset_option, "--dataset-option")
-    return load_dataset(args.dataset, args.root, **options)
+    dataset = load_dataset(args.dataset, args.root, **options)
+    return dataset, {"dataset": args.dataset, "root": str(Path(args.root).resolve()),
+                     "options": options}  # fmt: skip
 
 
 def config_from_args(args: argparse.Namespace):
@@ -166,7 +169,10 @@ def run(args: argparse.Namespace) -> int:
         Path(args.checkpoint) if args.checkpoint else packaged_path(f"{FINETUNE_START}.safetensors")
     )
     backbone_info = read_checkpoint_meta(start)["backbone"]
-    dataset = _dataset(args)
+    dataset, data = _dataset(args)
+    # what a later reader needs to know which labels trained the checkpoint
+    data = {**data, "start": str(start.resolve()), "shots": args.shots,
+            "split_seed": args.split_seed, "reference": args.reference}  # fmt: skip
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -180,6 +186,7 @@ def run(args: argparse.Namespace) -> int:
         record = run_rounds(
             make_model, backbone_info, dataset, config, args.shots, args.rounds, out,
             split_seed=args.split_seed, test_fraction=args.test_fraction, reference=reference,
+            data=data,
         )  # fmt: skip
         print(_rounds_table(record, args.reference))
         return 0
@@ -188,7 +195,7 @@ def run(args: argparse.Namespace) -> int:
         if not 0 < args.shots <= len(records):
             raise ValueError(f"--shots {args.shots}: the labels hold {len(records)} images")
         records = random.Random(args.split_seed).sample(records, args.shots)
-    result = fit_labels(make_model(), backbone_info, records, config, out, reference)
+    result = fit_labels(make_model(), backbone_info, records, config, out, reference, data)
     compared = f", {args.reference} as shipped {result.reference_cv_srcc:.4f}" if reference else ""
     print(
         f"{result.labelled_images} labelled images; SRCC cross-validated within them "

@@ -69,13 +69,15 @@ def fit_labels(
     config: FinetuneConfig,
     out: str | Path,
     reference: IQAModel | None = None,
+    data: dict | None = None,
 ) -> FinetuneResult:
     """Fine-tune ``model`` (in place) on every labelled record and write
     ``out/best.safetensors`` (+ ``.json``) and ``out/finetune.json``.
 
     ``reference``: a model that is not fine-tuned (the scoring default), scored on the same
     labels and cross-validation folds, so that the result says whether fine-tuning beat
-    what scoring without it would give."""
+    what scoring without it would give. ``data``: where the labels came from (the label
+    file and its options), recorded in ``finetune.json`` and the checkpoint's JSON."""
     out = Path(out)
     cache = TokenCache(model, frozen_blocks(model, config), teacher=bool(config.grad_reg))
     cache.add(records, mirrored=config.flip)
@@ -95,7 +97,8 @@ def fit_labels(
             reference_srcc=float(srcc(ref, labels)),
             reference_cv_srcc=fold_srcc(ref, labels, config.folds, config.seed),
         )
-    extra = {"finetune": {"config": config.to_dict(), "result": result.to_dict()}}
+    extra = {"finetune": {"config": config.to_dict(), "result": result.to_dict(),
+                          **({"data": data} if data else {})}}  # fmt: skip
     save_checkpoint(out / "best", model, backbone_info, extra)
     write_json(out / "finetune.json", {**extra, "images": [r.key for r in usable]})
     return result
@@ -157,6 +160,7 @@ def run_rounds(
     cross_validated: bool = True,
     cache: TokenCache | None = None,
     reference: IQAModel | None = None,
+    data: dict | None = None,
 ) -> dict:
     """The N-shot protocol (module docstring). Writes ``out/round_<r>/`` (split.json,
     finetune.json, best.safetensors) and ``out/summary.json``; returns the summary.
@@ -164,7 +168,8 @@ def run_rounds(
     ``cache`` may be shared between runs whose starting models agree in their frozen
     blocks (it must hold the scene teacher when ``config.grad_reg`` is set).
     ``reference``: a model that is not fine-tuned (the scoring default), scored on each
-    round's test part too (``reference_srcc``)."""
+    round's test part too (``reference_srcc``). ``data``: where the labels came from,
+    recorded in ``summary.json``."""
     out = Path(out)
     model = make_model()
     blocks = frozen_blocks(model, config)
@@ -206,6 +211,7 @@ def run_rounds(
         )  # fmt: skip
     record = {
         "dataset": dataset.name,
+        **({"data": data} if data else {}),
         "shots": shots,
         "rounds": rows,
         "summary": summarise(rows),
