@@ -260,10 +260,15 @@ def test_files_without_a_known_extension_are_scored_or_listed(tmp_path, capsys):
     assert main(["score", str(folder), *TINY, "--weights", "random"]) == 0
     out, err = capsys.readouterr()
     assert "x.jfif" in out and "noext" not in out
-    assert "left out 1 file(s) without an image extension" in err  # said, not silent
+    assert (
+        "left out 1 file(s) whose extension is not an image format read here" in err
+    )  # said, not silent
     (folder / "x.jfif").unlink()
     assert main(["score", str(folder), *TINY, "--weights", "random"]) == 2
-    assert "left out 1 file(s) without an image extension" in capsys.readouterr().err
+    assert (
+        "left out 1 file(s) whose extension is not an image format read here"
+        in capsys.readouterr().err
+    )
     # named explicitly, a file is scored whatever its name
     assert main(["score", str(folder / "noext"), *TINY, "--weights", "random"]) == 0
 

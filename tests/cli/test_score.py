@@ -186,6 +186,20 @@ def test_files_from_a_list_and_from_standard_input(folder, tmp_path, capsys):
     assert "give image files or folders" in capsys.readouterr().err
 
 
+def test_heic_files_left_out_say_what_would_read_them(folder, monkeypatch, capsys):
+    import mpiqa.data.files as files
+    import mpiqa.data.images as images
+
+    # as on a machine without pi-heif
+    monkeypatch.setattr(images, "HEIF_READABLE", False)
+    monkeypatch.setattr(files, "IMAGE_EXTENSIONS", files.IMAGE_EXTENSIONS - images.HEIF_EXTENSIONS)
+    (folder / "IMG_0001.HEIC").write_bytes(b"\0\0\0\x18ftypheic" + bytes(40))
+    assert main(["score", str(folder), *TINY]) == 0
+    captured = capsys.readouterr()
+    assert len(_rows(captured.out)) == 4
+    assert "IMG_0001.HEIC" in captured.err and "pip install 'mpiqa[heif]'" in captured.err
+
+
 def test_log_options_go_before_or_after_the_command(folder, capsys):
     # TINY's --weights random logs a warning: -q hides it wherever it stands
     for argv in (["-q", "score", str(folder), *TINY], ["score", str(folder), "-q", *TINY]):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import struct
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -191,3 +192,33 @@ def test_min_side_reduces_jpeg_decoding_only_when_the_shorter_side_allows(tmp_pa
     assert load_image(tmp_path / "a.jpg", min_side=301).size == (800, 600)  # 1/2 would be short
     Image.new("RGB", (800, 600), (10, 200, 30)).save(tmp_path / "a.png")
     assert load_image(tmp_path / "a.png", min_side=100).size == (800, 600)
+
+
+HEIC = Path(__file__).parents[1] / "fixtures" / "gradient.heic"  # see tests/fixtures/README.md
+
+
+def test_heic_photos_decode_with_pi_heif(tmp_path):
+    pytest.importorskip("pi_heif")
+    from mpiqa.data.files import discover_images
+    from mpiqa.data.images import IMAGE_EXTENSIONS, codec_hint
+
+    image = load_image(HEIC)
+    y, x = np.mgrid[0:48, 0:64]
+    made = np.stack([x * 4, y * 5, (x + y) * 2], -1).astype(np.uint8)
+    made[16:32, 20:44] = [230, 40, 40]
+    assert image.mode == "RGB" and image.size == (64, 48)
+    assert np.abs(np.asarray(image, dtype=float) - made).mean() < 2  # lossy, but these pixels
+    assert {".heic", ".heif"} <= IMAGE_EXTENSIONS and codec_hint([HEIC]) is None
+    (tmp_path / "IMG_0001.HEIC").write_bytes(HEIC.read_bytes())
+    assert discover_images([str(tmp_path)]).files == [str(tmp_path / "IMG_0001.HEIC")]
+
+
+def test_without_a_heif_reader_the_error_says_what_to_install(tmp_path, monkeypatch):
+    import mpiqa.data.images as images
+
+    monkeypatch.setattr(images, "HEIF_READABLE", False)
+    (tmp_path / "IMG_0001.heic").write_bytes(b"\0\0\0\x18ftypheic" + bytes(40))
+    with pytest.raises(ImageDecodeError, match=r"IMG_0001\.heic: not an image .*mpiqa\[heif\]"):
+        load_image(tmp_path / "IMG_0001.heic")
+    assert images.codec_hint(["a.jpg", "b.HEIF"]) == images.HEIF_HINT
+    assert images.codec_hint(["a.jpg"]) is None

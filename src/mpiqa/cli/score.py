@@ -18,7 +18,7 @@ from tqdm import tqdm
 from mpiqa import distributed
 from mpiqa.cli import arguments
 from mpiqa.data.files import discover_images, read_path_list
-from mpiqa.data.images import DEFAULT_MAX_PIXELS, ImageDecodeError
+from mpiqa.data.images import DEFAULT_MAX_PIXELS, ImageDecodeError, codec_hint
 from mpiqa.data.transforms import CROP_MODES
 from mpiqa.models.checkpoint import load_checkpoint
 from mpiqa.models.registry import ALIASES, DEFAULT_MODEL, create_model, list_models, resolve_device
@@ -279,10 +279,12 @@ def run(args: argparse.Namespace) -> int:
         left_out = ""
         if found.ignored:
             left_out = (
-                f"left out {len(found.ignored)} file(s) without an image extension: "
+                f"left out {len(found.ignored)} file(s) whose extension is not an image format read here: "
                 f"{_first_few(found.ignored)} "
                 "(name a file to score it whatever its extension)"
             )
+            if hint := codec_hint(found.ignored):
+                left_out += f"; {hint}"
         # a folder that cannot be listed is reported like a bad file: the rest is scored
         stop = " (stopping: --on-error fail)" if args.on_error == "fail" else ""
         for folder in found.unreadable[: 1 if stop else None]:

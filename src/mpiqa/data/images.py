@@ -18,10 +18,38 @@ from PIL import Image, ImageOps, UnidentifiedImageError, features
 logger = logging.getLogger(__name__)
 
 
+HEIF_EXTENSIONS = frozenset({".heic", ".heif", ".hif"})
+HEIF_HINT = "install pi-heif to read HEIC / HEIF photos: pip install 'mpiqa[heif]'"
+
+
+def _register_heif() -> bool:
+    """Let Pillow open HEIC / HEIF files (the iPhone's photo format) when the optional
+    ``pi-heif`` is installed: libheif's decoder as a Pillow plugin, without the encoders
+    (pillow-heif bundles x265, which is GPL). Called at import, so decoding worker
+    processes have it too."""
+    try:
+        import pi_heif
+    except ImportError:
+        return False
+    pi_heif.register_heif_opener()
+    return True
+
+
+HEIF_READABLE = _register_heif()
+
+
+def codec_hint(names: Sequence[str | Path]) -> str | None:
+    """What to install when some of ``names`` are HEIC / HEIF files and nothing here
+    reads them; None otherwise."""
+    if HEIF_READABLE or not any(Path(n).suffix.lower() in HEIF_EXTENSIONS for n in names):
+        return None
+    return HEIF_HINT
+
+
 def _extensions() -> frozenset[str]:
     """The extensions a folder scan picks up: the formats every Pillow reads, and those of
-    optional codecs this Pillow was built with. A file named explicitly is tried whatever
-    its name."""
+    optional codecs this Pillow was built with (or pi-heif adds). A file named explicitly
+    is tried whatever its name."""
     found = {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".tif", ".tiff", ".webp",
              ".gif", ".ppm", ".pgm", ".pnm"}  # fmt: skip
     for feature, names in (("avif", {".avif"}), ("jpg_2000", {".jp2", ".j2k", ".jpx"})):
@@ -30,7 +58,7 @@ def _extensions() -> frozenset[str]:
                 found |= names
         except ValueError:  # a Pillow too old to know the feature
             pass
-    return frozenset(found)
+    return frozenset(found | (HEIF_EXTENSIONS if HEIF_READABLE else set()))
 
 
 IMAGE_EXTENSIONS = _extensions()
@@ -154,7 +182,9 @@ def load_image(
     except ImageDecodeError:
         raise
     except UnidentifiedImageError:
-        raise ImageDecodeError(path, "not an image format Pillow can read") from None
+        hint = codec_hint([path])
+        reason = "not an image format Pillow can read" + (f" ({hint})" if hint else "")
+        raise ImageDecodeError(path, reason) from None
     except Image.DecompressionBombError as err:
         raise ImageDecodeError(path, f"refused as a decompression bomb ({err})") from None
     except (OSError, SyntaxError, ValueError, EOFError) as err:
