@@ -64,6 +64,15 @@ def broadcast_object(obj, context: Context):
     return holder[0]
 
 
+def gather_objects(obj, context: Context) -> list:
+    """Every rank's ``obj`` (picklable), in rank order, on every rank."""
+    if not context.active:
+        return [obj]
+    holder: list = [None] * context.world_size
+    dist.all_gather_object(holder, obj)
+    return holder
+
+
 def barrier(context: Context) -> None:
     if context.active:
         dist.barrier()

@@ -115,6 +115,29 @@ def test_two_process_training_equals_single_process(tmp_path, extra):
     assert (double / "split.json").read_text() == (single / "split.json").read_text()
 
 
+def test_two_processes_share_the_image_check_and_one_names_the_bad_files(tmp_path, capsys):
+    root = make_blur_task(tmp_path / "task", n_contents=8, size=32)
+    labels = root / "labels.csv"
+    lines = labels.read_text().splitlines()
+    labels.write_text("\n".join([lines[0], *("imgs/" + line for line in lines[1:])]) + "\n")
+    bad = [line.split(",")[0] for line in lines[1:4]]  # three, so that both ranks find some
+    for name in bad:
+        (root / "imgs" / name).write_bytes(b"not an image")
+    args = ["train", "--root", str(root), *TINY, "--epochs", "1", "--on-error", "skip"]
+    single, double = _run_single_and_double(args, tmp_path)
+    assert (double / "split.json").read_text() == (single / "split.json").read_text()
+    notes = json.loads((single / "split.json").read_text())["notes"]["undecodable"]
+    assert sorted(notes) == sorted(f"imgs/{n}" for n in bad)
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+         "-m", "mpiqa", *args[:-2], "--out", str(tmp_path / "fail")],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert result.returncode != 0
+    for name in bad:  # one line per bad file, from the first process only
+        assert result.stderr.count(f"{name}: not an image format") == 1, result.stderr[-3000:]
+
+
 def test_two_process_meta_pretraining_equals_single_process(tmp_path):
     clean = tmp_path / "clean"
     clean.mkdir()

@@ -8,7 +8,7 @@ import math
 import os
 import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -250,24 +250,31 @@ def require_decodable(
     what: str,
     hint: str = "each named above; replace or remove them",
     names: Sequence[str] | None = None,
+    check: Callable[[Sequence[str | Path]], dict[str, str]] = undecodable,
+    log: bool = True,
 ) -> None:
     """Check before a job's work that all of ``paths`` decode (:func:`undecodable`),
     logging an error line per bad file (by its path).
 
     Args:
         names: what the error calls each path (e.g. a dataset's keys); default the paths.
+        check: finds the bad files, as :func:`undecodable` (which processes sharing the
+            work replace by their shares of it, gathered).
+        log: log the check and each bad file (one process of several does).
 
     Raises:
         UndecodableImagesError: some do not; ``what`` names the job's data, ``failed``
             maps each bad one's name to its reason.
     """
-    logger.info("%s: checking that its %d images decode", what, len(paths))
-    bad = undecodable(paths)
+    if log:
+        logger.info("%s: checking that its %d images decode", what, len(paths))
+    bad = check(paths)
     if not bad:
         return
     failed = {}
     for path, name in zip(paths, names if names is not None else paths, strict=True):
         if str(path) in bad:
-            logger.error("%s: %s", path, bad[str(path)])
+            if log:
+                logger.error("%s: %s", path, bad[str(path)])
             failed[str(name)] = bad[str(path)]
     raise UndecodableImagesError(failed, len(paths), what, hint)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ import torch
 from mpiqa import distributed
 from mpiqa.backbones.factory import build_random_clip, load_clip
 from mpiqa.data.datasets import load_dataset
-from mpiqa.data.images import UndecodableImagesError, require_decodable
+from mpiqa.data.images import UndecodableImagesError, require_decodable, undecodable
 from mpiqa.data.loading import RecordDataset, TrainTransform
 from mpiqa.data.records import IQADataset, Record
 from mpiqa.data.splits import Split, few_shot, official_split, random_split
@@ -82,11 +83,25 @@ def check_validation_part(records) -> None:
         )
 
 
-def check_decodable(dataset: IQADataset, split: Split, on_error: str = "fail") -> None:
+def _shared_check(context: distributed.Context):
+    def check(paths: Sequence[str | Path]) -> dict[str, str]:
+        mine = undecodable(list(paths)[context.rank :: context.world_size])
+        return {k: v for part in distributed.gather_objects(mine, context) for k, v in part.items()}
+
+    return check
+
+
+def check_decodable(
+    dataset: IQADataset,
+    split: Split,
+    on_error: str = "fail",
+    context: distributed.Context | None = None,
+) -> None:
     """Decode every image of ``split`` once, before any training, so that a bad file
     stops the run at its start with all such files named, not partway through an epoch
     with one. ``on_error="skip"`` leaves them out of their parts instead (the split's
-    ``notes["undecodable"]`` lists them, with the reason, in split.json).
+    ``notes["undecodable"]`` lists them, with the reason, in split.json). Processes
+    of a data-parallel run each decode their share, and the first one logs.
 
     Raises:
         UndecodableImagesError: with ``on_error="fail"``, naming the first few and the count.
@@ -99,6 +114,8 @@ def check_decodable(dataset: IQADataset, split: Split, on_error: str = "fail") -
             "each named above; replace them, drop their rows, or pass --on-error skip to "
             "train without them",
             names=[r.key for r in records],
+            check=_shared_check(context or distributed.Context()),
+            log=context is None or context.is_main,
         )
         return
     except UndecodableImagesError as err:
@@ -107,7 +124,7 @@ def check_decodable(dataset: IQADataset, split: Split, on_error: str = "fail") -
         failed = err.failed
     for name, part in split.parts().items():
         kept = [k for k in part if k not in failed]
-        if len(kept) < len(part):
+        if len(kept) < len(part) and (context is None or context.is_main):
             logger.warning(
                 "%s part: %d of %d images left out", name, len(part) - len(kept), len(part)
             )
@@ -161,7 +178,7 @@ def train_run(
         **config.data.options,
     )
     split = make_split(dataset, config)
-    check_decodable(dataset, split, config.data.on_error)
+    check_decodable(dataset, split, config.data.on_error, context)
     check_validation_part(dataset.subset(split.val))
     out_dir.mkdir(parents=True, exist_ok=True)
     if context.is_main:
