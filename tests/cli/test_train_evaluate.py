@@ -133,8 +133,8 @@ def test_undecodable_images_stop_the_run_or_are_left_out_and_evaluate_reads_the_
     assert json.loads((run / "config.json").read_text())["data"]["on_error"] == "skip"
 
     # evaluate takes the run's dataset, root and --dataset-option from its config.json,
-    # and its split.json leaves the bad images out of the test part
-    checkpoint = ["evaluate", "--checkpoint", str(run / "best.safetensors"), "--split", "test"]
+    # and its split.json leaves the bad images out of the test part (the default --split)
+    checkpoint = ["evaluate", "--checkpoint", str(run / "best.safetensors")]
     assert main([*checkpoint, "--out", str(tmp_path / "eval")]) == 0
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert metrics["n"] == len(split["test"]) and metrics["n_failed"] == 0

@@ -53,3 +53,19 @@ def test_evaluate_reports_a_bad_image_and_scores_the_rest(labelled, tmp_path, ca
     rows = (out / "predictions.csv").read_text().splitlines()
     assert len(rows) == 1 + 5 and not any(r.startswith("img3.png") for r in rows)
     assert "img3.png: empty file (0 bytes) (left out of the metrics)" in capsys.readouterr().err
+
+
+def test_evaluate_defaults_to_the_scoring_model_on_all_of_ones_own_labels(labelled, tmp_path):
+    # no split file: all of the labels, not a test part that does not exist
+    base = ["evaluate", "--dataset", "csv", "--root", str(labelled)]
+    assert main([*base, "--out", str(tmp_path / "a")]) == 1  # img3.png is empty
+    assert "| mpiqa-small on csv all |" in (tmp_path / "a" / "table.md").read_text()
+    assert json.loads((tmp_path / "a" / "metrics.json").read_text())["n"] == 5
+    # a CLIP named without --model: zero-shot CLIP-IQA, as `mpiqa score` does
+    assert (
+        main(
+            [*base, "--backbone", "test-tiny", "--weights", "random", "--out", str(tmp_path / "b")]
+        )
+        == 1
+    )
+    assert "| clip-iqa on csv all |" in (tmp_path / "b" / "table.md").read_text()

@@ -9,7 +9,13 @@ from pathlib import Path
 
 from mpiqa.cli import arguments
 from mpiqa.evaluation.evaluate import evaluate_checkpoint, evaluate_model
-from mpiqa.models.registry import create_model, list_models
+from mpiqa.models.registry import (
+    DEFAULT_MODEL,
+    ZERO_SHOT_MODEL,
+    create_model,
+    list_models,
+    model_for,
+)
 
 logger = logging.getLogger("mpiqa.cli.evaluate")
 
@@ -19,9 +25,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "evaluate",
         help="evaluate a model on a dataset split; writes metrics.json, table.md, scatter.png",
     )
-    source = p.add_mutually_exclusive_group(required=True)
+    source = p.add_mutually_exclusive_group()
     source.add_argument("--checkpoint", metavar="FILE", help="best.safetensors of a training run")
-    source.add_argument("--model", choices=list_models(), help="a zero-shot model")
+    source.add_argument(
+        "--model", choices=list_models(),
+        help=f"a model that is not a training run's (default {DEFAULT_MODEL}, what `mpiqa "
+        f"score` uses; {ZERO_SHOT_MODEL} when --backbone or --weights names a CLIP)",
+    )  # fmt: skip
     p.add_argument("--backbone", metavar="ARCH")
     p.add_argument("--weights", metavar="FILE|random")
     p.add_argument("--seed", type=arguments.seed, default=0)
@@ -33,7 +43,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     arguments.add_dataset_option(
         p, "; with --checkpoint on the run's dataset and root, added to the run's"
     )
-    p.add_argument("--split", choices=("train", "val", "test", "all"), default="test")
+    p.add_argument(
+        "--split", choices=("train", "val", "test", "all"),
+        help="the part to evaluate on (default: test where there is a split file, the "
+        "checkpoint's or --split-file; else all of the dataset)",
+    )  # fmt: skip
     p.add_argument("--split-file", help="default: split.json of the checkpoint's run")
     p.add_argument("--batch-size", type=arguments.batch_size, default=64)
     p.add_argument("--device", default="cpu", type=arguments.device)
@@ -77,15 +91,19 @@ def run(args: argparse.Namespace) -> int:
                 else ""
             )
         )
+    split = args.split or ("test" if args.checkpoint or args.split_file else "all")
+    if not args.split:
+        logger.info("evaluating on %s (--split)", "the test part" if split == "test" else "all")
     if args.checkpoint:
         metrics = evaluate_checkpoint(
-            args.checkpoint, dataset, root, args.split, args.out, args.split_file,
+            args.checkpoint, dataset, root, split, args.out, args.split_file,
             weights=args.weights, device=args.device, batch_size=args.batch_size,
             dataset_options=options,
         )  # fmt: skip
     else:
+        name = model_for(args.model, args.backbone, args.weights)
         model = create_model(
-            args.model,
+            name,
             weights=args.weights,
             backbone=args.backbone,
             device=args.device,
@@ -95,12 +113,12 @@ def run(args: argparse.Namespace) -> int:
             model,
             dataset,
             root,
-            args.split,
+            split,
             args.out,
             args.split_file,
             True,
             args.batch_size,
-            args.model,
+            name,
             options,
         )
     print(

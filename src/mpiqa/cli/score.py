@@ -21,11 +21,16 @@ from mpiqa.data.files import discover_images, read_path_list
 from mpiqa.data.images import DEFAULT_MAX_PIXELS, ImageDecodeError, codec_hint
 from mpiqa.data.transforms import CROP_MODES
 from mpiqa.models.checkpoint import load_checkpoint
-from mpiqa.models.registry import ALIASES, DEFAULT_MODEL, create_model, list_models, resolve_device
+from mpiqa.models.registry import (
+    ALIASES,
+    DEFAULT_MODEL,
+    ZERO_SHOT_MODEL,
+    create_model,
+    list_models,
+    model_for,
+    resolve_device,
+)
 from mpiqa.scoring import PRECISIONS, score_files
-
-# A CLIP named by --backbone / --weights without --model is scored zero-shot.
-ZERO_SHOT_MODEL = "clip-iqa"
 
 logger = logging.getLogger("mpiqa.cli.score")
 
@@ -183,7 +188,7 @@ def _load_model(args: argparse.Namespace, device: str):
             args.checkpoint, weights=args.weights, device=device, n_crops=args.n_crops,
             crop=args.crop or "center",
         )  # fmt: skip
-    name = args.model or (ZERO_SHOT_MODEL if args.backbone or args.weights else DEFAULT_MODEL)
+    name = model_for(args.model, args.backbone, args.weights)
     crop = {"crop": args.crop} if args.crop else {}  # else the model's default
     return create_model(
         name, weights=args.weights, backbone=args.backbone, device=device,

@@ -133,6 +133,14 @@ def _clip_iqa_ensemble(backbone=None, weights=None, seed=0, **kwargs) -> IQAMode
 
 
 DEFAULT_MODEL = "mpiqa-small"
+# A CLIP named by --backbone / --weights without --model is scored zero-shot by this one.
+ZERO_SHOT_MODEL = "clip-iqa"
+
+
+def model_for(name: str | None, backbone: str | None, weights: str | None) -> str:
+    """The model a command uses: ``name`` if given; else :data:`ZERO_SHOT_MODEL` when a
+    CLIP is named by ``backbone`` or ``weights``; else :data:`DEFAULT_MODEL`."""
+    return name or (ZERO_SHOT_MODEL if backbone or weights else DEFAULT_MODEL)
 
 
 def _packaged_model(name: str, **kwargs) -> IQAModel:
