@@ -55,10 +55,13 @@ def test_evaluate_reports_a_bad_image_and_scores_the_rest(labelled, tmp_path, ca
     assert "img3.png: empty file (0 bytes) (left out of the metrics)" in capsys.readouterr().err
 
 
-def test_evaluate_defaults_to_the_scoring_model_on_all_of_ones_own_labels(labelled, tmp_path):
+def test_evaluate_defaults_to_the_scoring_model_on_all_of_ones_own_labels(
+    labelled, tmp_path, capsys
+):
     # no split file: all of the labels, not a test part that does not exist
     base = ["evaluate", "--dataset", "csv", "--root", str(labelled)]
     assert main([*base, "--out", str(tmp_path / "a")]) == 1  # img3.png is empty
+    assert capsys.readouterr().out.startswith("csv all: srcc=")
     assert "| mpiqa-small on csv all |" in (tmp_path / "a" / "table.md").read_text()
     assert json.loads((tmp_path / "a" / "metrics.json").read_text())["n"] == 5
     # a CLIP named without --model: zero-shot CLIP-IQA, as `mpiqa score` does

@@ -122,6 +122,9 @@ def run(args: argparse.Namespace) -> int:
             options,
         )
     print(
-        " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items())
+        f"{dataset} {split}: "
+        + " ".join(
+            f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items()
+        )
     )
     return 1 if metrics["n_failed"] else 0  # as `mpiqa score`: some files failed
