@@ -44,3 +44,18 @@ def test_distort_writes_images_labels_and_contact_sheet(tmp_path):
     assert len(dataset) == 8 and len({r.content for r in dataset}) == 2
     assert Image.open(out / "images" / rows[0]["path"].split("/")[-1]).size == (32, 32)
     assert (out / "contact_sheet.png").is_file()
+
+
+def test_distort_takes_the_output_folder_as_the_other_commands_do(tmp_path, capsys):
+    src = tmp_path / "clean"
+    src.mkdir()
+    Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(src / "c.png")
+    options = ["--types", "jpeg", "--levels", "1", "--size", "16"]
+    args = ["distort", str(src), *options]
+    assert main([*args, "--out", str(tmp_path / "o")]) == 0
+    assert (tmp_path / "o" / "labels.csv").is_file()
+    both = ["distort", str(src), str(tmp_path / "a"), *options, "--out", str(tmp_path / "b")]
+    assert main(both) == 2
+    assert "two output folders" in capsys.readouterr().err
+    assert main(args) == 2
+    assert "OUT_DIR or --out DIR" in capsys.readouterr().err

@@ -30,7 +30,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="Apply the 25 KADID-10k distortion types at 5 levels to clean images.",
     )
     p.add_argument("src", metavar="SRC_DIR", help="folder of clean images (searched recursively)")
-    p.add_argument("out", metavar="OUT_DIR", help="output folder")
+    p.add_argument("out", metavar="OUT_DIR", nargs="?", help="output folder (or --out)")
+    p.add_argument(
+        "--out",
+        dest="out_option",
+        metavar="DIR",
+        help="output folder, as the other commands take it",
+    )
     p.add_argument(
         "--types",
         nargs="+",
@@ -62,6 +68,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.out and args.out_option and args.out != args.out_option:
+        raise ValueError(f"two output folders: {args.out} and --out {args.out_option}")
+    args.out = args.out or args.out_option
+    if not args.out:
+        raise ValueError("give the output folder: OUT_DIR or --out DIR")
     sources = discover_images([args.src], recursive=True).warn_unreadable().files[: args.limit]
     if not sources:
         raise FileNotFoundError(f"no images in {args.src}")
