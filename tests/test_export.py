@@ -106,3 +106,15 @@ def test_cli_export_reports_parity(tmp_path, capsys, fmt):
     wrong = tmp_path / ("m.pt" if fmt == "onnx" else "m.onnx")
     assert main([*args, "--format", fmt, "--out", str(wrong)]) == 2
     assert "must end in .onnx" in capsys.readouterr().err
+
+
+def test_cli_export_defaults_to_the_scoring_model(tmp_path, capsys):
+    # no --model: what `mpiqa score` uses; with a CLIP named, zero-shot CLIP-IQA
+    assert main(["export", "--out", str(tmp_path / "default.pt")]) == 0
+    assert "largest difference from eager mode" in capsys.readouterr().out
+    assert main(["export", "--backbone", "test-tiny", "--weights", "random",
+                 "--out", str(tmp_path / "clip.pt")]) == 0  # fmt: skip
+    scripted = torch.jit.load(str(tmp_path / "clip.pt"))
+    expected = mpiqa.create_model("clip-iqa", backbone="test-tiny", weights="random")
+    pixels = torch.randn(2, 3, expected.image_size, expected.image_size)
+    torch.testing.assert_close(scripted(pixels), expected(pixels), atol=1e-5, rtol=0)

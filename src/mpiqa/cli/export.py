@@ -9,7 +9,13 @@ from pathlib import Path
 from mpiqa.cli import arguments
 from mpiqa.export import FORMATS, export, parity
 from mpiqa.models.checkpoint import load_checkpoint
-from mpiqa.models.registry import create_model, list_models
+from mpiqa.models.registry import (
+    DEFAULT_MODEL,
+    ZERO_SHOT_MODEL,
+    create_model,
+    list_models,
+    model_for,
+)
 
 logger = logging.getLogger("mpiqa.cli.export")
 
@@ -23,9 +29,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="Write the model as one file from CLIP-normalised pixels (N, 3, S, S) to "
         "scores (N,), then check it against eager mode on 3 random images.",
     )
-    source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument("--checkpoint", metavar="FILE")
-    source.add_argument("--model", choices=list_models())
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--checkpoint", metavar="FILE", help="best.safetensors of a training run")
+    source.add_argument(
+        "--model", choices=list_models(),
+        help=f"default {DEFAULT_MODEL}, what `mpiqa score` uses ({ZERO_SHOT_MODEL} when "
+        "--backbone or --weights names a CLIP)",
+    )  # fmt: skip
     p.add_argument("--backbone", metavar="ARCH")
     p.add_argument("--weights", metavar="FILE|random")
     p.add_argument("--seed", type=arguments.seed, default=0)
@@ -45,8 +55,9 @@ def run(args: argparse.Namespace) -> int:
         model = load_checkpoint(args.checkpoint, weights=args.weights)
     else:
         model = create_model(
-            args.model, weights=args.weights, backbone=args.backbone, seed=args.seed
-        )
+            model_for(args.model, args.backbone, args.weights),
+            weights=args.weights, backbone=args.backbone, seed=args.seed,
+        )  # fmt: skip
     path = export(model, args.out, fmt)
     try:
         difference = parity(model, path)
