@@ -220,6 +220,11 @@ def test_csv_as_a_spreadsheet_saves_it(tmp_path):
     (tmp_path / "comma.csv").write_text('path,score\na.png,"2,5"\n')
     with pytest.raises(DatasetFormatError, match=r"comma\.csv:2: score '2,5' is not a number"):
         load_dataset("csv", tmp_path, csv_file="comma.csv")
+    # columns that are not there: the error lists the header's real columns
+    with pytest.raises(
+        DatasetFormatError, match=r"no column 'path'; columns are \['Bild', 'Note'\]"
+    ):
+        load_dataset("csv", tmp_path, csv_file="semi.csv")
     # a separator given is kept
     with pytest.raises(DatasetFormatError, match=r"no column 'Bild'; columns are \['Bild;Note'\]"):
         load_dataset("csv", tmp_path, csv_file="semi.csv", path_column="Bild",

@@ -62,11 +62,13 @@ def _filled(row: list[str]) -> bool:
 
 def _sniff_delimiter(header: str, needed: list[str]) -> str:
     # The header must hold the named columns, which decides between separators more
-    # surely than csv.Sniffer's guess from character counts.
+    # surely than csv.Sniffer's guess from character counts. Where none gives them all,
+    # the one that splits the header most, so that the error lists its real columns.
+    fields = {d: next(csv.reader([header], delimiter=d), []) for d in _DELIMITERS}
     for delimiter in _DELIMITERS:
-        if set(needed) <= set(next(csv.reader([header], delimiter=delimiter), [])):
+        if set(needed) <= set(fields[delimiter]):
             return delimiter
-    return ","
+    return max(_DELIMITERS, key=lambda d: len(fields[d]))  # the first of equals: ","
 
 
 @register_dataset("csv", "any CSV (or .xlsx) of image paths and scores (columns chosen by options)")
