@@ -216,6 +216,11 @@ def test_csv_as_a_spreadsheet_saves_it(tmp_path):
     assert [r.raw_score for r in data] == [2.5, -1.0, 0.75]
     (tmp_path / "tab.tsv").write_text("path\tscore\tnote\na.png\t3\tok, fine\nc.png\t1\t\n")
     assert [r.raw_score for r in load_dataset("csv", tmp_path, csv_file="tab.tsv")] == [3.0, 1.0]
+    # a tab as a command line can give it
+    for name in ("tab", "\\t"):
+        assert len(load_dataset("csv", tmp_path, csv_file="tab.tsv", delimiter=name)) == 2
+    with pytest.raises(ValueError, match=r"delimiter ';;' must be one character"):
+        load_dataset("csv", tmp_path, csv_file="tab.tsv", delimiter=";;")
     # between commas a decimal comma cannot be told from a thousands separator: refused
     (tmp_path / "comma.csv").write_text('path,score\na.png,"2,5"\n')
     with pytest.raises(DatasetFormatError, match=r"comma\.csv:2: score '2,5' is not a number"):

@@ -18,6 +18,8 @@ from mpiqa.data.records import IQADataset, Record, normalise
 from mpiqa.data.xlsx import read_xlsx
 
 _DELIMITERS = (",", ";", "\t", "|")
+# names for separators that are awkward to type on a command line
+_DELIMITER_NAMES = {"tab": "\t", "\\t": "\t", "semicolon": ";", "comma": ",", "pipe": "|"}
 _DECIMAL_COMMA = re.compile(r"[+-]?\d*,\d+")
 
 
@@ -93,9 +95,10 @@ def load_csv(
         scale: (low, high) of the scores; default: their min and max in the file.
         lower_better: the scores are DMOS-like.
         content_column: a column grouping images of one scene (kept on one side of splits).
-        delimiter: of the CSV's fields; ``auto`` (default): the first of ``,`` ``;`` tab
-            ``|`` that splits the header into the named columns (spreadsheets save
-            ``;``-separated CSVs where the comma is the decimal mark). In a file not
+        delimiter: of the CSV's fields (one character, or ``tab``); ``auto`` (default):
+            the first of ``,`` ``;`` tab ``|`` that splits the header into the named
+            columns (spreadsheets save ``;``-separated CSVs where the comma is the
+            decimal mark). In a file not
             separated by commas, and in a workbook, a score such as ``2,5`` reads as 2.5.
         encoding: of the CSV file (UTF-8, with or without a byte-order mark, by default).
         allow_outside_root: accept absolute paths and ``..`` leading out of the image
@@ -105,7 +108,13 @@ def load_csv(
         DatasetFormatError: naming ``file:line``: a missing column, a short row, a score
             that is not a finite number, an image listed twice, a path outside the
             folder, text that is not in ``encoding``, or a workbook that cannot be read.
+        ValueError: a ``delimiter`` that is not one character, ``tab`` or ``auto``.
     """
+    delimiter = _DELIMITER_NAMES.get(delimiter, delimiter)
+    if delimiter != "auto" and len(delimiter) != 1:
+        raise ValueError(
+            f"CSV dataset: delimiter {delimiter!r} must be one character, 'tab' or 'auto'"
+        )
     label = find_file(root, [csv_file], "CSV dataset")
     needed = [c for c in (path_column, score_column, content_column) if c]
     rows = []
