@@ -55,6 +55,8 @@ def _fits(value: Any, hint: Any) -> bool:
             return False
         if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
             return all(_fits(v, args[0]) for v in value)
+        if origin is tuple and args:  # a fixed length, each of its own type
+            return len(value) == len(args) and all(map(_fits, value, args))
         if origin is list and args:
             return all(_fits(v, args[0]) for v in value)
         return True
@@ -71,9 +73,22 @@ def _describe(hint: Any) -> str:
         return "one of " + ", ".join(repr(a) for a in args)
     if hint is type(None):
         return "null"
+    if origin is tuple and args and args[-1] is not Ellipsis:
+        return f"a list of {len(args)} ({', '.join(_describe(a) for a in args)})"
     if origin in (tuple, list):
         return "a list" + (f" of {_describe(args[0])}" if args else "")
     return f"a{'n' if getattr(hint, '__name__', 'x')[0] in 'aeiou' else ''} {getattr(hint, '__name__', hint)}"
+
+
+def check_option(value: Any, hint: Any, what: str) -> None:
+    """Refuse ``value`` for an option annotated ``hint`` as :func:`options_from_dict` does
+    (``what`` names the option in the message).
+
+    Raises:
+        ValueError: ``value`` is not of the annotated type.
+    """
+    if not _fits(value, hint):
+        raise ValueError(f"{what}: {value!r} is not {_describe(hint)}")
 
 
 def parse_key_values(pairs: list[str] | None, flag: str) -> dict[str, Any]:

@@ -249,3 +249,28 @@ def test_csv_adapter_reads_a_workbook(tmp_path):
     (tmp_path / "fake.xlsx").write_text("path,score\n")
     with pytest.raises(DatasetFormatError, match=r"fake\.xlsx: not a readable \.xlsx workbook"):
         load_dataset("csv", tmp_path, csv_file="fake.xlsx")
+
+
+@pytest.mark.parametrize(
+    "option, message",
+    [
+        ({"lower_better": "maybe"}, "lower_better: 'maybe' is not a bool"),
+        ({"scale": 1}, "scale: 1 is not a list of 2"),
+        ({"scale": [1, 2, 3]}, "scale: \\[1, 2, 3\\] is not a list of 2"),
+        ({"scale": ["low", "high"]}, "scale: \\['low', 'high'\\] is not"),
+        ({"encoding": "klingon"}, "unknown encoding 'klingon'"),
+    ],
+)
+def test_csv_options_of_the_wrong_kind_are_refused_by_name(tmp_path, option, message):
+    (tmp_path / "labels.csv").write_text("path,score\na.png,1\n")
+    write_image(tmp_path / "a.png")
+    with pytest.raises(ValueError, match=message):
+        load_dataset("csv", tmp_path, **option)
+
+
+def test_a_number_given_for_a_text_option_is_its_text(tmp_path):
+    (tmp_path / "labels.csv").write_text("path,2024\na.png,1\nb.png,3\n")
+    for name in ("a.png", "b.png"):
+        write_image(tmp_path / name)
+    # as the command line's --dataset-option score_column=2024 reads
+    assert [r.raw_score for r in load_dataset("csv", tmp_path, score_column=2024)] == [1.0, 3.0]

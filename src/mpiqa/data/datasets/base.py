@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import math
 import os
+import typing
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from mpiqa.data.records import IQADataset
+from mpiqa.options import check_option
 
 Loader = Callable[..., IQADataset]
 
@@ -83,6 +85,15 @@ def load_dataset(name: str, root: str | Path, check_images: bool = True, **optio
                 f"{matches[0].name}: unknown dataset option(s) {unknown}; it takes "
                 f"{', '.join(known) or 'none'}"
             )
+    # "lower_better=maybe" must not pass as a true value, nor "scale=1" reach a loader
+    hints = typing.get_type_hints(loader)
+    for key, value in options.items():
+        if key not in hints:
+            continue
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and hints[key] is str:
+            # text that reads as a number on a command line (score_column=2024)
+            options[key] = value = str(value)
+        check_option(value, hints[key], f"{matches[0].name}: dataset option {key}")
     return loader(root, check_images=check_images, **options)
 
 

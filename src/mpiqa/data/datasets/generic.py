@@ -54,6 +54,10 @@ def _read_table(
             f"{label}: not {encoding} text (byte {err.start}: {err.reason}); save it as UTF-8 "
             "or give its encoding (--dataset-option encoding=latin-1)"
         ) from None
+    except LookupError:
+        raise ValueError(
+            f"CSV dataset: unknown encoding {encoding!r} (e.g. utf-8, latin-1, cp1252)"
+        ) from None
     return header, rows, delimiter != ","
 
 
