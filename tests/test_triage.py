@@ -166,3 +166,16 @@ def test_chromium_shows_the_worst_photo_first_and_sorts_the_table(tmp_path, libr
     table = dom.split('class="sortable"')[1]
     ranked = re.findall(r"photos/p(\d)\.jpg</td>", table)
     assert ranked[0] == "8" and ranked[-1] == "4", ranked
+
+
+def test_the_table_previews_only_formats_a_browser_shows(tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in ("a.jpg", "b.tif"):
+        Image.new("RGB", (8, 8)).save(photos / name)
+    scores = tmp_path / "s.csv"
+    _write_csv(scores, ["path", "score"], [["photos/a.jpg", "0.5"], ["photos/b.tif", "0.4"]])
+    write_report(scores, tmp_path / "r.html", image_root=tmp_path)
+    page = (tmp_path / "r.html").read_text(encoding="utf-8")
+    assert '<img loading="lazy" src="photos/a.jpg"' in page
+    assert 'src="photos/b.tif"' not in page and '<a href="photos/b.tif">' in page

@@ -146,6 +146,12 @@ def _display(name: str) -> str:
     return html.escape(os.fsencode(name).decode("utf-8", errors="replace"))
 
 
+# image formats every current browser displays in an <img>
+BROWSER_FORMATS = frozenset(
+    {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".gif", ".webp", ".bmp", ".avif", ".svg"}
+)
+
+
 def _href(image: Path, page_dir: Path) -> str:
     """A URL of ``image`` relative to the page, every byte of the name kept."""
     try:
@@ -290,10 +296,17 @@ def render_report(
     out.append(f'<table class="sortable"><thead><tr>{"".join(head)}</tr></thead><tbody>')
     for rank, i in enumerate(order, 1):
         r = rows[i]
-        link = _href(locate(r), page_dir)
+        path = locate(r)
+        link = _href(path, page_dir)
+        # a browser shows these formats itself; others (HEIC, TIFF, ...) get a link only
+        preview = (
+            f'<img loading="lazy" src="{link}" alt="">'
+            if path.suffix.lower() in BROWSER_FORMATS
+            else '<span class="missing">open</span>'
+        )
         cells = [
             f'<td class="num" data-v="{rank}">{rank}</td>',
-            f'<td><a href="{link}"><img loading="lazy" src="{link}" alt=""></a></td>',
+            f'<td><a href="{link}">{preview}</a></td>',
             f"<td>{_display(r.path)}</td>",
             f'<td class="num" data-v="{r.score!r}">{r.score:.4f}</td>',
         ]
