@@ -246,6 +246,9 @@ def test_csv_adapter_reads_a_workbook(tmp_path):
     write_xlsx(tmp_path / "bad.xlsx", [["path", "score"], ["a.png", 1], ["b.png", ""]])
     with pytest.raises(DatasetFormatError, match=r"bad\.xlsx:3: score '' is not a number"):
         load_dataset("csv", tmp_path, csv_file="bad.xlsx", image_dir="imgs")
+    (tmp_path / "old.xls").write_bytes(b"\xd0\xcf\x11\xe0" + bytes(60))
+    with pytest.raises(DatasetFormatError, match=r"old\.xls: a legacy Excel .* save it as \.xlsx"):
+        load_dataset("csv", tmp_path, csv_file="old.xls")
     (tmp_path / "fake.xlsx").write_text("path,score\n")
     with pytest.raises(DatasetFormatError, match=r"fake\.xlsx: not a readable \.xlsx workbook"):
         load_dataset("csv", tmp_path, csv_file="fake.xlsx")

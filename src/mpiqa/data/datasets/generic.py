@@ -20,6 +20,9 @@ from mpiqa.data.xlsx import read_xlsx
 _DELIMITERS = (",", ";", "\t", "|")
 # names for separators that are awkward to type on a command line
 _DELIMITER_NAMES = {"tab": "\t", "\\t": "\t", "semicolon": ";", "comma": ",", "pipe": "|"}
+# spreadsheet formats read nowhere here (xlsx is, with the standard library alone)
+_OTHER_SHEETS = {".xls": "legacy Excel (.xls)", ".ods": "OpenDocument spreadsheet (.ods)",
+                 ".numbers": "Apple Numbers"}  # fmt: skip
 _DECIMAL_COMMA = re.compile(r"[+-]?\d*,\d+")
 
 
@@ -28,6 +31,10 @@ def _read_table(
 ) -> tuple[list[str], list[tuple[int, list[str]]], bool]:
     """The header, the data rows with their line numbers, and whether a decimal comma
     is read as a point (any field separator but the comma)."""
+    if label.suffix.lower() in _OTHER_SHEETS:
+        raise DatasetFormatError(
+            f"{label}: a {_OTHER_SHEETS[label.suffix.lower()]} file; save it as .xlsx or CSV"
+        )
     if label.suffix.lower() == ".xlsx":
         try:
             sheet = read_xlsx(label)
