@@ -145,3 +145,16 @@ def test_finetune_reads_the_labels_as_a_spreadsheet_saves_them(labels_csv, tmp_p
     assert capsys.readouterr().out.count("24 labelled images") == 2
     images = [json.loads((tmp_path / r / "finetune.json").read_text())["images"] for r in "xs"]
     assert images[0] == images[1] and len(images[0]) == 24
+
+
+def test_finetune_takes_absolute_paths_when_told(labels_csv, tmp_path, capsys):
+    with open(labels_csv) as f:
+        rows = [(labels_csv.parent / r["file"], r["mos"]) for r in csv.DictReader(f)]
+    absolute = tmp_path / "absolute.csv"  # in another folder than the images
+    absolute.write_text("path,score\n" + "".join(f"{p},{s}\n" for p, s in rows))
+    args = ["finetune", str(absolute), "--steps", "1", "--folds", "2", "--reference", "none"]
+    assert main([*args, "--out", str(tmp_path / "a")]) == 2
+    err = capsys.readouterr().err
+    assert "lies outside" in err and "--allow-outside-root" in err
+    assert main([*args, "--allow-outside-root", "--out", str(tmp_path / "b")]) == 0
+    assert "24 labelled images" in capsys.readouterr().out

@@ -188,7 +188,8 @@ def resolve_images(
         if not allow_outside and _escapes(folder, name):
             raise DatasetFormatError(
                 f"{label_file}: {name!r} lies outside the dataset folder {folder} (an "
-                "absolute path or '..'); refused unless the adapter is told to allow it"
+                "absolute path or '..'); refused unless allowed: --dataset-option "
+                "allow_outside_root=true (finetune with a CSV: --allow-outside-root)"
             )
     if not check_images:
         return [folder / n for n in names]
