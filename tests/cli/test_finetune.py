@@ -48,6 +48,13 @@ def test_finetune_the_default_model_on_a_csv_and_score_with_it(labels_csv, tmp_p
     assert data["scale"] == [min(mos), max(mos)]
     assert data["start"].endswith("mpiqa-tiny.safetensors") and data["reference"] == "mpiqa-small"
     assert json.loads((run / "best.json").read_text())["finetune"]["data"] == data
+    # evaluated on its own labels (no split file: all of them), it says they trained it
+    options = ["--dataset-option", "csv_file=mine.csv", "--dataset-option", "path_column=file",
+               "--dataset-option", "score_column=mos"]  # fmt: skip
+    assert main(["evaluate", "--checkpoint", str(run / "best.safetensors"), "--dataset", "csv",
+                 "--root", str(labels_csv.parent), *options, "--out", str(tmp_path / "ev")]) == 0  # fmt: skip
+    assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["n_trained_on"] == 24
+    assert "24 of the 24 images evaluated trained this model" in capsys.readouterr().err
     meta = json.loads((run / "best.json").read_text())
     assert meta["backbone"]["arch"] == "mpiqa-tiny"
     assert main(["score", str(labels_csv.parent / "imgs"), "--checkpoint",

@@ -138,6 +138,14 @@ def test_undecodable_images_stop_the_run_or_are_left_out_and_evaluate_reads_the_
     assert main([*checkpoint, "--out", str(tmp_path / "eval")]) == 0
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert metrics["n"] == len(split["test"]) and metrics["n_failed"] == 0
+    assert metrics["n_trained_on"] == 0
+    # all of the dataset: the images that trained the run are counted, with a warning
+    # (all holds the undecodable images again: they fail, exit status 1)
+    assert main([*checkpoint, "--split", "all", "--out", str(tmp_path / "all")]) == 1
+    metrics = json.loads((tmp_path / "all" / "metrics.json").read_text())
+    assert metrics["n_trained_on"] == len(split["train"]) > 0
+    err = capsys.readouterr().err
+    assert f"{len(split['train'])} of the " in err and "images evaluated trained this" in err
     # the same dataset named again (another spelling of the root): still the run's options
     again = ["--dataset", "csv", "--root", f"{root}/../task/", "--out", str(tmp_path / "eval2")]
     assert main([*checkpoint, *again]) == 0

@@ -46,7 +46,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--split", choices=("train", "val", "test", "all"),
         help="the part to evaluate on (default: test where there is a split file, the "
-        "checkpoint's or --split-file; else all of the dataset)",
+        "checkpoint's run's or --split-file; else all of the dataset, where a warning "
+        "counts any images that trained the checkpoint)",
     )  # fmt: skip
     p.add_argument("--split-file", help="default: split.json of the checkpoint's run")
     p.add_argument("--batch-size", type=arguments.batch_size, default=64)
@@ -91,7 +92,9 @@ def run(args: argparse.Namespace) -> int:
                 else ""
             )
         )
-    split = args.split or ("test" if args.checkpoint or args.split_file else "all")
+    beside = Path(args.checkpoint).parent / "split.json" if args.checkpoint else None
+    has_split = args.split_file or (beside is not None and beside.is_file())
+    split = args.split or ("test" if has_split else "all")
     if not args.split:
         logger.info("evaluating on %s (--split)", "the test part" if split == "test" else "all")
     if args.checkpoint:

@@ -37,6 +37,25 @@ def split_records(dataset, part: str, split_file: Path | None):
     return dataset.subset(keys)
 
 
+def training_images(checkpoint) -> set[str] | None:
+    """Keys of the images that trained ``checkpoint``, from its run's files: the training
+    part of ``split.json`` (a training run) or the ``images`` of ``finetune.json`` (a
+    fine-tuning); None where neither says."""
+    import json
+
+    folder = Path(checkpoint).parent
+    try:
+        if (folder / "finetune.json").is_file():
+            images = json.loads((folder / "finetune.json").read_text("utf-8")).get("images")
+            if images is not None:  # a round of the N-shot protocol has its split.json
+                return set(images)
+        if (folder / "split.json").is_file():
+            return set(Split.load(folder / "split.json").train)
+    except (OSError, ValueError, AttributeError, TypeError):
+        logger.warning("%s: could not read which images trained it", folder)
+    return None
+
+
 def evaluate_model(
     model: IQAModel,
     dataset_name: str,
@@ -48,6 +67,7 @@ def evaluate_model(
     batch_size=64,
     name="model",
     dataset_options: dict | None = None,
+    trained_on: set[str] | None = None,
 ) -> dict:
     """Metrics of ``model`` on ``part``; writes metrics.json, table.md, scatter.png and
     predictions.csv into ``out``.
@@ -55,9 +75,20 @@ def evaluate_model(
     An image that cannot be decoded is logged (an error naming the file), left out of the
     metrics and predictions.csv, and listed under ``failed`` in metrics.json; the rest
     are scored. ``n_failed`` in the returned metrics counts them.
+
+    ``trained_on``: keys of the images that trained the model; those among the evaluated
+    ones are counted (``n_trained_on`` in metrics.json) and a warning says the figures
+    are then partly in-sample.
     """
     dataset = load_dataset(dataset_name, root, check_images=check_images, **(dataset_options or {}))
     records = split_records(dataset, part, Path(split_file) if split_file else None)
+    seen = sum(r.key in trained_on for r in records) if trained_on else 0
+    if seen:
+        logger.warning(
+            "%d of the %d images evaluated trained this model: its figures on them are "
+            "in-sample, optimistic for other images",
+            seen, len(records),
+        )  # fmt: skip
     preds = predict_records(model, records, batch_size, on_error="skip")
     for index in sorted(preds.failed):  # the reason names the file
         logger.error("%s (left out of the metrics)", preds.failed[index])
@@ -70,6 +101,7 @@ def evaluate_model(
         "split": part,
         "dataset": dataset.name,
         "failed": [records[i].key for i in sorted(preds.failed)],
+        **({"n_trained_on": seen} if trained_on is not None else {}),
     }
     write_report(
         out,
@@ -97,12 +129,15 @@ def evaluate_checkpoint(
     dataset_options: dict | None = None,
 ) -> dict:
     """As :func:`evaluate_model` for a training checkpoint; the split defaults to the
-    ``split.json`` of the checkpoint's run."""
+    ``split.json`` of the checkpoint's run. The images that trained it (the training part
+    of its run's ``split.json``, or the ``images`` of a fine-tuning's ``finetune.json``)
+    are counted among those evaluated, with a warning (see :func:`evaluate_model`)."""
     from mpiqa.models.checkpoint import load_checkpoint
 
     model = load_checkpoint(checkpoint, weights=weights, device=device).for_inference()
     split_file = Path(split_file) if split_file else Path(checkpoint).parent / "split.json"
     name = Path(checkpoint).parent.name or "model"
+    trained_on = training_images(checkpoint)
     return evaluate_model(
         model,
         dataset_name,
@@ -114,4 +149,5 @@ def evaluate_checkpoint(
         batch_size,
         name,
         dataset_options,
+        trained_on,
     )
