@@ -72,3 +72,22 @@ def test_evaluate_defaults_to_the_scoring_model_on_all_of_ones_own_labels(
         == 1
     )
     assert "| clip-iqa on csv all |" in (tmp_path / "b" / "table.md").read_text()
+
+
+def test_evaluating_a_shipped_model_on_images_it_trained_on_says_so(tmp_path, capsys):
+    from mpiqa.backbones.pretrained import packaged_path
+    from mpiqa.data.splits import Split
+
+    split = Split.load(packaged_path("mpiqa-tiny-split.json"))
+    names = [split.train[0], split.train[1], split.val[0]]  # "Images/ss03 (3753).jpg", ...
+    rows = ["Image Name,MOS"]
+    for i, key in enumerate(names):
+        (tmp_path / key).parent.mkdir(exist_ok=True)
+        Image.new("RGB", (64, 48), (40 * i, 90, 200)).save(tmp_path / key)
+        rows.append(f"{key.split('/', 1)[1]},{0.2 + i / 5}")
+    (tmp_path / "Train (Images and MOS).csv").write_text("\n".join(rows) + "\n")
+    out = tmp_path / "ev"
+    argv = ["evaluate", "--model", "mpiqa-tiny", "--dataset", "biq2021", "--root", str(tmp_path)]
+    assert main([*argv, "--split", "all", "--out", str(out)]) == 0
+    assert json.loads((out / "metrics.json").read_text())["n_trained_on"] == 2
+    assert "2 of the 3 images evaluated trained this model" in capsys.readouterr().err

@@ -71,6 +71,16 @@ def _same_folder(a: str, b: str) -> bool:
     return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
 
 
+def shipped_training_images(name: str) -> set[str] | None:
+    """Keys of the BIQ2021 images that trained a shipped model (its ``NAME-split.json``
+    beside the weights), or None for a model that ships without one."""
+    from mpiqa.backbones.pretrained import packaged_path
+    from mpiqa.data.splits import Split
+
+    path = packaged_path(f"{name}-split.json")
+    return set(Split.load(path).train) if path.is_file() else None
+
+
 def run(args: argparse.Namespace) -> int:
     from mpiqa.options import parse_key_values
 
@@ -123,6 +133,7 @@ def run(args: argparse.Namespace) -> int:
             args.batch_size,
             name,
             options,
+            shipped_training_images(name) if not args.weights else None,
         )
     print(
         f"{dataset} {split}: "
