@@ -277,3 +277,15 @@ def test_a_number_given_for_a_text_option_is_its_text(tmp_path):
         write_image(tmp_path / name)
     # as the command line's --dataset-option score_column=2024 reads
     assert [r.raw_score for r in load_dataset("csv", tmp_path, score_column=2024)] == [1.0, 3.0]
+
+
+def test_paths_written_on_windows_read_as_paths(tmp_path):
+    write_image(tmp_path / "sub" / "a.png")
+    write_image(tmp_path / "b.png")
+    (tmp_path / "labels.csv").write_text("path,score\nsub\\a.png,1\nb.png,2\n")
+    data = load_dataset("csv", tmp_path)
+    assert [r.key for r in data] == ["sub/a.png", "b.png"]
+    assert data[0].path == (tmp_path / "sub" / "a.png").resolve()
+    (tmp_path / "labels.csv").write_text("path,score\n..\\a.png,1\nb.png,2\n")
+    with pytest.raises(DatasetFormatError, match="lies outside"):
+        load_dataset("csv", tmp_path)

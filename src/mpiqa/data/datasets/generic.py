@@ -100,7 +100,8 @@ def load_csv(
     allow_outside_root: bool = False,
 ) -> IQADataset:
     """Reads ``root/csv_file`` (a CSV, or the first sheet of an ``.xlsx`` workbook);
-    image paths are relative to ``root/image_dir``.
+    image paths are relative to ``root/image_dir``. A path written with backslashes and
+    no slash (on Windows: ``imgs\\a.jpg``) reads as one with slashes.
 
     Args:
         scale: (low, high) of the scores; default: their min and max in the file.
@@ -109,8 +110,8 @@ def load_csv(
         delimiter: of the CSV's fields (one character, or ``tab``); ``auto`` (default):
             the first of ``,`` ``;`` tab ``|`` that splits the header into the named
             columns (spreadsheets save ``;``-separated CSVs where the comma is the
-            decimal mark). In a file not
-            separated by commas, and in a workbook, a score such as ``2,5`` reads as 2.5.
+            decimal mark). In a file not separated by commas, and in a workbook, a
+            score such as ``2,5`` reads as 2.5.
         encoding: of the CSV file (UTF-8, with or without a byte-order mark, by default).
         allow_outside_root: accept absolute paths and ``..`` leading out of the image
             folder (refused by default: a label file must not read arbitrary files).
@@ -147,6 +148,8 @@ def load_csv(
             text = text.replace(",", ".")
         raw = parse_float(text, f"{label}:{line}", score_column)
         name = row[path_column]
+        if "\\" in name and "/" not in name:  # written on Windows: imgs\a.jpg
+            name = name.replace("\\", "/")
         key = Path(name).as_posix()
         if key in seen:
             raise DatasetFormatError(
