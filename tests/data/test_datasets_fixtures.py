@@ -289,3 +289,14 @@ def test_paths_written_on_windows_read_as_paths(tmp_path):
     (tmp_path / "labels.csv").write_text("path,score\n..\\a.png,1\nb.png,2\n")
     with pytest.raises(DatasetFormatError, match="lies outside"):
         load_dataset("csv", tmp_path)
+
+
+def test_list_datasets_shows_each_adapters_options_with_defaults(capsys):
+    from mpiqa.cli.main import main
+    from mpiqa.data.datasets.base import dataset_options
+
+    assert dataset_options("csv")["delimiter"] == "auto" and dataset_options("biq2021") == {}
+    assert main(["list-datasets"]) == 0
+    out = capsys.readouterr().out
+    assert "options: csv_file=labels.csv, path_column=path" in out
+    assert "options: include_training=false" in out  # livec

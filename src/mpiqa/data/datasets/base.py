@@ -50,6 +50,20 @@ def dataset_descriptions() -> dict[str, str]:
     return {n: _DATASETS[n].description for n in list_datasets()}
 
 
+def dataset_options(name: str) -> dict[str, object]:
+    """The options adapter ``name`` takes (``--dataset-option KEY=VALUE``) and their
+    defaults."""
+    import inspect
+
+    parameters = inspect.signature(_DATASETS[name].loader).parameters
+    return {
+        key: p.default
+        for key, p in parameters.items()
+        if key not in ("root", "check_images")
+        and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    }
+
+
 def load_dataset(name: str, root: str | Path, check_images: bool = True, **options) -> IQADataset:
     """Read a dataset from the folder its download unpacks to.
 
