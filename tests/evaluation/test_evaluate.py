@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -91,3 +92,20 @@ def test_evaluating_a_shipped_model_on_images_it_trained_on_says_so(tmp_path, ca
     assert main([*argv, "--split", "all", "--out", str(out)]) == 0
     assert json.loads((out / "metrics.json").read_text())["n_trained_on"] == 2
     assert "2 of the 3 images evaluated trained this model" in capsys.readouterr().err
+
+
+def test_predictions_show_progress_on_a_terminal_only_when_asked(labelled, monkeypatch):
+    import io
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    model = mpiqa.create_model("clip-iqa", backbone="test-tiny", weights="random")
+    records = [Record(f"img{i}.png", labelled / f"img{i}.png", i / 5) for i in (0, 1, 2, 4, 5)]
+    shown = {}
+    for progress in (False, True):
+        monkeypatch.setattr("sys.stderr", Terminal())
+        predict_records(model, records, batch_size=2, progress=progress)
+        shown[progress] = sys.stderr.getvalue()
+    assert shown[False] == "" and "5/5" in shown[True]

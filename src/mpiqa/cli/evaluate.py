@@ -52,6 +52,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split-file", help="default: split.json of the checkpoint's run")
     p.add_argument("--batch-size", type=arguments.batch_size, default=64)
     p.add_argument("--device", default="cpu", type=arguments.device)
+    p.add_argument(
+        "--no-progress", action="store_true",
+        help="no progress bar (it shows only when stderr is a terminal)",
+    )  # fmt: skip
     p.add_argument("--out", required=True, metavar="DIR")
     p.set_defaults(run=run)
 
@@ -111,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
         metrics = evaluate_checkpoint(
             args.checkpoint, dataset, root, split, args.out, args.split_file,
             weights=args.weights, device=args.device, batch_size=args.batch_size,
-            dataset_options=options,
+            dataset_options=options, progress=not args.no_progress,
         )  # fmt: skip
     else:
         name = model_for(args.model, args.backbone, args.weights)
@@ -134,6 +138,7 @@ def run(args: argparse.Namespace) -> int:
             name,
             options,
             shipped_training_images(name) if not args.weights else None,
+            not args.no_progress,
         )
     print(
         f"{dataset} {split}: "

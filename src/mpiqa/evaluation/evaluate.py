@@ -68,6 +68,7 @@ def evaluate_model(
     name="model",
     dataset_options: dict | None = None,
     trained_on: set[str] | None = None,
+    progress: bool = False,
 ) -> dict:
     """Metrics of ``model`` on ``part``; writes metrics.json, table.md, scatter.png and
     predictions.csv into ``out``.
@@ -89,7 +90,7 @@ def evaluate_model(
             "in-sample, optimistic for other images",
             seen, len(records),
         )  # fmt: skip
-    preds = predict_records(model, records, batch_size, on_error="skip")
+    preds = predict_records(model, records, batch_size, on_error="skip", progress=progress)
     for index in sorted(preds.failed):  # the reason names the file
         logger.error("%s (left out of the metrics)", preds.failed[index])
     scored = [i for i in range(len(records)) if i not in preds.failed]
@@ -127,6 +128,7 @@ def evaluate_checkpoint(
     device="cpu",
     batch_size=64,
     dataset_options: dict | None = None,
+    progress: bool = False,
 ) -> dict:
     """As :func:`evaluate_model` for a training checkpoint; the split defaults to the
     ``split.json`` of the checkpoint's run. The images that trained it (the training part
@@ -150,4 +152,5 @@ def evaluate_checkpoint(
         name,
         dataset_options,
         trained_on,
+        progress,
     )

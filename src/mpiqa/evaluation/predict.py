@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -9,6 +10,7 @@ from typing import Literal
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, default_collate
+from tqdm import tqdm
 
 from mpiqa.data.images import ImageDecodeError
 from mpiqa.data.loading import EvalTransform, RecordDataset
@@ -57,10 +59,12 @@ def predict_records(
     image_size: int | None = None,
     resize: int | None = None,
     on_error: Literal["raise", "skip"] = "raise",
+    progress: bool = False,
 ) -> RecordPredictions:
     """Scores (and class probabilities where the model predicts them) for ``records``,
     resized and centre-cropped as the model's ``preprocess_options`` say (CLIP's
-    pipeline by default); ``image_size`` / ``resize`` override them.
+    pipeline by default); ``image_size`` / ``resize`` override them. ``progress``: a
+    progress bar on stderr when it is a terminal.
 
     Raises:
         ImageDecodeError: an image cannot be decoded and ``on_error`` is ``raise``; with
@@ -88,9 +92,11 @@ def predict_records(
     scene: np.ndarray | None = None
     distortion: np.ndarray | None = None
     failed: dict[int, str] = {}
+    bar = tqdm(total=len(records), unit="img", file=sys.stderr, disable=None if progress else True)
     for loaded in loader:
         batch, bad = loaded if on_error == "skip" else (loaded, [])
         failed.update(bad)
+        bar.update(len(bad) + (len(batch["index"]) if batch is not None else 0))
         if batch is None:
             continue
         rows = batch["index"].numpy()
@@ -104,6 +110,7 @@ def predict_records(
                 distortion = _place(distortion, rows, pred.distortion, len(records))
         else:
             scores[rows] = model(pixels).float().cpu().numpy()
+    bar.close()
     model.train(was_training)
     targets = np.array([np.nan if r.score is None else r.score for r in records])
     return RecordPredictions(scores, targets, scene, distortion, failed)
