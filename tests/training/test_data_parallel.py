@@ -23,6 +23,15 @@ from mpiqa.training.data_parallel import GlobalBatchSampler
 from mpiqa.training.run import build_model
 from tests.training.conftest import make_blur_task
 
+# A torchrun worker of PyTorch's gloo backend has (rarely) aborted with this C++ message
+# and no Python traceback: once in CI on 2026-12-07 (the meta-pre-training test), never in
+# 148 runs of that test's torchrun command here (105 of them beside two busy loops or a
+# second run) nor in 155 of a bare gloo all-reduce script. It is not mpiqa's code, so a
+# test whose failure carries that message runs once more; any other failure is final.
+pytestmark = pytest.mark.flaky(
+    reruns=1, only_rerun=["terminate called without an active exception"]
+)
+
 
 @pytest.mark.parametrize("n, batch, drop_last", [(23, 8, True), (23, 8, False), (5, 8, False)])
 def test_sampler_draws_what_a_shuffling_dataloader_draws(n, batch, drop_last):
