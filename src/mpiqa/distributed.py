@@ -15,6 +15,12 @@ import torch
 import torch.distributed as dist
 
 
+class ReportedByFirstProcess(Exception):
+    """An error every process shares, which the first process reports: the others end
+    with the same exit status and print nothing (one error line per run, not per
+    process)."""
+
+
 @dataclass(frozen=True)
 class Context:
     rank: int = 0

@@ -25,6 +25,28 @@ def _same_scores(a: str, b: str) -> None:
         assert abs(float(ra[1]) - float(rb[1])) <= 2e-6, (ra, rb)
 
 
+def _torchrun(args: list[str]) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+         "-m", "mpiqa", *args],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+
+
+def test_an_out_that_cannot_be_written_stops_every_process_before_scoring(tmp_path):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i in range(3):
+        Image.new("RGB", (32, 32), (40 * i, 90, 200)).save(folder / f"{i}.png")
+    result = _torchrun(["score", str(folder), "--out", str(folder), *TINY])
+    assert result.returncode != 0
+    # one line from the first process; before, both processes scored every file, then
+    # the first failed to write and the second died in a collective ("[rank1]: ...")
+    assert result.stderr.count("mpiqa: error:") == 1, result.stderr[-3000:]
+    assert f"--out {folder}: is a folder" in result.stderr
+    assert "[rank" not in result.stderr, result.stderr[-3000:]
+
+
 def test_two_process_scoring_equals_single_process(tmp_path):
     folder = tmp_path / "imgs"
     folder.mkdir()
@@ -36,12 +58,8 @@ def test_two_process_scoring_equals_single_process(tmp_path):
     (folder / "img5b.jpg").write_bytes(b"")
     single = tmp_path / "single.csv"
     assert main(["score", str(folder), "--out", str(single), *TINY]) == 1
-    merged = tmp_path / "merged.csv"
-    result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-         "-m", "mpiqa", "score", str(folder), "--out", str(merged), *TINY],
-        capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
+    merged = tmp_path / "not made yet" / "merged.csv"  # made, as by one process
+    result = _torchrun(["score", str(folder), "--out", str(merged), *TINY])
     assert result.returncode != 0  # one file failed, and the exit status says so
     _same_scores(merged.read_text(), single.read_text())
     assert len(merged.read_text().splitlines()) == 1 + 11

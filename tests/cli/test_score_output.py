@@ -134,6 +134,15 @@ def test_a_second_writer_is_refused(photos, tmp_path, capsys):
     assert main(["score", str(photos), "--out", str(out), *TINY]) == 0
 
 
+def test_out_into_a_folder_not_made_yet(photos, tmp_path, capsys):
+    out = tmp_path / "results" / "today" / "s.csv"
+    assert main(["score", str(photos), "--out", str(out), *TINY]) == 0
+    assert len(_rows(out)) == 1 + 12
+    (tmp_path / "a file").write_text("")
+    assert main(["score", str(photos), "--out", str(tmp_path / "a file" / "s.csv"), *TINY]) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err
+
+
 def test_any_file_name_round_trips(tmp_path):
     folder = tmp_path / "odd"
     folder.mkdir()

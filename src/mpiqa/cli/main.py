@@ -9,7 +9,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from mpiqa import __version__, runtime
+from mpiqa import __version__, distributed, runtime
 from mpiqa.backbones.convert import CheckpointError
 from mpiqa.backbones.pretrained import ChecksumError
 from mpiqa.cli import ablate as ablate_cmd
@@ -108,6 +108,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
         print(f"mpiqa: error: {message}", file=sys.stderr)
         return EXIT_USAGE
+    except distributed.ReportedByFirstProcess:
+        return EXIT_USAGE  # under torchrun: the first process printed the error
     except runtime.MissingExtraError as err:
         print(f"mpiqa: error: {err}", file=sys.stderr)  # a setup step, not a bug
         return EXIT_USAGE

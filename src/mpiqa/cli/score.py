@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import csv
 import logging
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
-from typing import TextIO
 
 from tqdm import tqdm
 
@@ -166,15 +163,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-@contextlib.contextmanager
-def _open_output(path: str | None) -> Iterator[TextIO]:
-    if path is None:
-        yield sys.stdout
-        return
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        yield f
-
-
 def _build_model(args: argparse.Namespace, device: str):
     model = _load_model(args, device).for_inference()
     if args.describe and hasattr(model, "labelled_families"):
@@ -242,20 +230,39 @@ def sort_rows(rows: list[list[str]]) -> list[list[str]]:
     return sorted(rows, key=lambda row: float(row[1]))
 
 
-def _merge_parts(
-    part_dir: Path, world_size: int, header: list[str], destination: str | None, sort: bool
-) -> None:
+def _merged_parts(part_dir: Path, world_size: int) -> list[list[str]]:
     """Rows of every rank's part, back in the order of the file list."""
     rows = []
     for rank in range(world_size):
         with open(part_dir / f"part{rank}.csv", newline="", encoding="utf-8") as f:
             rows += [(int(r[0]), r[1:]) for r in csv.reader(f)]
     rows.sort(key=lambda item: item[0])
-    ordered = [row for _, row in rows]
-    with _open_output(destination) as out:
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(header)
-        writer.writerows(sort_rows(ordered) if sort else ordered)
+    return [row for _, row in rows]
+
+
+def _open_shared_output(args, model, header: list[str], context: distributed.Context):
+    """Under torchrun, the first process opens ``--out`` before any image is scored,
+    so that a path it cannot write (a missing disk, a folder, another run's file) stops
+    every process at the start instead of losing their work at the end. Returns the
+    open :class:`CSVOutput` on the first process (None elsewhere, or without --out).
+
+    Raises:
+        OutputError: on the first process, when ``--out`` cannot be written; the others
+            raise :class:`~mpiqa.distributed.ReportedByFirstProcess`.
+    """
+    from mpiqa.cli.score_output import CSVOutput, OutputError
+
+    output, problem = None, None
+    if context.is_main and args.out:
+        output = CSVOutput(args.out, header, _settings(args, model), resume=False)
+        try:
+            output.__enter__()
+        except OutputError as err:
+            problem = str(err)
+    problem = distributed.broadcast_object(problem, context)
+    if problem is not None:
+        raise OutputError(problem) if context.is_main else distributed.ReportedByFirstProcess()
+    return output
 
 
 def _first_few(names: list[str], n: int = 3) -> str:
@@ -330,24 +337,40 @@ def run(args: argparse.Namespace) -> int:
         else:
             # torchrun: each rank scores every world_size-th file into its own part; rank 0
             # merges the parts in file order, so the CSV equals the single-process one.
+            output = _open_shared_output(args, model, header, context)
             part_dir = distributed.broadcast_object(
                 tempfile.mkdtemp(prefix="mpiqa-score-") if context.is_main else None, context
             )
             mine = distributed.shard(found.files, context)
-            with open(
-                Path(part_dir) / f"part{context.rank}.csv", "w", newline="", encoding="utf-8"
-            ) as part:
-                failed, stopped = _score_into(
-                    csv.writer(part, lineterminator="\n").writerow, model, [p for _, p in mine],
-                    args, columns, show_progress=context.is_main, index_of=[i for i, _ in mine],
-                )  # fmt: skip
-            failed = distributed.sum_over_ranks(failed, context)
-            stopped = bool(distributed.sum_over_ranks(int(stopped), context))
-            distributed.barrier(context)
-            if context.is_main:
-                _merge_parts(Path(part_dir), context.world_size, header, args.out, bool(args.sort))
-                shutil.rmtree(part_dir, ignore_errors=True)
-            distributed.barrier(context)
+            try:
+                with open(
+                    Path(part_dir) / f"part{context.rank}.csv", "w", newline="", encoding="utf-8"
+                ) as part:
+                    failed, stopped = _score_into(
+                        csv.writer(part, lineterminator="\n").writerow, model,
+                        [p for _, p in mine], args, columns, show_progress=context.is_main,
+                        index_of=[i for i, _ in mine],
+                    )  # fmt: skip
+                failed = distributed.sum_over_ranks(failed, context)
+                stopped = bool(distributed.sum_over_ranks(int(stopped), context))
+                distributed.barrier(context)
+                if context.is_main:
+                    rows = _merged_parts(Path(part_dir), context.world_size)
+                    rows = sort_rows(rows) if args.sort else rows
+                    if output is None:
+                        writer = csv.writer(sys.stdout, lineterminator="\n")
+                        writer.writerow(header)
+                        writer.writerows(rows)
+                    else:
+                        for row in rows:
+                            output.write(row)
+                        output.finish()
+                    shutil.rmtree(part_dir, ignore_errors=True)
+                distributed.barrier(context)
+            except BaseException:
+                if output is not None:
+                    output.abort()  # an earlier --out stays as it was
+                raise
     finally:
         distributed.shutdown(context)
     if stopped:

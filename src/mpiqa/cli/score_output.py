@@ -9,6 +9,7 @@
   file was scored (model, weights, crop ...) is kept beside it (``.NAME.mpiqa.json``);
   a resume with other settings is refused.
 - One process at a time: a second run on the same ``--out`` is refused (a lock file).
+- Folders of ``--out`` that do not exist yet are made.
 - File names round-trip: bytes that are not UTF-8 are written as they are
   (``surrogateescape``), and fields with a CR, LF or quote are quoted.
 """
@@ -62,6 +63,15 @@ class CSVOutput:
             raise OutputError(
                 f"--out {self.path}: not a regular file; leave out --out to write to stdout"
             )
+        try:
+            # `--out results/today.csv` into a folder not made yet, as train's --out
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            raise OutputError(
+                f"--out {self.path}: a part of {self.path.parent} is a file, not a folder"
+            ) from None
+        except OSError as err:
+            raise OutputError(f"--out {self.path}: {err.strerror or err}") from None
         try:
             self._take_lock()
             if self.resume:
