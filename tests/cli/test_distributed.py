@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import csv
 import io
-import subprocess
-import sys
 
 import numpy as np
 from PIL import Image
 
 from mpiqa.cli.main import main
+from tests.torchrun import rerun_on_gloo_abort, torchrun
+
+pytestmark = rerun_on_gloo_abort  # see tests/torchrun.py
 
 TINY = ["--backbone", "test-tiny", "--weights", "random", "--workers", "0", "--no-progress"]
 
@@ -25,20 +26,12 @@ def _same_scores(a: str, b: str) -> None:
         assert abs(float(ra[1]) - float(rb[1])) <= 2e-6, (ra, rb)
 
 
-def _torchrun(args: list[str]) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-         "-m", "mpiqa", *args],
-        capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
-
-
 def test_an_out_that_cannot_be_written_stops_every_process_before_scoring(tmp_path):
     folder = tmp_path / "imgs"
     folder.mkdir()
     for i in range(3):
         Image.new("RGB", (32, 32), (40 * i, 90, 200)).save(folder / f"{i}.png")
-    result = _torchrun(["score", str(folder), "--out", str(folder), *TINY])
+    result = torchrun(["score", str(folder), "--out", str(folder), *TINY])
     assert result.returncode != 0
     # one line from the first process; before, both processes scored every file, then
     # the first failed to write and the second died in a collective ("[rank1]: ...")
@@ -59,7 +52,7 @@ def test_two_process_scoring_equals_single_process(tmp_path):
     single = tmp_path / "single.csv"
     assert main(["score", str(folder), "--out", str(single), *TINY]) == 1
     merged = tmp_path / "not made yet" / "merged.csv"  # made, as by one process
-    result = _torchrun(["score", str(folder), "--out", str(merged), *TINY])
+    result = torchrun(["score", str(folder), "--out", str(merged), *TINY])
     assert result.returncode != 0  # one file failed, and the exit status says so
     _same_scores(merged.read_text(), single.read_text())
     assert len(merged.read_text().splitlines()) == 1 + 11

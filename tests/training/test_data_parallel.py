@@ -6,8 +6,6 @@ included, both of which are not means over images)."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -21,16 +19,10 @@ from mpiqa.cli.train import build_config
 from mpiqa.distributed import Context
 from mpiqa.training.data_parallel import GlobalBatchSampler
 from mpiqa.training.run import build_model
+from tests.torchrun import rerun_on_gloo_abort, torchrun
 from tests.training.conftest import make_blur_task
 
-# A torchrun worker of PyTorch's gloo backend has (rarely) aborted with this C++ message
-# and no Python traceback: once in CI on 2026-12-07 (the meta-pre-training test), never in
-# 148 runs of that test's torchrun command here (105 of them beside two busy loops or a
-# second run) nor in 155 of a bare gloo all-reduce script. It is not mpiqa's code, so a
-# test whose failure carries that message runs once more; any other failure is final.
-pytestmark = pytest.mark.flaky(
-    reruns=1, only_rerun=["terminate called without an active exception"]
-)
+pytestmark = rerun_on_gloo_abort  # see tests/torchrun.py
 
 
 @pytest.mark.parametrize("n, batch, drop_last", [(23, 8, True), (23, 8, False), (5, 8, False)])
@@ -70,11 +62,7 @@ def _run_single_and_double(args: list[str], tmp_path) -> tuple:
     run directories."""
     single, double = tmp_path / "single", tmp_path / "double"
     assert main([*args, "--out", str(single)]) == 0
-    result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-         "-m", "mpiqa", *args, "--out", str(double)],
-        capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
+    result = torchrun([*args, "--out", str(double)])
     assert result.returncode == 0, result.stderr[-3000:]
     return single, double
 
@@ -137,11 +125,7 @@ def test_two_processes_share_the_image_check_and_one_names_the_bad_files(tmp_pat
     assert (double / "split.json").read_text() == (single / "split.json").read_text()
     notes = json.loads((single / "split.json").read_text())["notes"]["undecodable"]
     assert sorted(notes) == sorted(f"imgs/{n}" for n in bad)
-    result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-         "-m", "mpiqa", *args[:-2], "--out", str(tmp_path / "fail")],
-        capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
+    result = torchrun([*args[:-2], "--out", str(tmp_path / "fail")])
     assert result.returncode != 0
     for name in bad:  # one line per bad file, from the first process only
         assert result.stderr.count(f"{name}: not an image format") == 1, result.stderr[-3000:]
