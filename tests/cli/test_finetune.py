@@ -139,10 +139,11 @@ def test_finetune_reads_the_labels_as_a_spreadsheet_saves_them(labels_csv, tmp_p
 
     with open(labels_csv) as f:
         rows = [[r["file"], float(r["mos"])] for r in csv.DictReader(f)]
-    write_xlsx(labels_csv.parent / "sheet.xlsx", [["Bild", "Note"], *rows])
+    # the labels on the workbook's second sheet, named with --sheet
+    write_xlsx(labels_csv.parent / "sheet.xlsx", [["read me"]], {"MOS": [["Bild", "Note"], *rows]})
     flags = ["--path-column", "Bild", "--score-column", "Note", "--steps", "1", "--folds", "2",
              "--reference", "none"]  # fmt: skip
-    assert main(["finetune", str(labels_csv.parent / "sheet.xlsx"), *flags,
+    assert main(["finetune", str(labels_csv.parent / "sheet.xlsx"), *flags, "--sheet", "MOS",
                  "--out", str(tmp_path / "x")]) == 0  # fmt: skip
     with open(labels_csv.parent / "semi.csv", "w", encoding="utf-8-sig", newline="") as f:
         f.write("Bild;Note\r\n")

@@ -8,9 +8,14 @@ from pathlib import Path
 _NS = {"m": "http://schemas.openxmlformats.org/spreadsheetml/2006/main"}
 
 
-def write_xlsx(path: str | Path, rows: list[list[str | float]]) -> None:
-    """Write a minimal one-sheet workbook (inline strings): used to make test fixtures in
-    the datasets' documented layouts."""
+def write_xlsx(
+    path: str | Path,
+    rows: list[list[str | float]],
+    more_sheets: dict[str, list[list[str | float]]] | None = None,
+) -> None:
+    """Write a minimal workbook (inline strings): ``rows`` on a sheet named "Sheet1",
+    then ``more_sheets`` (name: rows) in order. Used to make test fixtures in the
+    datasets' documented layouts."""
 
     def cell(ref: str, value: str | float) -> str:
         if isinstance(value, (int, float)):
@@ -26,12 +31,15 @@ def write_xlsx(path: str | Path, rows: list[list[str | float]]) -> None:
             out = chr(65 + r) + out
         return out
 
-    body = "".join(
-        f'<row r="{r + 1}">'
-        + "".join(cell(f"{letters(c)}{r + 1}", v) for c, v in enumerate(row))
-        + "</row>"
-        for r, row in enumerate(rows)
-    )
+    def body(table: list[list[str | float]]) -> str:
+        return "".join(
+            f'<row r="{r + 1}">'
+            + "".join(cell(f"{letters(c)}{r + 1}", v) for c, v in enumerate(row))
+            + "</row>"
+            for r, row in enumerate(table)
+        )
+
+    sheets = {"Sheet1": rows, **(more_sheets or {})}
     main = _NS["m"]
     rel = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
     with zipfile.ZipFile(path, "w") as z:
@@ -42,17 +50,26 @@ def write_xlsx(path: str | Path, rows: list[list[str | float]]) -> None:
         z.writestr(
             "xl/workbook.xml",
             f'<workbook xmlns="{main}" xmlns:r="{rel}"><sheets>'
-            '<sheet name="Sheet1" sheetId="1" r:id="rId1"/></sheets></workbook>',
+            + "".join(
+                f'<sheet name="{name}" sheetId="{i + 1}" r:id="rId{i + 1}"/>'
+                for i, name in enumerate(sheets)
+            )
+            + "</sheets></workbook>",
         )
         z.writestr(
             "xl/_rels/workbook.xml.rels",
             '<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
-            '<Relationship Id="rId1" Type="worksheet" Target="worksheets/sheet1.xml"/></Relationships>',
+            + "".join(
+                f'<Relationship Id="rId{i + 1}" Type="worksheet" Target="worksheets/sheet{i + 1}.xml"/>'
+                for i in range(len(sheets))
+            )
+            + "</Relationships>",
         )
-        z.writestr(
-            "xl/worksheets/sheet1.xml",
-            f'<worksheet xmlns="{main}"><sheetData>{body}</sheetData></worksheet>',
-        )
+        for i, table in enumerate(sheets.values()):
+            z.writestr(
+                f"xl/worksheets/sheet{i + 1}.xml",
+                f'<worksheet xmlns="{main}"><sheetData>{body(table)}</sheetData></worksheet>',
+            )
 
 
 def write_image(path: Path, size=(8, 6), value=128) -> Path:

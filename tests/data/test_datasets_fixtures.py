@@ -246,6 +246,20 @@ def test_csv_adapter_reads_a_workbook(tmp_path):
     write_xlsx(tmp_path / "bad.xlsx", [["path", "score"], ["a.png", 1], ["b.png", ""]])
     with pytest.raises(DatasetFormatError, match=r"bad\.xlsx:3: score '' is not a number"):
         load_dataset("csv", tmp_path, csv_file="bad.xlsx", image_dir="imgs")
+    # a workbook whose labels are not on its first sheet
+    write_xlsx(tmp_path / "two.xlsx", [["notes"], ["rated 2026"]], {"Ratings": rows})
+    with pytest.raises(DatasetFormatError, match=r"two\.xlsx:1: no column 'path'; columns are "
+                       r"\['notes'\] of sheet 'Sheet1' \(the workbook's sheets: \['Sheet1', "
+                       r"'Ratings'\]; choose one with --sheet NAME"):  # fmt: skip
+        load_dataset("csv", tmp_path, csv_file="two.xlsx", image_dir="imgs")
+    data = load_dataset("csv", tmp_path, csv_file="two.xlsx", image_dir="imgs", sheet="Ratings")
+    assert [(r.key, r.raw_score) for r in data] == [("a.png", 4.5), ("b.png", 3.5)]
+    with pytest.raises(DatasetFormatError, match=r"two\.xlsx: no sheet 'Scores'; the workbook's "
+                       r"sheets are \['Sheet1', 'Ratings'\]"):  # fmt: skip
+        load_dataset("csv", tmp_path, csv_file="two.xlsx", image_dir="imgs", sheet="Scores")
+    (tmp_path / "labels.csv").write_text("path,score\na.png,1\n")
+    with pytest.raises(ValueError, match=r"sheet='Ratings' names a sheet of an \.xlsx workbook"):
+        load_dataset("csv", tmp_path, image_dir="imgs", sheet="Ratings")
     (tmp_path / "old.xls").write_bytes(b"\xd0\xcf\x11\xe0" + bytes(60))
     with pytest.raises(DatasetFormatError, match=r"old\.xls: a legacy Excel .* save it as \.xlsx"):
         load_dataset("csv", tmp_path, csv_file="old.xls")

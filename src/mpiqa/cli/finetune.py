@@ -52,6 +52,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     p.add_argument("--image-dir", default=".", help="image folder, relative to the CSV's folder")
     p.add_argument(
+        "--sheet",
+        metavar="NAME",
+        help="the .xlsx workbook's sheet of that name (default: the first)",
+    )
+    p.add_argument(
         "--allow-outside-root", action="store_true",
         help="accept absolute paths and '..' in the CSV (refused by default, so that a label "
         "file from elsewhere cannot make mpiqa read any file)",
@@ -129,7 +134,7 @@ def _dataset(args: argparse.Namespace):
     if args.csv and args.dataset_option:
         raise ValueError(
             "--dataset-option goes with --dataset (for a CSV: --path-column, --score-column, "
-            "--image-dir, --scale, --lower-better, --allow-outside-root)"
+            "--image-dir, --scale, --lower-better, --allow-outside-root, --sheet)"
         )
     if args.csv:
         csv = Path(args.csv)
@@ -139,7 +144,7 @@ def _dataset(args: argparse.Namespace):
             csv_file=csv.name, path_column=args.path_column, score_column=args.score_column,
             image_dir=args.image_dir, lower_better=args.lower_better,
             scale=tuple(args.scale) if args.scale else None,
-            allow_outside_root=args.allow_outside_root,
+            allow_outside_root=args.allow_outside_root, sheet=args.sheet,
         )  # fmt: skip
         dataset = load_dataset("csv", csv.parent, **options)
         return dataset, {"labels": str(csv.resolve()), **options, "scale": list(dataset.scale)}

@@ -1,4 +1,4 @@
-"""Read the first worksheet of an .xlsx file into rows of strings.
+"""Read a worksheet of an .xlsx file (the first, or one by name) into rows of strings.
 
 CSIQ and SPAQ publish their labels as spreadsheets. Reading one table does not justify a
 runtime dependency on openpyxl: an .xlsx file is a zip of XML parts, read here with the
@@ -24,11 +24,19 @@ def _column_index(letters: str) -> int:
     return index - 1
 
 
-def _first_sheet_path(archive: zipfile.ZipFile) -> str:
+def _sheet_path(archive: zipfile.ZipFile, name: str | None) -> str:
+    """The archive member of the sheet called ``name`` (default: the first sheet)."""
     workbook = ElementTree.fromstring(archive.read("xl/workbook.xml"))
-    sheet = workbook.find("m:sheets/m:sheet", _NS)
-    if sheet is None:
+    sheets = workbook.findall("m:sheets/m:sheet", _NS)
+    if not sheets:
         raise ValueError("workbook has no worksheet")
+    if name is None:
+        sheet = sheets[0]
+    else:
+        matching = [s for s in sheets if s.get("name") == name]
+        if not matching:
+            raise SheetNotFoundError(name, [s.get("name", "") for s in sheets])
+        sheet = matching[0]
     rel_id = sheet.get(_REL_NS)
     rels = ElementTree.fromstring(archive.read("xl/_rels/workbook.xml.rels"))
     for rel in rels:
@@ -38,11 +46,33 @@ def _first_sheet_path(archive: zipfile.ZipFile) -> str:
     raise ValueError(f"worksheet relation {rel_id} not found")
 
 
-def read_xlsx(path: str | Path) -> list[list[str]]:
-    """Rows of the first worksheet, each a list of cell texts ('' for empty cells).
+class SheetNotFoundError(ValueError):
+    """The workbook has no sheet of the name asked for; ``names`` are the ones it has."""
+
+    def __init__(self, name: str, names: list[str]) -> None:
+        super().__init__(f"no sheet {name!r}; the workbook's sheets are {names}")
+        self.names = names
+
+
+def sheet_names(path: str | Path) -> list[str]:
+    """The names of a workbook's sheets, in their order ([] if it cannot be read)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            workbook = ElementTree.fromstring(archive.read("xl/workbook.xml"))
+    except (zipfile.BadZipFile, KeyError, ElementTree.ParseError, OSError):
+        return []
+    return [s.get("name", "") for s in workbook.findall("m:sheets/m:sheet", _NS)]
+
+
+def read_xlsx(path: str | Path, sheet_name: str | None = None) -> list[list[str]]:
+    """Rows of a worksheet, each a list of cell texts ('' for empty cells).
+
+    Args:
+        sheet_name: the sheet to read, by its name; default the first.
 
     Raises:
-        ValueError: not a readable .xlsx file (the message names it).
+        ValueError: not a readable .xlsx file, or no sheet of that name (the message
+            names the file, and the sheets it has).
     """
     try:
         with zipfile.ZipFile(path) as archive:
@@ -51,7 +81,9 @@ def read_xlsx(path: str | Path) -> list[list[str]]:
                 root = ElementTree.fromstring(archive.read("xl/sharedStrings.xml"))
                 for item in root.findall("m:si", _NS):
                     shared.append("".join(t.text or "" for t in item.iter(f"{{{_NS['m']}}}t")))
-            sheet = ElementTree.fromstring(archive.read(_first_sheet_path(archive)))
+            sheet = ElementTree.fromstring(archive.read(_sheet_path(archive, sheet_name)))
+    except SheetNotFoundError as err:
+        raise ValueError(f"{path}: {err}") from None
     except (zipfile.BadZipFile, KeyError, ElementTree.ParseError, ValueError) as err:
         raise ValueError(f"{path}: not a readable .xlsx workbook ({err})") from None
     rows: list[list[str]] = []

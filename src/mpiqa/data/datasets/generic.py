@@ -15,7 +15,7 @@ from mpiqa.data.datasets.base import (
 )
 from mpiqa.data.files import discover_images
 from mpiqa.data.records import IQADataset, Record, normalise
-from mpiqa.data.xlsx import read_xlsx
+from mpiqa.data.xlsx import read_xlsx, sheet_names
 
 _DELIMITERS = (",", ";", "\t", "|")
 # names for separators that are awkward to type on a command line
@@ -27,24 +27,28 @@ _DECIMAL_COMMA = re.compile(r"[+-]?\d*,\d+")
 
 
 def _read_table(
-    label: Path, needed: list[str], delimiter: str, encoding: str
+    label: Path, needed: list[str], delimiter: str, encoding: str, sheet: str | None = None
 ) -> tuple[list[str], list[tuple[int, list[str]]], bool]:
     """The header, the data rows with their line numbers, and whether a decimal comma
     is read as a point (any field separator but the comma)."""
+    if sheet is not None and label.suffix.lower() != ".xlsx":
+        raise ValueError(
+            f"CSV dataset: sheet={sheet!r} names a sheet of an .xlsx workbook; {label.name} is not one"
+        )
     if label.suffix.lower() in _OTHER_SHEETS:
         raise DatasetFormatError(
             f"{label}: a {_OTHER_SHEETS[label.suffix.lower()]} file; save it as .xlsx or CSV"
         )
     if label.suffix.lower() == ".xlsx":
         try:
-            sheet = read_xlsx(label)
+            table = read_xlsx(label, sheet)
         except ValueError as err:
             raise DatasetFormatError(str(err)) from None
-        header = sheet[0] if sheet else []
+        header = table[0] if table else []
         # a sheet leaves out trailing empty cells
         rows = [
             (line, row + [""] * (len(header) - len(row)))
-            for line, row in enumerate(sheet[1:], start=2)
+            for line, row in enumerate(table[1:], start=2)
             if _filled(row)
         ]
         return header, rows, True
@@ -98,8 +102,9 @@ def load_csv(
     delimiter: str = "auto",
     encoding: str = "utf-8-sig",
     allow_outside_root: bool = False,
+    sheet: str | None = None,
 ) -> IQADataset:
-    """Reads ``root/csv_file`` (a CSV, or the first sheet of an ``.xlsx`` workbook);
+    """Reads ``root/csv_file`` (a CSV, or a sheet of an ``.xlsx`` workbook);
     image paths are relative to ``root/image_dir``. A path written with backslashes and
     no slash (on Windows: ``imgs\\a.jpg``) reads as one with slashes.
 
@@ -115,12 +120,15 @@ def load_csv(
         encoding: of the CSV file (UTF-8, with or without a byte-order mark, by default).
         allow_outside_root: accept absolute paths and ``..`` leading out of the image
             folder (refused by default: a label file must not read arbitrary files).
+        sheet: the workbook's sheet of that name (default: its first sheet).
 
     Raises:
         DatasetFormatError: naming ``file:line``: a missing column, a short row, a score
             that is not a finite number, an image listed twice, a path outside the
-            folder, text that is not in ``encoding``, or a workbook that cannot be read.
-        ValueError: a ``delimiter`` that is not one character, ``tab`` or ``auto``.
+            folder, text that is not in ``encoding``, a workbook that cannot be read or
+            has no such ``sheet``.
+        ValueError: a ``delimiter`` that is not one character, ``tab`` or ``auto``; a
+            ``sheet`` for a file that is not a workbook.
     """
     delimiter = _DELIMITER_NAMES.get(delimiter, delimiter)
     if delimiter != "auto" and len(delimiter) != 1:
@@ -131,11 +139,17 @@ def load_csv(
     needed = [c for c in (path_column, score_column, content_column) if c]
     rows = []
     seen: dict[str, int] = {}
-    columns, table, decimal_comma = _read_table(label, needed, delimiter, encoding)
+    columns, table, decimal_comma = _read_table(label, needed, delimiter, encoding, sheet)
     for needed_column in needed:
         if needed_column not in columns:
+            names = sheet_names(label) if label.suffix.lower() == ".xlsx" else []
+            read = (
+                f" of sheet {sheet or names[0]!r} (the workbook's sheets: {names}; choose one with --sheet NAME, or --dataset-option sheet=NAME)"
+                if len(names) > 1
+                else ""
+            )
             raise DatasetFormatError(
-                f"{label}:1: no column {needed_column!r}; columns are {columns}"
+                f"{label}:1: no column {needed_column!r}; columns are {columns}{read}"
             )
     for line, row in table:
         if len(row) < len(columns):
