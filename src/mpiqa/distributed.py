@@ -45,6 +45,10 @@ def init_from_env(device: str = "cpu") -> Context:
     rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
     if not dist.is_initialized():
         backend = "nccl" if torch.device(device).type == "cuda" else "gloo"
+        if backend == "nccl":
+            # NCCL's object collectives (broadcast_object, gather_objects) stage their
+            # bytes on the current GPU, which must be this process's own
+            torch.cuda.set_device(local)
         dist.init_process_group(backend=backend)
     return Context(rank, world, local)
 

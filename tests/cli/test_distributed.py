@@ -7,6 +7,7 @@ import csv
 import io
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from mpiqa.cli.main import main
@@ -26,17 +27,27 @@ def _same_scores(a: str, b: str) -> None:
         assert abs(float(ra[1]) - float(rb[1])) <= 2e-6, (ra, rb)
 
 
-def test_an_out_that_cannot_be_written_stops_every_process_before_scoring(tmp_path):
+@pytest.mark.parametrize(
+    "flags, line",
+    [
+        # before, both processes scored every file, then the first failed to write and
+        # the second died in a collective ("[rank1]: ... Connection closed by peer")
+        (["--out", "{imgs}"], "--out {imgs}: is a folder"),
+        # before, each process printed it (the two lines ran into one another)
+        (["--checkpoint", "{imgs}/none.safetensors"], "checkpoint not found: {imgs}/none.safetensors"),
+    ],
+    ids=["out is a folder", "no checkpoint"],
+)  # fmt: skip
+def test_a_set_up_failure_stops_every_process_with_one_line(tmp_path, flags, line):
     folder = tmp_path / "imgs"
     folder.mkdir()
     for i in range(3):
         Image.new("RGB", (32, 32), (40 * i, 90, 200)).save(folder / f"{i}.png")
-    result = torchrun(["score", str(folder), "--out", str(folder), *TINY])
+    flags = [f.format(imgs=folder) for f in flags]
+    result = torchrun(["score", str(folder), *flags, *TINY])
     assert result.returncode != 0
-    # one line from the first process; before, both processes scored every file, then
-    # the first failed to write and the second died in a collective ("[rank1]: ...")
     assert result.stderr.count("mpiqa: error:") == 1, result.stderr[-3000:]
-    assert f"--out {folder}: is a folder" in result.stderr
+    assert f"mpiqa: error: {line.format(imgs=folder)}\n" in result.stderr
     assert "[rank" not in result.stderr, result.stderr[-3000:]
 
 

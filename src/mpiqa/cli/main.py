@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import errno
 import logging
 import os
 import sys
 from collections.abc import Sequence
 
-from mpiqa import __version__, distributed, runtime
-from mpiqa.backbones.convert import CheckpointError
-from mpiqa.backbones.pretrained import ChecksumError
+from mpiqa import __version__, distributed, errors, runtime
 from mpiqa.cli import ablate as ablate_cmd
 from mpiqa.cli import benchmark as benchmark_cmd
 from mpiqa.cli import distort as distort_cmd
@@ -29,12 +26,6 @@ from mpiqa.cli import train as train_cmd
 # Exit statuses, as documented in the README.
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a tool killed by it
-# OSErrors that describe the user's machine (one line, exit 2) rather than a bug
-_SETUP_ERRNOS = frozenset(
-    {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG,
-     errno.ENAMETOOLONG, errno.ENOTDIR, errno.EISDIR, errno.ELOOP, errno.EEXIST}
-)  # fmt: skip
-
 _COMMANDS = (
     score_cmd,
     report_cmd,
@@ -103,16 +94,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = int(args.run(args) or EXIT_OK)
         sys.stdout.flush()  # a closed pipe shows here, not in Python's exit
         return code
-    except (FileNotFoundError, KeyError, CheckpointError, ChecksumError, ValueError) as err:
-        # Expected failures of the user's setup: one line, no traceback.
-        message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
-        print(f"mpiqa: error: {message}", file=sys.stderr)
-        return EXIT_USAGE
     except distributed.ReportedByFirstProcess:
         return EXIT_USAGE  # under torchrun: the first process printed the error
-    except runtime.MissingExtraError as err:
-        print(f"mpiqa: error: {err}", file=sys.stderr)  # a setup step, not a bug
-        return EXIT_USAGE
     except KeyboardInterrupt:
         print("mpiqa: interrupted", file=sys.stderr)
         return 130
@@ -121,12 +104,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         # tools do, and keep Python from complaining when it flushes stdout at exit
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_BROKEN_PIPE
-    except OSError as err:
-        if err.errno not in _SETUP_ERRNOS:
+    except Exception as err:
+        # Expected failures of the user's setup: one line, no traceback; a bug keeps it.
+        message = errors.user_message(err)
+        if message is None:
             raise
-        # the machine's state, not a bug: a full disk, a read-only or forbidden folder
-        where = f"{err.filename}: " if err.filename else ""
-        print(f"mpiqa: error: {where}{err.strerror or err}", file=sys.stderr)
+        print(f"mpiqa: error: {message}", file=sys.stderr)
         return EXIT_USAGE
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from mpiqa import distributed
+from mpiqa import distributed, errors
 from mpiqa.cli import arguments
 from mpiqa.cli.train import _flatten, _toml
 from mpiqa.training.config import TrainConfig
@@ -88,8 +88,9 @@ def run(args: argparse.Namespace) -> int:
         config.train.device = f"cuda:{context.local_rank}"
     try:
         torch.manual_seed(config.meta.seed)
-        source = task_source(config.meta)  # a wrong --root is reported before the model loads
-        model, backbone_info = build_model(config)
+        with errors.reported_once(context):  # under torchrun: one line, not one per process
+            source = task_source(config.meta)  # a wrong --root is reported before the model loads
+            model, backbone_info = build_model(config)
         trainer = MetaTrainer(
             model, source, config.meta, args.out, backbone_info, config.loss, context
         )

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from mpiqa import distributed
+from mpiqa import distributed, errors
 from mpiqa.cli import arguments
 from mpiqa.data.files import discover_images, read_path_list
 from mpiqa.data.images import DEFAULT_MAX_PIXELS, ImageDecodeError, codec_hint
@@ -247,34 +247,25 @@ def _open_shared_output(args, model, header: list[str], context: distributed.Con
     open :class:`CSVOutput` on the first process (None elsewhere, or without --out).
 
     Raises:
-        OutputError: on the first process, when ``--out`` cannot be written; the others
-            raise :class:`~mpiqa.distributed.ReportedByFirstProcess`.
+        OutputError: on the first process, when ``--out`` cannot be written (the others
+            raise :class:`~mpiqa.distributed.ReportedByFirstProcess`).
     """
-    from mpiqa.cli.score_output import CSVOutput, OutputError
+    from mpiqa.cli.score_output import CSVOutput
 
-    output, problem = None, None
-    if context.is_main and args.out:
+    with errors.reported_once(context):
+        if not (context.is_main and args.out):
+            return None
         output = CSVOutput(args.out, header, _settings(args, model), resume=False)
-        try:
-            output.__enter__()
-        except OutputError as err:
-            problem = str(err)
-    problem = distributed.broadcast_object(problem, context)
-    if problem is not None:
-        raise OutputError(problem) if context.is_main else distributed.ReportedByFirstProcess()
-    return output
+        return output.__enter__()
 
 
 def _first_few(names: list[str], n: int = 3) -> str:
     return ", ".join(names[:n]) + (" ..." if len(names) > n else "")
 
 
-def run(args: argparse.Namespace) -> int:
-    args.device = str(resolve_device(args.device))
-    context = distributed.init_from_env(args.device)
-    device = (
-        f"cuda:{context.local_rank}" if context.active and args.device == "cuda" else args.device
-    )
+def _prepare(args: argparse.Namespace, context: distributed.Context, device: str):
+    """The checks, the files and the model of a run: (found files, model), or None when
+    a folder could not be listed and ``--on-error fail`` stops the run."""
     if args.resume and not args.out:
         raise ValueError("--resume needs --out FILE.csv (the file to complete)")
     if args.resume and context.active:
@@ -285,42 +276,55 @@ def run(args: argparse.Namespace) -> int:
     if not paths:
         where = f"--files-from {args.files_from} lists no path" if args.files_from else ""
         raise ValueError(where or "give image files or folders (PATH), or --files-from FILE")
+    found = discover_images(paths, recursive=args.recursive)
+    left_out = ""
+    if found.ignored:
+        left_out = (
+            f"left out {len(found.ignored)} file(s) whose extension is not an image format read here: "
+            f"{_first_few(found.ignored)} "
+            "(name a file to score it whatever its extension)"
+        )
+        if hint := codec_hint(found.ignored):
+            left_out += f"; {hint}"
+    # a folder that cannot be listed is reported like a bad file: the rest is scored
+    stop = " (stopping: --on-error fail)" if args.on_error == "fail" else ""
+    for folder in found.unreadable[: 1 if stop else None]:
+        if context.is_main:
+            print(f"mpiqa: error: cannot list folder {folder}{stop}", file=sys.stderr)
+    if found.unreadable and stop:
+        return None
+    if not found.files:
+        raise FileNotFoundError(
+            f"no image files in {_first_few(paths)}" + (f"; {left_out}" if left_out else "")
+        )
+    if left_out and context.is_main:
+        logger.warning("%s", left_out)  # files the user may expect scored (RAW, HEIC ...)
+    if found.links and context.is_main:
+        logger.warning(
+            "did not follow %d symbolic link(s) to folders: %s (name one to score it)",
+            len(found.links), _first_few(found.links),
+        )  # fmt: skip
+    if args.weights == "random" and not args.checkpoint and context.is_main:
+        logger.warning(
+            "--weights random: randomly initialised backbone (seed %d); its scores mean nothing",
+            args.seed,
+        )
+    return found, _build_model(args, device)
+
+
+def run(args: argparse.Namespace) -> int:
+    args.device = str(resolve_device(args.device))
+    context = distributed.init_from_env(args.device)
+    device = (
+        f"cuda:{context.local_rank}" if context.active and args.device == "cuda" else args.device
+    )
     skipped = 0
     try:
-        found = discover_images(paths, recursive=args.recursive)
-        left_out = ""
-        if found.ignored:
-            left_out = (
-                f"left out {len(found.ignored)} file(s) whose extension is not an image format read here: "
-                f"{_first_few(found.ignored)} "
-                "(name a file to score it whatever its extension)"
-            )
-            if hint := codec_hint(found.ignored):
-                left_out += f"; {hint}"
-        # a folder that cannot be listed is reported like a bad file: the rest is scored
-        stop = " (stopping: --on-error fail)" if args.on_error == "fail" else ""
-        for folder in found.unreadable[: 1 if stop else None]:
-            if context.is_main:
-                print(f"mpiqa: error: cannot list folder {folder}{stop}", file=sys.stderr)
-        if found.unreadable and stop:
+        with errors.reported_once(context):  # under torchrun: one line, not one per process
+            prepared = _prepare(args, context, device)
+        if prepared is None:
             return 1
-        if not found.files:
-            raise FileNotFoundError(
-                f"no image files in {_first_few(paths)}" + (f"; {left_out}" if left_out else "")
-            )
-        if left_out and context.is_main:
-            logger.warning("%s", left_out)  # files the user may expect scored (RAW, HEIC ...)
-        if found.links and context.is_main:
-            logger.warning(
-                "did not follow %d symbolic link(s) to folders: %s (name one to score it)",
-                len(found.links), _first_few(found.links),
-            )  # fmt: skip
-        if args.weights == "random" and not args.checkpoint and context.is_main:
-            logger.warning(
-                "--weights random: randomly initialised backbone (seed %d); its scores mean nothing",
-                args.seed,
-            )
-        model = _build_model(args, device)
+        found, model = prepared
         columns = list(model.extra_columns)
         header = ["path", "score", *columns]
         if not context.active and args.out:

@@ -16,6 +16,7 @@ from mpiqa.data.images import UndecodableImagesError, require_decodable, undecod
 from mpiqa.data.loading import RecordDataset, TrainTransform
 from mpiqa.data.records import IQADataset, Record
 from mpiqa.data.splits import Split, few_shot, official_split, random_split
+from mpiqa.errors import reported_once
 from mpiqa.models.mmp_iqa import MultiModalPromptIQA
 from mpiqa.prompts.vocab import DISTORTIONS, SCENES, distortion_class
 from mpiqa.training.checkpoint import assign_tensors, backbone_record, write_json
@@ -171,22 +172,27 @@ def train_run(
     if context.active and config.train.device == "cuda":
         config.train.device = f"cuda:{context.local_rank}"
     torch.manual_seed(config.train.seed)
-    dataset = load_dataset(
-        config.data.dataset,
-        config.data.root,
-        check_images=config.data.check_images,
-        **config.data.options,
-    )
-    split = make_split(dataset, config)
-    check_decodable(dataset, split, config.data.on_error, context)
-    check_validation_part(dataset.subset(split.val))
+    # Under torchrun, a failure of these set-up steps is reported by the first process
+    # alone; no block holds a collective that a process failing before it would miss.
+    with reported_once(context):
+        dataset = load_dataset(
+            config.data.dataset,
+            config.data.root,
+            check_images=config.data.check_images,
+            **config.data.options,
+        )
+        split = make_split(dataset, config)
+    with reported_once(context):
+        check_decodable(dataset, split, config.data.on_error, context)  # every process
+        check_validation_part(dataset.subset(split.val))
     out_dir.mkdir(parents=True, exist_ok=True)
     if context.is_main:
         split.save(out_dir / "split.json")
         write_json(out_dir / "config.json", config.to_dict())
-    model, backbone_info = build_model(config)
-    if init_prompts is not None:
-        load_prompt_init(model, init_prompts)
+    with reported_once(context):
+        model, backbone_info = build_model(config)
+        if init_prompts is not None:
+            load_prompt_init(model, init_prompts)
     size = config.data.image_size or model.image_size
     model.preprocess_options = preprocess_options(config, size)
     train_records = dataset.subset(split.train)
