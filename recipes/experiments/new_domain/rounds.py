@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from scipy.stats import spearmanr, wilcoxon
 
-d = torch.load("runs/new_domain/feats.pt", weights_only=False)
+d = torch.load("runs/new_domain/feats.pt", weights_only=True)
 z, s0, tow, prb, y = (d[k].numpy() for k in ("z", "score", "towers", "probe", "y"))
 contents = np.array(sorted(set(d["content"])))
 N = int(sys.argv[1])
