@@ -5,7 +5,7 @@ import torch
 from scipy.stats import spearmanr
 
 split = json.load(open("runs/small/backbone/split.json"))
-g = torch.load("runs/ridgehead/feats.pt")
+g = torch.load("runs/ridgehead/feats.pt", weights_only=True)
 ntr, nva = 4000, 1000
 src_tr = [n.split("/")[-1][:4] for n in split["train"]]
 src_va = [n.split("/")[-1][:4] for n in split["val"]]

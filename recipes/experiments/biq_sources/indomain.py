@@ -14,7 +14,7 @@ from mpiqa.training.pretrain import _encode_features, quality_captions
 
 split = json.load(open("runs/small/backbone/split.json"))
 va = torch.load("runs/feature-cache/stem-features-60654b65c01d33c17ea1.pt", weights_only=True)
-g = torch.load("runs/ridgehead/feats.pt")
+g = torch.load("runs/ridgehead/feats.pt", weights_only=True)
 nva = len(split["val"])
 src = [n.split("/")[-1][:4] for n in split["val"]]
 model = load_clip("runs/small/backbone/backbone.safetensors").float().eval()

@@ -60,7 +60,7 @@ def sub(fs, idx):
     )
 
 
-g = torch.load("runs/ridgehead/feats.pt")  # global statistics of the same caches
+g = torch.load("runs/ridgehead/feats.pt", weights_only=True)  # global statistics of the same caches
 held = sys.argv[1]
 mode = sys.argv[2] if len(sys.argv) > 2 and sys.argv[2] != "none" else ""
 within = mode in ("within", "both")  # "both": all pairs' rank loss plus the within-source one

@@ -9,7 +9,7 @@ import torch
 from scipy.stats import spearmanr
 
 split = json.load(open("runs/small/backbone/split.json"))
-g = torch.load("runs/ridgehead/feats.pt")
+g = torch.load("runs/ridgehead/feats.pt", weights_only=True)
 ntr = 4000
 nsyn = len(g["tr_mos"]) - ntr
 src_tr = [n.split("/")[-1][:4] for n in split["train"]]

@@ -17,10 +17,10 @@ from mpiqa.training.probe import fit_probe
 
 logging.disable(logging.INFO)
 split = json.load(open("runs/small/backbone/split.json"))
-g = torch.load("runs/ridgehead/feats.pt")
+g = torch.load("runs/ridgehead/feats.pt", weights_only=True)
 views = {"384": (g["xtr"], g["xva"])}
 for name in sys.argv[1:]:
-    d = torch.load(f"runs/native_view/{name}.pt")
+    d = torch.load(f"runs/native_view/{name}.pt", weights_only=True)
     views[name] = (d["xtr"], d["xva"])
 ntr = 4000
 src_tr = np.array(

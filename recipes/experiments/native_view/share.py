@@ -13,8 +13,8 @@ from mpiqa.training.probe import fit_probe
 
 logging.disable(logging.INFO)
 split = json.load(open("runs/small/backbone/split.json"))
-g = torch.load("runs/ridgehead/feats.pt")
-d = torch.load("runs/native_view/crop224.pt")
+g = torch.load("runs/ridgehead/feats.pt", weights_only=True)
+d = torch.load("runs/native_view/crop224.pt", weights_only=True)
 xtr, xva = torch.cat([g["xtr"], d["xtr"]], 1), torch.cat([g["xva"], d["xva"]], 1)
 src_tr = np.array([n.split("/")[-1][:4] for n in split["train"]] + ["syn"] * (len(xtr) - 4000))
 src_va = np.array([n.split("/")[-1][:4] for n in split["val"]] + ["syn"] * (len(xva) - 1000))

@@ -14,8 +14,8 @@ from mpiqa.training.probe import fit_probe
 
 logging.disable(logging.INFO)
 split = json.load(open("runs/small/backbone/split.json"))
-g = torch.load("runs/ridgehead/feats.pt")
-d = torch.load("runs/native_view/crop224.pt")
+g = torch.load("runs/ridgehead/feats.pt", weights_only=True)
+d = torch.load("runs/native_view/crop224.pt", weights_only=True)
 xtr = torch.cat([g["xtr"], d["xtr"]], 1).double()
 xva = torch.cat([g["xva"], d["xva"]], 1).double()
 src_tr = np.array(

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from scipy.stats import spearmanr
 
-D = torch.load("runs/probe_adaptation/loso.pt")
+D = torch.load("runs/probe_adaptation/loso.pt", weights_only=True)
 
 
 def r(a, b):
