@@ -1,4 +1,4 @@
-"""The README's set-up commands and CI stay in step."""
+"""The README's set-up commands and CI stay in step; repository-wide rules.
 
 from __future__ import annotations
 
@@ -50,6 +50,33 @@ def test_lower_layers_never_import_training_or_evaluation():
                     for n in names
                     if n.startswith(("mpiqa.training", "mpiqa.evaluation"))
                 ]
+    assert offenders == []
+
+
+def test_every_torch_load_refuses_code():
+    """Checkpoints are loaded with ``weights_only=True`` (a pickle can run code), in the
+    package and in the recipes alike, whatever torch's default of the day."""
+    import ast
+
+    offenders = []
+    for folder in ("src", "recipes", "benchmarks"):
+        for path in (ROOT / folder).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if (
+                    isinstance(node, ast.Call)
+                    and isinstance(node.func, ast.Attribute)
+                    and node.func.attr == "load"
+                    and isinstance(node.func.value, ast.Name)
+                    and node.func.value.id == "torch"
+                ):
+                    safe = any(
+                        k.arg == "weights_only"
+                        and isinstance(k.value, ast.Constant)
+                        and k.value.value is True
+                        for k in node.keywords
+                    )
+                    if not safe:
+                        offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
     assert offenders == []
 
 
