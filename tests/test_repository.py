@@ -1,4 +1,4 @@
-"""The README's set-up commands and CI stay in step; repository-wide rules.
+"""The README's set-up commands and CI stay in step; repository-wide rules."""
 
 from __future__ import annotations
 
