@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import logging
 import os
 import sys
@@ -83,8 +85,15 @@ def _configure_logging(verbose: int, quiet: bool) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    # Under torchrun every process parses the same command line: the first one alone
+    # prints --help, or argparse's refusal of an argument (all exit with its status).
+    silenced = contextlib.ExitStack()
+    if distributed.env_rank() != 0:
+        silenced.enter_context(contextlib.redirect_stdout(io.StringIO()))
+        silenced.enter_context(contextlib.redirect_stderr(io.StringIO()))
     try:
-        args = parser.parse_args(argv)
+        with silenced:
+            args = parser.parse_args(argv)
     except SystemExit as exit_:  # --help, --version, or argparse refusing an argument
         return int(exit_.code or 0) if not isinstance(exit_.code, str) else EXIT_USAGE
     _configure_logging(args.verbose + args.verbose_after, args.quiet or args.quiet_after)
