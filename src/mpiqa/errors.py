@@ -42,8 +42,10 @@ def user_message(err: BaseException) -> str | None:
 
 @contextlib.contextmanager
 def reported_once(context: distributed.Context) -> Iterator[None]:
-    """Run a command's set-up (every process runs it, before any other collective) so
-    that an expected failure of it is reported by the first process alone.
+    """Run a block of a command's set-up so that an expected failure of it is reported
+    by the first process alone. Every process runs the block; a collective inside it
+    must come before anything that can fail on one process only (a process that failed
+    earlier would not join it).
 
     Every process gathers the others' outcome at the end of the block (one collective,
     also when all went well). If any failed, the first process raises its own error (or,
