@@ -142,8 +142,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--out", default=None, metavar="FILE.csv",
-        help="write the CSV here (default: stdout); rows are flushed as they are scored, "
-        "and an interrupted run (Ctrl-C, SIGTERM) keeps them",
+        help="write the CSV here (default: stdout; missing folders are made); rows are "
+        "flushed as they are scored, and an interrupted run (Ctrl-C, SIGTERM) keeps them "
+        "(under torchrun: written when every process is done)",
     )  # fmt: skip
     p.add_argument(
         "--sort", choices=("score",), default=None,
