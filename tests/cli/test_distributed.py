@@ -5,6 +5,11 @@ from __future__ import annotations
 
 import csv
 import io
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -68,3 +73,51 @@ def test_two_process_scoring_equals_single_process(tmp_path):
     _same_scores(merged.read_text(), single.read_text())
     assert len(merged.read_text().splitlines()) == 1 + 11
     assert result.stderr.count("img5b.jpg: empty file") == 1
+
+
+def test_a_stopped_two_process_run_keeps_its_rows_and_resume_completes_them(tmp_path):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    n = 1500  # at one image per batch, seconds of scoring: time to stop it partway
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 255, (24, 32, 3), dtype=np.uint8)).save(
+            folder / f"{i:04d}.png"
+        )
+    # the second process's first file is a 36-megapixel JPEG, decoded whole: the first
+    # process writes rows 0000, 0002, 0004 ... before the second writes 0001
+    (folder / "0001.png").unlink()
+    ramp = np.tile(np.linspace(0, 255, 6000, dtype=np.uint8), (6000, 1))
+    Image.fromarray(np.stack([ramp] * 3, -1)).save(folder / "0001.jpg", quality=90)
+    out = tmp_path / "scores.csv"
+    flags = [*TINY, "--full-decode"]
+    run = subprocess.Popen(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+         "-m", "mpiqa", "score", str(folder), "--out", str(out), *flags, "--batch-size", "1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 240
+    while run.poll() is None and time.monotonic() < deadline:
+        if out.exists() and out.read_bytes().count(b"\n") >= 6:
+            break
+        time.sleep(0.01)
+    assert run.poll() is None, "the run ended before it could be stopped"
+    run.send_signal(signal.SIGTERM)  # as a job scheduler stops it; torchrun passes it on
+    run.wait(timeout=60)
+    kept = list(csv.reader(io.StringIO(out.read_text())))
+    assert kept[0] == ["path", "score"] and 5 <= len(kept) - 1 < n
+    # rows written as they were scored (before: none until every file was scored, then
+    # all in file order, so a run stopped while writing them kept a prefix of the files)
+    names = [Path(row[0]).name for row in kept[1:]]
+    in_order = sorted(f.name for f in folder.iterdir())
+    assert names != in_order[: len(names)], names[:10]
+    assert all(len(row) == 2 and 0 <= float(row[1]) <= 1 for row in kept[1:-1])
+    assert main(["score", str(folder), "--out", str(out), "--resume", *flags]) == 0
+    single = tmp_path / "single.csv"
+    assert main(["score", str(folder), "--out", str(single), *flags]) == 0
+
+    def by_path(text: str) -> str:
+        rows = list(csv.reader(io.StringIO(text)))
+        return "".join(",".join(r) + "\n" for r in [rows[0], *sorted(rows[1:])])
+
+    _same_scores(by_path(out.read_text()), by_path(single.read_text()))

@@ -143,8 +143,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--out", default=None, metavar="FILE.csv",
         help="write the CSV here (default: stdout; missing folders are made); rows are "
-        "flushed as they are scored, and an interrupted run (Ctrl-C, SIGTERM) keeps them "
-        "(under torchrun: written when every process is done)",
+        "flushed as they are scored, and an interrupted run (Ctrl-C, SIGTERM) keeps them",
     )  # fmt: skip
     p.add_argument(
         "--sort", choices=("score",), default=None,
@@ -260,6 +259,67 @@ def _open_shared_output(args, model, header: list[str], context: distributed.Con
         return output.__enter__()
 
 
+def _score_shared(
+    args, model, files: list[str], header: list[str], columns, context: distributed.Context
+) -> tuple[int, bool]:
+    """torchrun: each process scores every world_size-th file. With ``--out``, every
+    process appends each row to the one file as it is scored (a killed run keeps them,
+    and ``--resume`` in one process completes the file); at the end the first process
+    puts them in file order. To stdout, the first process merges the processes' parts.
+    Either way the CSV is the one a single process writes. Returns (failed, stopped)
+    over all processes."""
+    from mpiqa.cli.score_output import RowAppender, sort_file
+
+    output = _open_shared_output(args, model, header, context)
+    mine = distributed.shard(files, context)
+    paths, index_of = [p for _, p in mine], [i for i, _ in mine]
+    try:
+        if args.out:
+            target = distributed.broadcast_object(str(output.writing) if output else None, context)
+            with errors.reported_once(context):
+                appender = RowAppender(target)
+            try:
+                failed, stopped = _score_into(
+                    appender.write, model, paths, args, columns, show_progress=context.is_main
+                )
+            finally:
+                appender.close()
+        else:
+            part_dir = distributed.broadcast_object(
+                tempfile.mkdtemp(prefix="mpiqa-score-") if context.is_main else None, context
+            )
+            part = Path(part_dir) / f"part{context.rank}.csv"
+            with open(part, "w", newline="", encoding="utf-8") as f:
+                failed, stopped = _score_into(
+                    csv.writer(f, lineterminator="\n").writerow, model, paths, args, columns,
+                    show_progress=context.is_main, index_of=index_of,
+                )  # fmt: skip
+        failed = distributed.sum_over_ranks(failed, context)
+        stopped = bool(distributed.sum_over_ranks(int(stopped), context))
+        distributed.barrier(context)
+        if context.is_main and output is not None:
+            position = {path: i for i, path in enumerate(files)}
+
+            def in_file_order(rows: list[list[str]]) -> list[list[str]]:
+                rows = sorted(rows, key=lambda row: position.get(row[0], len(position)))
+                return sort_rows(rows) if args.sort else rows
+
+            sort_file(output.writing, in_file_order)
+            output.finish()
+        elif context.is_main:
+            rows = _merged_parts(Path(part_dir), context.world_size)
+            writer = csv.writer(sys.stdout, lineterminator="\n")
+            writer.writerow(header)
+            writer.writerows(sort_rows(rows) if args.sort else rows)
+            shutil.rmtree(part_dir, ignore_errors=True)
+        distributed.barrier(context)
+    except BaseException:
+        if output is not None:
+            output.abort()  # an earlier --out stays as it was; a new one keeps its rows
+        raise
+    return failed, stopped
+
+
 def _first_few(names: list[str], n: int = 3) -> str:
     return ", ".join(names[:n]) + (" ..." if len(names) > n else "")
 
@@ -340,42 +400,7 @@ def run(args: argparse.Namespace) -> int:
             )  # fmt: skip
             writer.writerows(sort_rows(held))
         else:
-            # torchrun: each rank scores every world_size-th file into its own part; rank 0
-            # merges the parts in file order, so the CSV equals the single-process one.
-            output = _open_shared_output(args, model, header, context)
-            part_dir = distributed.broadcast_object(
-                tempfile.mkdtemp(prefix="mpiqa-score-") if context.is_main else None, context
-            )
-            mine = distributed.shard(found.files, context)
-            try:
-                with open(
-                    Path(part_dir) / f"part{context.rank}.csv", "w", newline="", encoding="utf-8"
-                ) as part:
-                    failed, stopped = _score_into(
-                        csv.writer(part, lineterminator="\n").writerow, model,
-                        [p for _, p in mine], args, columns, show_progress=context.is_main,
-                        index_of=[i for i, _ in mine],
-                    )  # fmt: skip
-                failed = distributed.sum_over_ranks(failed, context)
-                stopped = bool(distributed.sum_over_ranks(int(stopped), context))
-                distributed.barrier(context)
-                if context.is_main:
-                    rows = _merged_parts(Path(part_dir), context.world_size)
-                    rows = sort_rows(rows) if args.sort else rows
-                    if output is None:
-                        writer = csv.writer(sys.stdout, lineterminator="\n")
-                        writer.writerow(header)
-                        writer.writerows(rows)
-                    else:
-                        for row in rows:
-                            output.write(row)
-                        output.finish()
-                    shutil.rmtree(part_dir, ignore_errors=True)
-                distributed.barrier(context)
-            except BaseException:
-                if output is not None:
-                    output.abort()  # an earlier --out stays as it was
-                raise
+            failed, stopped = _score_shared(args, model, found.files, header, columns, context)
     finally:
         distributed.shutdown(context)
     if stopped:

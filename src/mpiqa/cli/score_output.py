@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import fcntl
+import io
 import json
 import os
 from pathlib import Path
@@ -116,7 +117,6 @@ class CSVOutput:
             self._write_settings()
             target = str(self.path)
         self._file = open(target, "w", newline="", encoding="utf-8", errors="surrogateescape")  # noqa: SIM115
-        self._writer = csv.writer(self._file, lineterminator="\n")
         self.write(self.header)
 
     def _open_for_resume(self) -> None:
@@ -146,16 +146,17 @@ class CSVOutput:
         self._file = open(self.path, "r+", newline="", encoding="utf-8", errors="surrogateescape")  # noqa: SIM115
         self._file.truncate(self._good_size)
         self._file.seek(self._good_size)
-        self._writer = csv.writer(self._file, lineterminator="\n")
 
     # ------------------------------------------------------------------ writing
+    @property
+    def writing(self) -> Path:
+        """The file the rows go into: ``path``, or the hidden file that replaces it."""
+        return self._tmp if self._tmp is not None else self.path
+
     def write(self, row: list[str]) -> None:
         """Write one row and flush it to the operating system."""
         try:
-            if any("\r" in field for field in row):  # csv quotes LF and quotes, not a lone CR
-                csv.writer(self._file, lineterminator="\n", quoting=csv.QUOTE_ALL).writerow(row)
-            else:
-                self._writer.writerow(row)
+            self._file.write(csv_line(row))
             self._file.flush()
         except OSError as err:
             raise OutputError(f"cannot write {self.path}: {err.strerror or err}") from None
@@ -199,6 +200,42 @@ class CSVOutput:
             self._lock = None
 
 
+def csv_line(row: list[str]) -> str:
+    """One CSV row as written here, its newline included."""
+    out = io.StringIO()
+    # csv quotes LF and quotes, not a lone CR
+    quoting = csv.QUOTE_ALL if any("\r" in field for field in row) else csv.QUOTE_MINIMAL
+    csv.writer(out, lineterminator="\n", quoting=quoting).writerow(row)
+    return out.getvalue()
+
+
+class RowAppender:
+    """Rows appended to a file that other processes append to as well (torchrun's ranks
+    writing one ``--out``): each row is one ``write`` to a descriptor opened with
+    ``O_APPEND``, so rows of different processes never mix within a line (on a local
+    file system; not on NFS)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        try:
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+        except OSError as err:
+            raise OutputError(f"cannot write {self.path}: {err.strerror or err}") from None
+
+    def write(self, row: list[str]) -> None:
+        data = csv_line(row).encode("utf-8", errors="surrogateescape")
+        try:
+            while data:  # a regular file takes it whole unless the disk is full
+                data = data[os.write(self._fd, data) :]
+        except OSError as err:
+            raise OutputError(f"cannot write {self.path}: {err.strerror or err}") from None
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
 def sort_file(path: str | Path, order) -> None:
     """Rewrite a finished CSV with its data rows in ``order(rows)``, atomically.
 
@@ -212,11 +249,8 @@ def sort_file(path: str | Path, order) -> None:
 
         def write(tmp: Path) -> None:
             with open(tmp, "w", newline="", encoding="utf-8", errors="surrogateescape") as f:
-                writer = csv.writer(f, lineterminator="\n")
-                writer.writerow(rows[0])
-                for row in order(rows[1:]):
-                    quoting = csv.QUOTE_ALL if any("\r" in v for v in row) else csv.QUOTE_MINIMAL
-                    csv.writer(f, lineterminator="\n", quoting=quoting).writerow(row)
+                f.write(csv_line(rows[0]))
+                f.writelines(csv_line(row) for row in order(rows[1:]))
 
         atomic_write(path, write)
     except OSError as err:
