@@ -75,7 +75,8 @@ def test_two_process_scoring_equals_single_process(tmp_path):
     assert result.stderr.count("img5b.jpg: empty file") == 1
 
 
-def test_a_stopped_two_process_run_keeps_its_rows_and_resume_completes_them(tmp_path):
+@pytest.mark.parametrize("earlier", [False, True], ids=["new --out", "over an earlier --out"])
+def test_a_stopped_two_process_run_keeps_its_rows_and_resume_completes_them(tmp_path, earlier):
     folder = tmp_path / "imgs"
     folder.mkdir()
     rng = np.random.default_rng(1)
@@ -90,6 +91,8 @@ def test_a_stopped_two_process_run_keeps_its_rows_and_resume_completes_them(tmp_
     ramp = np.tile(np.linspace(0, 255, 6000, dtype=np.uint8), (6000, 1))
     Image.fromarray(np.stack([ramp] * 3, -1)).save(folder / "0001.jpg", quality=90)
     out = tmp_path / "scores.csv"
+    if earlier:  # replaced by the stopped run's rows, as one process does on SIGTERM
+        out.write_text("path,score\nold.png,0.5\n")
     flags = [*TINY, "--full-decode"]
     run = subprocess.Popen(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
@@ -98,12 +101,15 @@ def test_a_stopped_two_process_run_keeps_its_rows_and_resume_completes_them(tmp_
     )  # fmt: skip
     deadline = time.monotonic() + 240
     while run.poll() is None and time.monotonic() < deadline:
-        if out.exists() and out.read_bytes().count(b"\n") >= 6:
+        # the rows go into --out, or into the hidden file that replaces an earlier one
+        writing = [*tmp_path.glob(".scores.csv.*partial"), out] if earlier else [out]
+        if any(f.exists() and f.read_bytes().count(b"\n") >= 6 for f in writing):
             break
         time.sleep(0.01)
     assert run.poll() is None, "the run ended before it could be stopped"
     run.send_signal(signal.SIGTERM)  # as a job scheduler stops it; torchrun passes it on
     run.wait(timeout=60)
+    assert not list(tmp_path.glob(".*partial*"))
     kept = list(csv.reader(io.StringIO(out.read_text())))
     assert kept[0] == ["path", "score"] and 5 <= len(kept) - 1 < n
     # rows written as they were scored (before: none until every file was scored, then
@@ -112,6 +118,7 @@ def test_a_stopped_two_process_run_keeps_its_rows_and_resume_completes_them(tmp_
     in_order = sorted(f.name for f in folder.iterdir())
     assert names != in_order[: len(names)], names[:10]
     assert all(len(row) == 2 and 0 <= float(row[1]) <= 1 for row in kept[1:-1])
+    assert "old.png" not in names
     assert main(["score", str(folder), "--out", str(out), "--resume", *flags]) == 0
     single = tmp_path / "single.csv"
     assert main(["score", str(folder), "--out", str(single), *flags]) == 0

@@ -6,6 +6,7 @@ import argparse
 import csv
 import logging
 import shutil
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -273,6 +274,9 @@ def _score_shared(
     output = _open_shared_output(args, model, header, context)
     mine = distributed.shard(files, context)
     paths, index_of = [p for _, p in mine], [i for i, _ in mine]
+    # SIGTERM (torchrun passes its own on to every process) ends the first process as
+    # Ctrl-C ends one: the rows written so far become --out, as with one process
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if output is not None else None
     try:
         if args.out:
             target = distributed.broadcast_object(str(output.writing) if output else None, context)
@@ -313,10 +317,17 @@ def _score_shared(
             writer.writerows(sort_rows(rows) if args.sort else rows)
             shutil.rmtree(part_dir, ignore_errors=True)
         distributed.barrier(context)
+    except KeyboardInterrupt:
+        if output is not None:
+            output.finish()  # keep every finished row; --resume completes the file
+        raise
     except BaseException:
         if output is not None:
             output.abort()  # an earlier --out stays as it was; a new one keeps its rows
         raise
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return failed, stopped
 
 
@@ -452,8 +463,6 @@ def _on_sigterm(signum, frame):  # pragma: no cover - exercised in a subprocess 
 def _score_to_file(args, model, files: list[str], header, columns) -> tuple[int, bool, int]:
     """Score into ``--out`` through :class:`CSVOutput` (see its module). Returns
     (failed, stopped, files already in a resumed ``--out``)."""
-    import signal
-
     from mpiqa.cli.score_output import CSVOutput
 
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
