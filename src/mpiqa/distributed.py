@@ -100,5 +100,9 @@ def shutdown_if_initialized() -> None:
 
 
 def env_rank() -> int:
-    """This process's torchrun rank (0 outside torchrun), readable before any set-up."""
+    """This process's torchrun rank, readable before any set-up: 0 outside torchrun
+    (no ``WORLD_SIZE`` above 1, as :func:`init_from_env` decides, whatever ``RANK``
+    another tool left in the environment says)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return 0
     return int(os.environ.get("RANK", "0"))
