@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import logging
 import shutil
 import signal
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from tqdm import tqdm
@@ -274,10 +276,9 @@ def _score_shared(
     output = _open_shared_output(args, model, header, context)
     mine = distributed.shard(files, context)
     paths, index_of = [p for _, p in mine], [i for i, _ in mine]
-    # SIGTERM (torchrun passes its own on to every process) ends the first process as
-    # Ctrl-C ends one: the rows written so far become --out, as with one process
-    previous = signal.signal(signal.SIGTERM, _on_sigterm) if output is not None else None
-    try:
+    # torchrun passes its SIGTERM on to every process: the first keeps the rows, as one
+    # process does (the others' rows are in the same file)
+    with _keeping_rows(output):
         if args.out:
             target = distributed.broadcast_object(str(output.writing) if output else None, context)
             with errors.reported_once(context):
@@ -317,17 +318,6 @@ def _score_shared(
             writer.writerows(sort_rows(rows) if args.sort else rows)
             shutil.rmtree(part_dir, ignore_errors=True)
         distributed.barrier(context)
-    except KeyboardInterrupt:
-        if output is not None:
-            output.finish()  # keep every finished row; --resume completes the file
-        raise
-    except BaseException:
-        if output is not None:
-            output.abort()  # an earlier --out stays as it was; a new one keeps its rows
-        raise
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
     return failed, stopped
 
 
@@ -452,6 +442,28 @@ def _settings(args: argparse.Namespace, model) -> dict:
     }  # fmt: skip
 
 
+@contextlib.contextmanager
+def _keeping_rows(output) -> Iterator[None]:
+    """The scoring of a run into ``output`` (a :class:`CSVOutput`, or None: nothing to
+    keep). SIGTERM ends it as Ctrl-C does, and an interrupted run keeps every finished
+    row (``--resume`` completes the file); any other failure drops the run's new file
+    (an earlier ``--out`` stays as it was)."""
+    if output is None:
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        yield
+    except KeyboardInterrupt:
+        output.finish()
+        raise
+    except BaseException:
+        output.abort()
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 class _Terminated(KeyboardInterrupt):
     """SIGTERM, handled as Ctrl-C: finished rows are kept."""
 
@@ -465,36 +477,24 @@ def _score_to_file(args, model, files: list[str], header, columns) -> tuple[int,
     (failed, stopped, files already in a resumed ``--out``)."""
     from mpiqa.cli.score_output import CSVOutput
 
-    previous = signal.signal(signal.SIGTERM, _on_sigterm)
     output = CSVOutput(args.out, header, _settings(args, model), args.resume)
-    try:
-        with output:
-            done = output.done
-            missing = [i for i, f in enumerate(files) if f not in done]
-            skipped = len(files) - len(missing)
-            # Whole batches of the original run are scored again and only missing rows
-            # written: the same batches give bit-identical scores to an uninterrupted run.
-            size = args.batch_size
-            batches = sorted({i // size for i in missing})
-            todo = [
-                files[j] for b in batches for j in range(b * size, min((b + 1) * size, len(files)))
-            ]
+    with output:
+        done = output.done
+        missing = [i for i, f in enumerate(files) if f not in done]
+        skipped = len(files) - len(missing)
+        # Whole batches of the original run are scored again and only missing rows
+        # written: the same batches give bit-identical scores to an uninterrupted run.
+        size = args.batch_size
+        batches = sorted({i // size for i in missing})
+        todo = [files[j] for b in batches for j in range(b * size, min((b + 1) * size, len(files)))]
 
-            def write(row: list[str]) -> None:
-                if row[0] not in done:
-                    output.write(row)
+        def write(row: list[str]) -> None:
+            if row[0] not in done:
+                output.write(row)
 
-            try:
-                failed, stopped = _score_into(write, model, todo, args, columns, show_progress=True)
-            except KeyboardInterrupt:
-                output.finish()  # keep every finished row; --resume completes the file
-                raise
-            except BaseException:
-                output.abort()
-                raise
-            output.finish()
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+        with _keeping_rows(output):
+            failed, stopped = _score_into(write, model, todo, args, columns, show_progress=True)
+        output.finish()
     if args.sort and not stopped:
         from mpiqa.cli.score_output import sort_file
 

@@ -163,7 +163,10 @@ class CSVOutput:
 
     # ------------------------------------------------------------------ closing
     def finish(self) -> None:
-        """Keep what was written: the new file becomes ``path``."""
+        """Keep what was written: the new file becomes ``path`` (once: later calls, and
+        :meth:`abort` after it, do nothing)."""
+        if self._closed:
+            return
         try:
             self._file.flush()
             os.fsync(self._file.fileno())
@@ -183,6 +186,8 @@ class CSVOutput:
 
     def abort(self) -> None:
         """A failed run: drop its partial file (an earlier ``path`` stays as it was)."""
+        if self._closed:
+            return
         try:
             if self._file is not None and not self._file.closed:
                 self._file.close()
