@@ -24,10 +24,15 @@ def _column_index(letters: str) -> int:
     return index - 1
 
 
+def _sheets(archive: zipfile.ZipFile) -> list[ElementTree.Element]:
+    """The workbook's sheet entries, in their order (each with its ``name``)."""
+    workbook = ElementTree.fromstring(archive.read("xl/workbook.xml"))
+    return workbook.findall("m:sheets/m:sheet", _NS)
+
+
 def _sheet_path(archive: zipfile.ZipFile, name: str | None) -> str:
     """The archive member of the sheet called ``name`` (default: the first sheet)."""
-    workbook = ElementTree.fromstring(archive.read("xl/workbook.xml"))
-    sheets = workbook.findall("m:sheets/m:sheet", _NS)
+    sheets = _sheets(archive)
     if not sheets:
         raise ValueError("workbook has no worksheet")
     if name is None:
@@ -47,21 +52,19 @@ def _sheet_path(archive: zipfile.ZipFile, name: str | None) -> str:
 
 
 class SheetNotFoundError(ValueError):
-    """The workbook has no sheet of the name asked for; ``names`` are the ones it has."""
+    """The workbook has no sheet of the name asked for (the message lists its sheets)."""
 
     def __init__(self, name: str, names: list[str]) -> None:
         super().__init__(f"no sheet {name!r}; the workbook's sheets are {names}")
-        self.names = names
 
 
 def sheet_names(path: str | Path) -> list[str]:
     """The names of a workbook's sheets, in their order ([] if it cannot be read)."""
     try:
         with zipfile.ZipFile(path) as archive:
-            workbook = ElementTree.fromstring(archive.read("xl/workbook.xml"))
+            return [s.get("name", "") for s in _sheets(archive)]
     except (zipfile.BadZipFile, KeyError, ElementTree.ParseError, OSError):
         return []
-    return [s.get("name", "") for s in workbook.findall("m:sheets/m:sheet", _NS)]
 
 
 def read_xlsx(path: str | Path, sheet_name: str | None = None) -> list[list[str]]:
