@@ -11,11 +11,13 @@ the global per-channel means and deviations of stages 2-7 (1,536 numbers) of:
   quad112   the same four crops through the stem one by one, statistics pooled over all
             four (exact for equal crops: means averaged, second moments averaged),
   quad160   four 160 x 160 crops at the same centres, pooled (about twice c224's cost),
-  c320      the centre 320 crop (about twice c224's cost: more pixels, same place).
+  c320      the centre 320 crop (about twice c224's cost: more pixels, same place),
+  nss       not the stem: 42 natural-scene statistics of the whole 512 input's
+            luminance, at 512 and 256 (`nss.py`; 2026-12-07).
 Needs only the package and ../shared; 13 minutes on 2 cores. Writes
 runs/native_view/coverage.npz (plain float64 arrays; `coverage_compare.py` reads it).
 
-    python recipes/experiments/native_view/coverage.py [VIEW ...]   (default: all six)"""
+    python recipes/experiments/native_view/coverage.py [VIEW ...]   (default: all seven)"""
 
 import logging
 import sys
@@ -24,10 +26,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from nss import nss
 from shipped_parts import BIQ, split, synthetic
 
 from mpiqa.data.distortions.tasks import render
 from mpiqa.data.images import load_image
+from mpiqa.data.transforms import STATS
 from mpiqa.models.registry import create_model
 
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -69,6 +73,7 @@ VIEWS = {
     "quad112": lambda p: pooled(p, 112),
     "quad160": lambda p: pooled(p, 160),
     "c320": lambda p: stats(crop(p, 256, 256, 320)),
+    "nss": lambda p: nss(p, *STATS[model.preprocess_options.get("stats", "clip")]),
 }
 
 

@@ -16,7 +16,11 @@ where SET is views joined by '+' (default: the sets below), optionally followed 
 ':rank' (each rated row's target its MOS's rank within its source, scaled to [0, 1]) or
 ':z' (the MOS standardised within its source, then put back on the pooled MOS's mean and
 deviation); the last two change the probe's targets only, never what it is judged on.
-A SET may end in '@ALPHA': both ridges then take that penalty instead of the CV's choice."""
+A SET may end in '@ALPHA': both ridges then take that penalty instead of the CV's choice.
+A view may end in '^K' (`w384+c224+nss^30`): its columns then enter K times, which for a
+ridge on standardised features is that view's penalty divided by K (the probe's fit
+has one penalty for all columns; 42 `nss` numbers beside 3,072 would otherwise count
+for little)."""
 
 import logging
 import sys
@@ -70,7 +74,10 @@ shipped_probe = towers["val"][:, 2]
 
 def features(views: str, prefix: str) -> torch.Tensor:
     views, _, transform = views.partition(":")
-    parts = [d[f"{prefix}_{v}"] for v in views.split("+")]
+    parts = []
+    for v in views.split("+"):  # VIEW^K: the view's columns K times (its penalty / K)
+        v, _, k = v.partition("^")
+        parts += [d[f"{prefix}_{v}"]] * int(k or 1)
     if transform == "log":  # the second half of each view's statistics are deviations
         parts = [
             np.concatenate([p[:, : p.shape[1] // 2], np.log(p[:, p.shape[1] // 2 :] + 1e-6)], 1)
