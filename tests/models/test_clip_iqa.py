@@ -78,6 +78,14 @@ def test_bad_tensor_input(model):
         model.score(torch.rand(2, 4, 8, 8))
     with pytest.raises(ValueError, match="float"):
         model.score(torch.zeros(1, 3, 8, 8, dtype=torch.uint8))
+    nan = torch.rand(1, 3, 8, 8)
+    nan[0, 1, 2, 3] = float("nan")  # passed the [0, 1] check and scored NaN
+    with pytest.raises(ValueError, match="finite"):
+        model.score(nan)
+    with pytest.raises(ValueError, match="must have pixels"):  # was ZeroDivisionError
+        model.score(torch.rand(1, 3, 0, 8))
+    with pytest.raises(ValueError, match=r"inputs\[1\]: an image must have pixels"):
+        model.score([Image.new("RGB", (8, 8)), Image.new("RGB", (8, 0))])
 
 
 def test_sequences_of_the_wrong_items_are_named_and_empty_ones_score_nothing(model, image_files):

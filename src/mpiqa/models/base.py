@@ -139,10 +139,8 @@ class IQAModel(nn.Module):
         """Preprocessed crops of ``inputs``, ``batch_size`` images at a time."""
         if isinstance(inputs, torch.Tensor):
             images: list = list(_check_pixels(inputs))
-        elif isinstance(inputs, (str, Path, Image.Image)):
-            images = [inputs]
         else:
-            images = list(inputs)
+            images = [inputs] if isinstance(inputs, (str, Path, Image.Image)) else list(inputs)
             for i, x in enumerate(images):  # checked up front, before any image is scored
                 if not isinstance(x, (str, Path, Image.Image)):
                     raise TypeError(
@@ -150,6 +148,8 @@ class IQAModel(nn.Module):
                         f"{type(x).__module__}.{type(x).__qualname__} (for pixels, score() takes one "
                         "(N, 3, H, W) float tensor in [0, 1])"
                     )
+                if isinstance(x, Image.Image) and not (x.width and x.height):
+                    raise ValueError(f"inputs[{i}]: an image must have pixels, got size {x.size}")
         for start in range(0, len(images), batch_size):
             chunk = images[start : start + batch_size]
             loaded = [
@@ -171,7 +171,8 @@ class IQAModel(nn.Module):
 
         Raises:
             ImageDecodeError: a file cannot be decoded (the message names it).
-            ValueError: a tensor of the wrong shape or outside [0, 1].
+            ValueError: a tensor of the wrong shape or dtype, without pixels, or with
+                values outside [0, 1] (NaN included).
             TypeError: an item of a sequence is neither a path nor a PIL image.
         """
         scores = [self.score_crops(crops) for crops in self._crop_batches(inputs, batch_size)]
@@ -217,6 +218,11 @@ def _check_pixels(pixels: torch.Tensor) -> torch.Tensor:
         )
     if not pixels.is_floating_point():
         raise ValueError(f"expected float pixels in [0, 1], got dtype {pixels.dtype}")
+    if len(pixels) and not (pixels.shape[2] and pixels.shape[3]):
+        raise ValueError(f"an image must have pixels, got shape {tuple(pixels.shape)}")
+    # NaN compares false with both bounds, so it needs its own check
+    if not torch.isfinite(pixels).all():
+        raise ValueError("pixel values must be finite, got NaN or infinity")
     if pixels.numel() and (pixels.min() < 0 or pixels.max() > 1):
         low, high = pixels.min().item(), pixels.max().item()
         raise ValueError(f"pixel values must lie in [0, 1], got [{low:.3g}, {high:.3g}]")
