@@ -3,15 +3,19 @@ as TorchScript and as ONNX (run by onnxruntime)."""
 
 from __future__ import annotations
 
+import importlib.util
 import sys
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 import mpiqa
 from mpiqa.backbones import build_random_clip
 from mpiqa.cli.main import main
-from mpiqa.export import export, run_exported
+from mpiqa.export import export, metadata, random_images, read_metadata, run_exported
 from mpiqa.models.mmp_iqa import MMPConfig, MultiModalPromptIQA
 from mpiqa.models.registry import DEFAULT_MODEL
 
@@ -48,11 +52,12 @@ MODELS = {
     "detail-probe": _detail_probe_model,
 }
 SUFFIX = {"torchscript": "pt", "onnx": "onnx"}
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
 def _check(model, path):
     for batch in (1, 3, 5):
-        pixels = torch.randn(batch, 3, model.image_size, model.image_size)
+        pixels = random_images(model, batch, seed=batch)
         with torch.no_grad():
             eager = model(pixels)
         exported = run_exported(path, pixels)
@@ -118,3 +123,57 @@ def test_cli_export_defaults_to_the_scoring_model(tmp_path, capsys):
     expected = mpiqa.create_model("clip-iqa", backbone="test-tiny", weights="random")
     pixels = torch.randn(2, 3, expected.image_size, expected.image_size)
     torch.testing.assert_close(scripted(pixels), expected(pixels), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
+def test_exported_files_say_how_to_prepare_their_input(tmp_path, fmt):
+    if fmt == "onnx":
+        pytest.importorskip("onnxscript")
+    out = tmp_path / f"m.{SUFFIX[fmt]}"
+    args = ["export", "--model", "clip-iqa", "--backbone", "test-tiny", "--weights", "random"]
+    assert main([*args, "--out", str(out)]) == 0
+    meta = read_metadata(out)
+    model = mpiqa.create_model("clip-iqa", backbone="test-tiny", weights="random")
+    size = model.image_size
+    assert meta["format"] == "mpiqa-export/1" and meta["source"] == "clip-iqa"
+    assert meta["mpiqa_version"] == mpiqa.__version__
+    assert meta["input"]["shape"] == ["N", 3, size, size]
+    pre = meta["input"]["preprocess"]
+    assert (pre["mode"], pre["resize_shorter_side"], pre["center_crop"]) == ("center", size, size)
+    assert meta["input"]["normalize"]["mean"] == pytest.approx([0.48145466, 0.4578275, 0.40821073])
+    assert meta["output"] == {"name": "score", "range": [0.0, 1.0], "lower_better": False}
+
+
+def test_read_metadata_of_other_files(tmp_path):
+    plain = tmp_path / "plain.pt"
+    torch.jit.save(torch.jit.script(torch.nn.Identity()), str(plain))
+    assert read_metadata(plain) == {}  # exported before mpiqa wrote metadata
+    junk = tmp_path / "junk.pt"
+    junk.write_text("not a model")
+    with pytest.raises(ValueError, match=r"junk\.pt: not an exported model"):
+        read_metadata(junk)
+    if importlib.util.find_spec("onnx"):
+        with pytest.raises(ValueError, match=r"junk\.onnx: not an exported model"):
+            read_metadata(junk.rename(tmp_path / "junk.onnx"))
+
+
+def _example_script():
+    spec = importlib.util.spec_from_file_location(
+        "score_onnx", EXAMPLES / "deploy" / "score_onnx.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("size", [(40, 30), (30, 40), (200, 30), (30, 200), (64, 64), (12, 9)])
+@pytest.mark.parametrize("squash", [False, True])
+def test_the_example_prepares_images_as_mpiqa_does(size, squash):
+    # examples/deploy/score_onnx.py follows an exported file's metadata with Pillow and numpy
+    # alone; its pixels must be the model's own (wide, tall, beyond 4:1, small images)
+    model = mpiqa.create_model("clip-iqa", backbone="test-tiny", weights="random")
+    model.preprocess_options = {"resize": model.image_size + 4, "squash": squash}
+    rng = np.random.default_rng(sum(size))
+    image = Image.fromarray(rng.integers(0, 256, (*size[::-1], 3), dtype=np.uint8))
+    mine = _example_script().preprocess(image, metadata(model))
+    torch.testing.assert_close(torch.from_numpy(mine), model.preprocess(image), atol=1e-6, rtol=0)

@@ -27,7 +27,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "export",
         help="export a model (prompts folded in) for deployment",
         description="Write the model as one file from CLIP-normalised pixels (N, 3, S, S) to "
-        "scores (N,), then check it against eager mode on 3 random images.",
+        "scores (N,), with the preprocessing it expects in its metadata (key 'mpiqa'), then "
+        "check it against eager mode on 3 random 8-bit images.",
     )
     source = p.add_mutually_exclusive_group()
     source.add_argument("--checkpoint", metavar="FILE", help="best.safetensors of a training run")
@@ -53,19 +54,18 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--out {args.out}: ONNX files, and only they, must end in .onnx")
     if args.checkpoint:
         model = load_checkpoint(args.checkpoint, weights=args.weights)
+        source = Path(args.checkpoint).name
     else:
-        model = create_model(
-            model_for(args.model, args.backbone, args.weights),
-            weights=args.weights, backbone=args.backbone, seed=args.seed,
-        )  # fmt: skip
-    path = export(model, args.out, fmt)
+        source = model_for(args.model, args.backbone, args.weights)
+        model = create_model(source, weights=args.weights, backbone=args.backbone, seed=args.seed)
+    path = export(model, args.out, fmt, source=source)
     try:
         difference = parity(model, path)
     except ImportError:
         logger.warning("wrote %s; onnxruntime is not installed, so parity was not checked", path)
         return 0
     print(
-        f"wrote {path} ({fmt}); largest difference from eager mode on 3 random images: {difference:.2e}"
+        f"wrote {path} ({fmt}); largest difference from eager mode on 3 random 8-bit images: {difference:.2e}"
     )
     if difference > PARITY_TOLERANCE:
         logger.error("the exported model differs from eager mode by more than %g", PARITY_TOLERANCE)
