@@ -128,3 +128,35 @@ def test_a_stopped_two_process_run_keeps_its_rows_and_resume_completes_them(tmp_
         return "".join(",".join(r) + "\n" for r in [rows[0], *sorted(rows[1:])])
 
     _same_scores(by_path(out.read_text()), by_path(single.read_text()))
+
+
+def test_two_process_resume_completes_the_file_in_file_order(tmp_path):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    rng = np.random.default_rng(2)
+    for i in range(9):
+        Image.fromarray(rng.integers(0, 255, (24, 32, 3), dtype=np.uint8)).save(
+            folder / f"img{i}.png"
+        )
+    # an earlier run that scored three of the nine, one row's score marked: a resumed
+    # file keeps its rows as they are
+    out = tmp_path / "scores.csv"
+    first = [str(folder / f"img{i}.png") for i in (1, 4, 5)]
+    assert main(["score", *first, "--out", str(out), *TINY]) == 0
+    marked = [[p, "0.123456" if p == first[1] else s] for p, s in _rows(out)]
+    out.write_text("".join(",".join(r) + "\n" for r in marked))
+    # before, refused: "--resume runs in one process (not under torchrun)"
+    result = torchrun(["-v", "score", str(folder), "--out", str(out), "--resume", *TINY])
+    assert result.returncode == 0, result.stderr[-3000:]
+    # one line for the run (before, one per process)
+    assert result.stderr.count(f"scored 6 file(s) into {out} (3 already there)") == 1
+    assert dict(_rows(out)[1:])[first[1]] == "0.123456"  # not scored again
+    # the earlier rows first, then the others in file order: what one process writes
+    assert main(["score", *first, "--out", str(tmp_path / "one.csv"), *TINY]) == 0
+    assert main(["score", str(folder), "--out", str(tmp_path / "one.csv"), "--resume", *TINY]) == 0
+    expected = [[p, "0.123456" if p == first[1] else s] for p, s in _rows(tmp_path / "one.csv")]
+    _same_scores(out.read_text(), "".join(",".join(r) + "\n" for r in expected))
+
+
+def _rows(path: Path) -> list[list[str]]:
+    return list(csv.reader(io.StringIO(path.read_text())))

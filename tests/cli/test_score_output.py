@@ -79,6 +79,20 @@ def test_resume_drops_a_row_cut_off_by_a_hard_kill(photos, tmp_path):
     assert _rows(out) == full
 
 
+def test_resume_knows_a_file_by_any_form_of_its_path(photos, tmp_path, monkeypatch, capsys):
+    # the first run named the folder one way, the resume another: before, every file
+    # was scored again and listed twice
+    monkeypatch.chdir(photos.parent)
+    out = tmp_path / "s.csv"
+    first = ["photos/img00.png", "./photos/img01.png", str(photos / "img02.png")]
+    assert main(["score", *first, "--out", str(out), *TINY]) == 0
+    capsys.readouterr()
+    assert main(["-v", "score", "./photos/", "--out", str(out), "--resume", *TINY]) == 0
+    assert f"scored 9 file(s) into {out} (3 already there)" in capsys.readouterr().err
+    names = [os.path.basename(row[0]) for row in _rows(out)[1:]]
+    assert sorted(names) == sorted(f"img{i:02d}.png" for i in range(12))  # none twice
+
+
 def test_resume_with_other_settings_is_refused(photos, tmp_path, capsys):
     out = tmp_path / "s.csv"
     assert main(["score", str(photos), "--out", str(out), *TINY]) == 0

@@ -258,23 +258,30 @@ def _open_shared_output(args, model, header: list[str], context: distributed.Con
     with errors.reported_once(context):
         if not (context.is_main and args.out):
             return None
-        output = CSVOutput(args.out, header, _settings(args, model), resume=False)
+        output = CSVOutput(args.out, header, _settings(args, model), args.resume)
         return output.__enter__()
 
 
 def _score_shared(
     args, model, files: list[str], header: list[str], columns, context: distributed.Context
-) -> tuple[int, bool]:
-    """torchrun: each process scores every world_size-th file. With ``--out``, every
-    process appends each row to the one file as it is scored (a killed run keeps them,
-    and ``--resume`` in one process completes the file); at the end the first process
-    puts them in file order. To stdout, the first process merges the processes' parts.
-    Either way the CSV is the one a single process writes. Returns (failed, stopped)
-    over all processes."""
-    from mpiqa.cli.score_output import RowAppender, sort_file
+) -> tuple[int, bool, int]:
+    """torchrun: each process scores every world_size-th file (with ``--resume``, of the
+    files ``--out`` lacks, as the first process read it). With ``--out``, every process
+    appends each row to the one file as it is scored (a killed run keeps them, and
+    ``--resume`` completes the file); at the end the first process puts them in file
+    order. To stdout, the first process merges the processes' parts. Either way the CSV
+    is the one a single process writes. Returns (failed, stopped, files already in a
+    resumed ``--out``) over all processes."""
+    from mpiqa.cli.score_output import RowAppender, file_key, sort_file
 
     output = _open_shared_output(args, model, header, context)
-    mine = distributed.shard(files, context)
+    if args.resume:  # the first process read the file; the others append to it after
+        done = set(distributed.broadcast_object(sorted(output.done) if output else None, context))
+        todo = [f for f in files if file_key(f) not in done]
+        skipped = len(files) - len(todo)
+    else:
+        todo, skipped = files, 0
+    mine = distributed.shard(todo, context)
     paths, index_of = [p for _, p in mine], [i for i, _ in mine]
     # torchrun passes its SIGTERM on to every process: the first keeps the rows, as one
     # process does (the others' rows are in the same file)
@@ -303,10 +310,11 @@ def _score_shared(
         stopped = bool(distributed.sum_over_ranks(int(stopped), context))
         distributed.barrier(context)
         if context.is_main and output is not None:
-            position = {path: i for i, path in enumerate(files)}
+            # a resumed file's earlier rows stay first, as one process leaves them
+            position = {path: i for i, path in enumerate(todo)}
 
             def in_file_order(rows: list[list[str]]) -> list[list[str]]:
-                rows = sorted(rows, key=lambda row: position.get(row[0], len(position)))
+                rows = sorted(rows, key=lambda row: position.get(row[0], -1))
                 return sort_rows(rows) if args.sort else rows
 
             sort_file(output.writing, in_file_order)
@@ -318,7 +326,7 @@ def _score_shared(
             writer.writerows(sort_rows(rows) if args.sort else rows)
             shutil.rmtree(part_dir, ignore_errors=True)
         distributed.barrier(context)
-    return failed, stopped
+    return failed, stopped, skipped
 
 
 def _first_few(names: list[str], n: int = 3) -> str:
@@ -330,8 +338,6 @@ def _prepare(args: argparse.Namespace, context: distributed.Context, device: str
     a folder could not be listed and ``--on-error fail`` stops the run."""
     if args.resume and not args.out:
         raise ValueError("--resume needs --out FILE.csv (the file to complete)")
-    if args.resume and context.active:
-        raise ValueError("--resume runs in one process (not under torchrun)")
     if args.files_from == "-" and context.active:
         raise ValueError("--files-from - reads standard input, which torchrun does not share")
     paths = list(args.paths) + (read_path_list(args.files_from) if args.files_from else [])
@@ -401,7 +407,9 @@ def run(args: argparse.Namespace) -> int:
             )  # fmt: skip
             writer.writerows(sort_rows(held))
         else:
-            failed, stopped = _score_shared(args, model, found.files, header, columns, context)
+            failed, stopped, skipped = _score_shared(
+                args, model, found.files, header, columns, context
+            )
     finally:
         distributed.shutdown(context)
     if stopped:
@@ -419,6 +427,8 @@ def run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
         return 1
+    if not context.is_main:  # one line for the run, from the first process
+        return 0
     logger.info(
         "scored %d file(s)%s%s", scored, f" into {args.out}" if args.out else "",
         f" ({skipped} already there)" if skipped else "",
@@ -475,12 +485,11 @@ def _on_sigterm(signum, frame):  # pragma: no cover - exercised in a subprocess 
 def _score_to_file(args, model, files: list[str], header, columns) -> tuple[int, bool, int]:
     """Score into ``--out`` through :class:`CSVOutput` (see its module). Returns
     (failed, stopped, files already in a resumed ``--out``)."""
-    from mpiqa.cli.score_output import CSVOutput
+    from mpiqa.cli.score_output import CSVOutput, file_key
 
     output = CSVOutput(args.out, header, _settings(args, model), args.resume)
     with output:
-        done = output.done
-        missing = [i for i, f in enumerate(files) if f not in done]
+        missing = [i for i, f in enumerate(files) if file_key(f) not in output.done]
         skipped = len(files) - len(missing)
         # Whole batches of the original run are scored again and only missing rows
         # written: the same batches give bit-identical scores to an uninterrupted run.
@@ -489,7 +498,7 @@ def _score_to_file(args, model, files: list[str], header, columns) -> tuple[int,
         todo = [files[j] for b in batches for j in range(b * size, min((b + 1) * size, len(files)))]
 
         def write(row: list[str]) -> None:
-            if row[0] not in done:
+            if file_key(row[0]) not in output.done:
                 output.write(row)
 
         with _keeping_rows(output):

@@ -5,9 +5,11 @@
   that ``--resume`` completes), else into a hidden ``.NAME.*.partial`` file beside it
   that replaces it by a rename when the run ends or is interrupted (SIGINT, SIGTERM).
   A run that fails (disk full, a write error) leaves an earlier ``--out`` as it was.
-- ``--resume`` appends to an existing ``--out`` the rows of the files it lacks. How the
-  file was scored (model, weights, crop ...) is kept beside it (``.NAME.mpiqa.json``);
-  a resume with other settings is refused.
+- ``--resume`` appends to an existing ``--out`` the rows of the files it lacks (a file
+  counts as there whatever form its path was given in: ``./a.jpg``, ``a.jpg`` and its
+  absolute path are one file, from the same working folder). How the file was scored
+  (model, weights, crop ...) is kept beside it (``.NAME.mpiqa.json``); a resume with
+  other settings is refused.
 - One process at a time: a second run on the same ``--out`` is refused (a lock file).
 - Folders of ``--out`` that do not exist yet are made.
 - File names round-trip: bytes that are not UTF-8 are written as they are
@@ -40,6 +42,9 @@ class CSVOutput:
     header: its columns.
     settings: what decides the scores (compared on ``resume``).
     resume: append to ``path`` instead of replacing it.
+
+    Attributes:
+        done: on ``resume``, the :func:`file_key` of every file the file has a row for.
     """
 
     def __init__(self, path: str | Path, header: list[str], settings: dict, resume: bool) -> None:
@@ -142,7 +147,7 @@ class CSVOutput:
         rows = list(csv.reader(text.splitlines(keepends=True)))
         if not rows or rows[0] != self.header:
             raise OutputError(f"--resume: {self.path} does not start with the header {self.header}")
-        self.done = {row[0] for row in rows[1:] if row}
+        self.done = {file_key(row[0]) for row in rows[1:] if row}
         self._file = open(self.path, "r+", newline="", encoding="utf-8", errors="surrogateescape")  # noqa: SIM115
         self._file.truncate(self._good_size)
         self._file.seek(self._good_size)
@@ -203,6 +208,13 @@ class CSVOutput:
         if self._lock is not None:
             self._lock.close()
             self._lock = None
+
+
+def file_key(path: str) -> str:
+    """What tells files apart on ``--resume``: the path made absolute and normal (a
+    run given ``photos/`` writes ``photos/a.jpg``; one given ``./photos`` or the
+    absolute path asks for the same file)."""
+    return os.path.abspath(path)
 
 
 def csv_line(row: list[str]) -> str:
