@@ -255,7 +255,7 @@ def test_a_closed_pipe_ends_quietly(folder):
     assert done.returncode == 141
 
 
-def test_bf16_scores_follow_fp32(capsys):
+def test_bf16_scores_follow_fp32(capsys, tmp_path):
     # the default model on the example photos: bf16 autocast keeps scores and their order
     import csv as _csv
     from pathlib import Path as _Path
@@ -277,5 +277,9 @@ def test_bf16_scores_follow_fp32(capsys):
     from scipy.stats import spearmanr
 
     assert spearmanr([fp32[k] for k in keys], [bf16[k] for k in keys])[0] >= 0.9
-    assert main(["score", examples, "--precision", "fp16", "--workers", "0"]) == 2
-    assert "fp16 needs a CUDA device" in capsys.readouterr().err
+    out = tmp_path / "fp16" / "scores.csv"
+    assert main(["score", examples, "--precision", "fp16", "--out", str(out)]) == 2
+    captured = capsys.readouterr()
+    assert "fp16 needs a CUDA device" in captured.err
+    # refused before any output: before, the CSV's header (on stdout, or a file of it)
+    assert captured.out == "" and not out.parent.exists()

@@ -13,6 +13,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import torch
 from tqdm import tqdm
 
 from mpiqa import distributed, errors
@@ -30,7 +31,7 @@ from mpiqa.models.registry import (
     model_for,
     resolve_device,
 )
-from mpiqa.scoring import PRECISIONS, score_files
+from mpiqa.scoring import PRECISIONS, precision_context, score_files
 
 logger = logging.getLogger("mpiqa.cli.score")
 
@@ -338,6 +339,9 @@ def _prepare(args: argparse.Namespace, context: distributed.Context, device: str
     a folder could not be listed and ``--on-error fail`` stops the run."""
     if args.resume and not args.out:
         raise ValueError("--resume needs --out FILE.csv (the file to complete)")
+    # fp16 on a CPU: refused here, before any output is made (it was found at the first
+    # batch, after the CSV's header was written)
+    precision_context(args.precision, torch.device(device))
     if args.files_from == "-" and context.active:
         raise ValueError("--files-from - reads standard input, which torchrun does not share")
     paths = list(args.paths) + (read_path_list(args.files_from) if args.files_from else [])

@@ -96,10 +96,11 @@ def resolve_device(device: str | torch.device) -> torch.device:
     """
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    runs_on = "mpiqa runs on cpu, cuda, cuda:N, mps or auto"
     try:
         resolved = torch.device(device)
-    except (RuntimeError, TypeError) as err:
-        raise ValueError(f"unknown device {device!r}: {err}") from None
+    except (RuntimeError, TypeError):  # torch's message lists every backend it knows
+        raise ValueError(f"unknown device {device!r}: {runs_on}") from None
     if resolved.type == "cuda":
         if not torch.cuda.is_available():
             raise ValueError(f"device {device!r}: CUDA is not available on this machine")
@@ -110,7 +111,7 @@ def resolve_device(device: str | torch.device) -> torch.device:
         if not torch.backends.mps.is_available():
             raise ValueError(f"device {device!r}: MPS is not available on this machine")
     elif resolved.type != "cpu":
-        raise ValueError(f"device {device!r}: mpiqa runs on cpu, cuda, cuda:N, mps or auto")
+        raise ValueError(f"device {device!r}: {runs_on}")
     return resolved
 
 
