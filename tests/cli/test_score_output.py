@@ -219,3 +219,51 @@ def test_sort_score_puts_the_worst_first(photos, tmp_path, capsys):
     # a sorted file still resumes (rows are matched by path)
     assert main(["score", str(photos), "--out", str(out), "--resume", *TINY]) == 0
     assert len(_rows(out)) == 13
+
+
+def test_a_run_killed_over_an_earlier_out_is_resumed_from_its_own_rows(tmp_path, capsys):
+    """kill -9 (or the kernel's out-of-memory killer) leaves no time to keep the rows:
+    over an earlier --out they stay in the hidden file; the next run names it, and
+    --resume with the same options takes it up (before: it completed the earlier file,
+    and the killed run's rows were left behind)."""
+    import subprocess
+    import sys
+    import time
+
+    folder = tmp_path / "many"
+    folder.mkdir()
+    rng = np.random.default_rng(3)
+    for i in range(600):
+        Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(
+            folder / f"{i:03d}.png"
+        )
+    out = tmp_path / "s.csv"
+    out.write_text("path,score\nyesterday.png,0.5\n")  # an earlier --out (not mpiqa's)
+    flags = [*TINY, "--batch-size", "1"]
+    run = subprocess.Popen(
+        [sys.executable, "-m", "mpiqa", "score", str(folder), "--out", str(out), *flags],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while run.poll() is None and time.monotonic() < deadline:
+        if any(f.read_bytes().count(b"\n") >= 6 for f in tmp_path.glob(".s.csv.*.partial")):
+            break
+        time.sleep(0.01)
+    assert run.poll() is None, "the run ended before it could be killed"
+    run.kill()
+    run.wait(timeout=60)
+    (orphan,) = tmp_path.glob(".s.csv.*.partial")
+    assert out.read_text() == "path,score\nyesterday.png,0.5\n"
+    # another run over --out (other options) says where the rows are, and leaves them
+    assert main(["score", str(folder), "--out", str(tmp_path / "other.csv"), *flags]) == 0
+    capsys.readouterr()
+    assert main(["score", str(folder / "000.png"), "--out", str(out), *TINY, "--seed", "4"]) == 0
+    assert f"{orphan} holds" in capsys.readouterr().err and orphan.exists()
+    # that run replaced --out with other settings: put the earlier file back, then resume
+    out.write_text("path,score\nyesterday.png,0.5\n")
+    kept = orphan.read_bytes().count(b"\n") - 1
+    assert main(["score", str(folder), "--out", str(out), "--resume", *flags]) == 0
+    rows = _rows(out)
+    assert "yesterday.png" not in {r[0] for r in rows}
+    assert sorted(rows[1:]) == sorted(_rows(tmp_path / "other.csv")[1:]) and kept >= 5
+    assert not list(tmp_path.glob(".s.csv.*partial*"))

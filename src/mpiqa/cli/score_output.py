@@ -10,6 +10,9 @@
   absolute path are one file, from the same working folder). How the file was scored
   (model, weights, crop ...) is kept beside it (``.NAME.mpiqa.json``); a resume with
   other settings is refused.
+- A run killed outright (``kill -9``, out of memory, power lost) over an earlier
+  ``--out`` leaves its rows in the hidden file; the next ``--resume`` with the same
+  settings takes that file as the one to complete, and any other run says it is there.
 - One process at a time: a second run on the same ``--out`` is refused (a lock file).
 - Folders of ``--out`` that do not exist yet are made.
 - File names round-trip: bytes that are not UTF-8 are written as they are
@@ -20,12 +23,16 @@ from __future__ import annotations
 
 import csv
 import fcntl
+import glob
 import io
 import json
+import logging
 import os
 from pathlib import Path
 
 from mpiqa.atomic import atomic_write, temp_beside
+
+logger = logging.getLogger(__name__)
 
 
 class OutputError(ValueError):
@@ -80,6 +87,7 @@ class CSVOutput:
             raise OutputError(f"--out {self.path}: {err.strerror or err}") from None
         try:
             self._take_lock()
+            self._adopt_killed_run()
             if self.resume:
                 self._open_for_resume()
             else:
@@ -111,10 +119,40 @@ class CSVOutput:
             self._lock = None
             raise OutputError(f"--out {self.path}: another mpiqa run is writing it") from None
 
+    def _killed_runs(self) -> list[Path]:
+        """Hidden files of earlier runs over ``path`` that were killed before they could
+        keep their rows (with the lock held, no running mpiqa writes one), newest last."""
+        pattern = f".{glob.escape(self.path.name)}.*.partial"
+        return sorted(self.path.parent.glob(pattern), key=lambda p: p.stat().st_mtime)
+
+    def _adopt_killed_run(self) -> None:
+        """On ``resume``, the newest killed run's file with these settings becomes
+        ``path`` (that run was to replace it; it is the one to complete). Otherwise
+        each such file is named in a warning, and left as it is."""
+        killed = self._killed_runs()
+        if self.resume and killed:
+            same = [p for p in killed if _read_json(_settings_of(p)) == self.settings]
+            if same:
+                os.replace(same[-1], self.path)
+                os.replace(_settings_of(same[-1]), _hidden(self.path, ".mpiqa.json"))
+                logger.info(
+                    "resuming %s: the rows of a run killed before it could keep them", same[-1].name
+                )
+                killed.remove(same[-1])
+        for orphan in killed:
+            rows = max(orphan.read_bytes().count(b"\n") - 1, 0)
+            logger.warning(
+                "%s holds %d row(s) of a run over --out %s that was killed before it could "
+                "keep them: `--resume` with that run's options completes them into --out; "
+                "delete the file if it is not wanted", orphan, rows, self.path,
+            )  # fmt: skip
+
     def _open_new(self) -> None:
         if self.path.exists():
-            # an earlier file stays until this run has ended: write beside it, rename last
+            # an earlier file stays until this run has ended: write beside it, rename last;
+            # its settings beside it, so a resume after a hard kill can take it up
             self._tmp = temp_beside(self.path, ".partial")
+            _settings_of(self._tmp).write_text(json.dumps(self.settings, indent=1))
             target = str(self._tmp)
         else:
             # nothing to protect: write in place, so even a hard kill leaves a file that
@@ -178,6 +216,7 @@ class CSVOutput:
             self._file.close()
             if self._tmp is not None:
                 os.replace(self._tmp, self.path)
+                _settings_of(self._tmp).unlink(missing_ok=True)
                 self._tmp = None
                 self._write_settings()
         except OSError as err:
@@ -200,6 +239,7 @@ class CSVOutput:
             pass
         if self._tmp is not None:
             self._tmp.unlink(missing_ok=True)
+            _settings_of(self._tmp).unlink(missing_ok=True)
             self._tmp = None
         self._release()
 
@@ -208,6 +248,18 @@ class CSVOutput:
         if self._lock is not None:
             self._lock.close()
             self._lock = None
+
+
+def _settings_of(partial: Path) -> Path:
+    """Where a hidden run file's settings are kept (``.NAME.XXXX.partial.json``)."""
+    return partial.with_name(partial.name + ".json")
+
+
+def _read_json(path: Path):
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def file_key(path: str) -> str:
