@@ -146,10 +146,12 @@ def test_two_process_resume_completes_the_file_in_file_order(tmp_path):
     marked = [[p, "0.123456" if p == first[1] else s] for p, s in _rows(out)]
     out.write_text("".join(",".join(r) + "\n" for r in marked))
     # before, refused: "--resume runs in one process (not under torchrun)"
-    result = torchrun(["-v", "score", str(folder), "--out", str(out), "--resume", *TINY])
+    result = torchrun(["-vv", "score", str(folder), "--out", str(out), "--resume", *TINY])
     assert result.returncode == 0, result.stderr[-3000:]
-    # one line for the run (before, one per process)
+    # one line for the run, and the first process's progress lines only (before, each
+    # process printed its own: the same lines twice)
     assert result.stderr.count(f"scored 6 file(s) into {out} (3 already there)") == 1
+    assert result.stderr.count("mpiqa: DEBUG: malloc tuned for large tensors") == 1
     assert dict(_rows(out)[1:])[first[1]] == "0.123456"  # not scored again
     # the earlier rows first, then the others in file order: what one process writes
     assert main(["score", *first, "--out", str(tmp_path / "one.csv"), *TINY]) == 0

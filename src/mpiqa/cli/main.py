@@ -75,6 +75,10 @@ def _configure_logging(verbose: int, quiet: bool) -> None:
     level = (
         logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
     )
+    if distributed.env_rank() != 0:
+        # under torchrun the other processes' progress lines repeat the first one's
+        # (every process loads the model, ...): warnings and errors only
+        level = max(level, logging.WARNING)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("mpiqa: %(levelname)s: %(message)s"))
     root = logging.getLogger("mpiqa")
