@@ -285,6 +285,17 @@ def test_csv_options_of_the_wrong_kind_are_refused_by_name(tmp_path, option, mes
         load_dataset("csv", tmp_path, **option)
 
 
+def test_labels_that_are_all_equal_say_so(tmp_path):
+    # before: "score scale (3.0, 3.0) is empty; give it (--dataset-option scale=...)",
+    # and with a scale given, "all labels are equal" came next
+    (tmp_path / "labels.csv").write_text("path,score\na.png,3\nb.png,3\n")
+    for name in ("a.png", "b.png"):
+        write_image(tmp_path / name)
+    with pytest.raises(DatasetFormatError, match=r"labels\.csv: every score is 3 \(2 row\(s\)\)"):
+        load_dataset("csv", tmp_path)
+    assert [r.raw_score for r in load_dataset("csv", tmp_path, scale=[1, 5])] == [3.0, 3.0]
+
+
 def test_a_number_given_for_a_text_option_is_its_text(tmp_path):
     (tmp_path / "labels.csv").write_text("path,2024\na.png,1\nb.png,3\n")
     for name in ("a.png", "b.png"):

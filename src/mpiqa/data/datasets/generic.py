@@ -175,6 +175,11 @@ def load_csv(
     if not rows:
         raise DatasetFormatError(f"{label}: no data rows")
     raws = [r[1] for r in rows]
+    if not scale and min(raws) == max(raws):  # no scale to infer, nor anything to rank
+        raise DatasetFormatError(
+            f"{label}: every score is {raws[0]:g} ({len(raws)} row(s)): there is no ranking "
+            "to learn or measure"
+        )
     scale = tuple(float(v) for v in scale) if scale else (min(raws), max(raws))
     if len(scale) != 2 or scale[1] <= scale[0]:
         raise DatasetFormatError(
