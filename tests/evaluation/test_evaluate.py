@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -91,6 +92,19 @@ def test_evaluating_a_shipped_model_on_images_it_trained_on_says_so(tmp_path, ca
     argv = ["evaluate", "--model", "mpiqa-tiny", "--dataset", "biq2021", "--root", str(tmp_path)]
     assert main([*argv, "--split", "all", "--out", str(out)]) == 0
     assert json.loads((out / "metrics.json").read_text())["n_trained_on"] == 2
+    assert "2 of the 3 images evaluated trained this model" in capsys.readouterr().err
+    # the same photos copied into a folder of the user's own, labelled by a CSV: known
+    # by their BIQ2021 names (before: no warning, n_trained_on 0)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    lines = ["path,score"]
+    for i, key in enumerate(names):
+        (mine / Path(key).name).write_bytes((tmp_path / key).read_bytes())
+        lines.append(f"{Path(key).name},{0.2 + i / 5}")
+    (mine / "labels.csv").write_text("\n".join(lines) + "\n")
+    argv = ["evaluate", "--model", "mpiqa-tiny", "--dataset", "csv", "--root", str(mine)]
+    assert main([*argv, "--out", str(tmp_path / "ev2")]) == 0
+    assert json.loads((tmp_path / "ev2" / "metrics.json").read_text())["n_trained_on"] == 2
     assert "2 of the 3 images evaluated trained this model" in capsys.readouterr().err
 
 

@@ -77,12 +77,17 @@ def _same_folder(a: str, b: str) -> bool:
 
 def shipped_training_images(name: str) -> set[str] | None:
     """Keys of the BIQ2021 images that trained a shipped model (its ``NAME-split.json``
-    beside the weights), or None for a model that ships without one."""
+    beside the weights), and their file names, or None for a model that ships without
+    one. BIQ2021's names (``ss01 (12).jpg``) are unique in the database, so the images
+    are known by name too when copied into a folder of their own (``--dataset csv``)."""
     from mpiqa.backbones.pretrained import packaged_path
     from mpiqa.data.splits import Split
 
     path = packaged_path(f"{name}-split.json")
-    return set(Split.load(path).train) if path.is_file() else None
+    if not path.is_file():
+        return None
+    keys = set(Split.load(path).train)
+    return keys | {Path(k).name for k in keys}
 
 
 def run(args: argparse.Namespace) -> int:

@@ -77,13 +77,18 @@ def evaluate_model(
     metrics and predictions.csv, and listed under ``failed`` in metrics.json; the rest
     are scored. ``n_failed`` in the returned metrics counts them.
 
-    ``trained_on``: keys of the images that trained the model; those among the evaluated
-    ones are counted (``n_trained_on`` in metrics.json) and a warning says the figures
-    are then partly in-sample.
+    ``trained_on``: keys of the images that trained the model (a bare file name matches
+    an evaluated image of that name in any folder); those among the evaluated ones are
+    counted (``n_trained_on`` in metrics.json) and a warning says the figures are then
+    partly in-sample.
     """
     dataset = load_dataset(dataset_name, root, check_images=check_images, **(dataset_options or {}))
     records = split_records(dataset, part, Path(split_file) if split_file else None)
-    seen = sum(r.key in trained_on for r in records) if trained_on else 0
+    seen = (
+        sum(r.key in trained_on or Path(r.key).name in trained_on for r in records)
+        if trained_on
+        else 0
+    )
     if seen:
         logger.warning(
             "%d of the %d images evaluated trained this model: its figures on them are "
