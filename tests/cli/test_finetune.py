@@ -166,3 +166,28 @@ def test_finetune_takes_absolute_paths_when_told(labels_csv, tmp_path, capsys):
     assert "lies outside" in err and "--allow-outside-root" in err
     assert main([*args, "--allow-outside-root", "--out", str(tmp_path / "b")]) == 0
     assert "24 labelled images" in capsys.readouterr().out
+
+
+def test_finetune_says_which_labels_trained_the_shipped_models(labels_csv, tmp_path, capsys):
+    # BIQ2021 photos that trained mpiqa-tiny and mpiqa-small, labelled by a user: both
+    # models' figures on them are in-sample (before: compared without a word)
+    from PIL import Image
+
+    from mpiqa.backbones.pretrained import packaged_path
+    from mpiqa.data.splits import Split
+
+    split = Split.load(packaged_path("mpiqa-tiny-split.json"))
+    names = [k.split("/")[-1] for k in [*split.train[:6], *split.val[:2]]]
+    lines = ["path,score"]
+    for i, name in enumerate(names):
+        Image.new("RGB", (48, 40), (30 * i, 90, 200 - 20 * i)).save(tmp_path / name)
+        lines.append(f"{name},{i % 5 + 1}")
+    (tmp_path / "biq.csv").write_text("\n".join(lines) + "\n")
+    run = tmp_path / "run"
+    args = ["finetune", str(tmp_path / "biq.csv"), "--steps", "1", "--folds", "2"]
+    assert main([*args, "--out", str(run)]) == 0
+    err = capsys.readouterr().err
+    assert "6 of the 8 labelled images trained mpiqa-tiny (the starting model)" in err
+    assert "6 of the 8 labelled images trained mpiqa-small (the reference)" in err
+    data = json.loads((run / "finetune.json").read_text())["finetune"]["data"]
+    assert data["trained_on"] == {"mpiqa-tiny": 6, "mpiqa-small": 6}

@@ -193,6 +193,8 @@ def run(args: argparse.Namespace) -> int:
     reference = None
     if args.reference != "none":
         reference = create_model(args.reference, device=args.device)
+    # recorded as data.trained_on in finetune.json / summary.json
+    data["trained_on"] = _in_sample([r for r in dataset if r.score is not None], args, start)
     if args.rounds > 1:
         record = run_rounds(
             make_model, backbone_info, dataset, config, args.shots, args.rounds, out,
@@ -231,6 +233,36 @@ def run(args: argparse.Namespace) -> int:
             args.reference,
         )
     return 0
+
+
+def _in_sample(records, args: argparse.Namespace, start: Path) -> dict[str, int]:
+    """How many labels are among the images that trained the starting model and the
+    reference (the shipped models trained on BIQ2021), each with a warning: figures on
+    them are in-sample (the fine-tuned model's too, when the starting model's are)."""
+    from mpiqa.cli.evaluate import shipped_training_images
+    from mpiqa.evaluation.evaluate import count_trained_on, training_images
+
+    start_name = str(start) if args.checkpoint else FINETUNE_START
+    models = {
+        start_name: (
+            training_images(start) if args.checkpoint else shipped_training_images(FINETUNE_START)
+        ),
+        args.reference: shipped_training_images(args.reference),
+    }
+    counts = {}
+    for name, trained_on in models.items():
+        if trained_on is None:
+            continue
+        counts[name] = seen = count_trained_on(records, trained_on)
+        if seen:
+            role = "the starting model" if name == start_name else "the reference"
+            also = " and the fine-tuned model's" if name == start_name else ""
+            logger.warning(
+                "%d of the %d labelled images trained %s (%s): its figures on them%s are "
+                "in-sample, optimistic for other images",
+                seen, len(records), name, role, also,
+            )  # fmt: skip
+    return counts
 
 
 def _rounds_table(record: dict, reference: str) -> str:

@@ -56,6 +56,14 @@ def training_images(checkpoint) -> set[str] | None:
     return None
 
 
+def count_trained_on(records, trained_on: set[str] | None) -> int:
+    """How many of ``records`` are among ``trained_on`` (keys of the images that trained
+    a model; a bare file name there matches an image of that name in any folder)."""
+    if not trained_on:
+        return 0
+    return sum(r.key in trained_on or Path(r.key).name in trained_on for r in records)
+
+
 def evaluate_model(
     model: IQAModel,
     dataset_name: str,
@@ -84,11 +92,7 @@ def evaluate_model(
     """
     dataset = load_dataset(dataset_name, root, check_images=check_images, **(dataset_options or {}))
     records = split_records(dataset, part, Path(split_file) if split_file else None)
-    seen = (
-        sum(r.key in trained_on or Path(r.key).name in trained_on for r in records)
-        if trained_on
-        else 0
-    )
+    seen = count_trained_on(records, trained_on)
     if seen:
         logger.warning(
             "%d of the %d images evaluated trained this model: its figures on them are "
