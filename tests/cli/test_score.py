@@ -110,6 +110,20 @@ def test_recursive_scoring_warns_of_folder_links_it_does_not_follow(folder, tmp_
     assert f"did not follow 1 symbolic link(s) to folders: {folder / 'more'}" in captured.err
 
 
+def test_hidden_files_are_left_out_with_a_warning(folder, capsys):
+    # a folder copied from a Mac: "._img2.png" holds file metadata, not an image (before:
+    # reported as a bad image, exit status 1); a thumbnail cache is not the photos
+    (folder / "._img2.png").write_bytes(b"\x00\x05\x16\x07AppleDouble")
+    (folder / ".thumbnails").mkdir()
+    Image.new("RGB", (8, 8)).save(folder / ".thumbnails" / "img2.png")
+    assert main(["score", str(folder), "-r", *TINY]) == 0
+    captured = capsys.readouterr()
+    assert [r[0] for r in _rows(captured.out)[1:]] == [
+        str(folder / n) for n in ("img1.bmp", "img2.png", "img10.jpg")
+    ]
+    assert "left out 2 hidden image file(s)" in captured.err and "._img2.png" in captured.err
+
+
 def test_worker_processes_give_the_same_csv(folder, capsys):
     assert main(["score", str(folder), *TINY]) == 0
     in_process = capsys.readouterr().out

@@ -33,6 +33,28 @@ def test_folders_files_and_missing_paths(tmp_path):
     assert explicit.files == [str(tmp_path / "b9.JPG"), str(tmp_path / "notes.txt"), "missing.jpg"]
 
 
+def test_hidden_files_and_folders_are_left_out_and_listed(tmp_path):
+    # a photo folder from a Mac drive or a NAS: before, "._IMG_1.JPG" (metadata, not an
+    # image) failed as a bad image, and the NAS's thumbnails were scored as photos
+    for name in ["IMG_1.JPG", "._IMG_1.JPG", ".DS_Store", ".@__thumb/IMG_1.JPG", "a/.b.png",
+                 "a/c.png", ".scores.csv.lock"]:  # fmt: skip
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"x")
+    flat = discover_images([str(tmp_path)])
+    assert flat.files == [str(tmp_path / "IMG_1.JPG")] and flat.ignored == []
+    assert flat.hidden == [str(tmp_path / "._IMG_1.JPG")]
+    deep = discover_images([str(tmp_path)], recursive=True)
+    assert deep.files == [str(tmp_path / "a" / "c.png"), str(tmp_path / "IMG_1.JPG")]
+    assert sorted(deep.hidden) == sorted(
+        str(tmp_path / n) for n in ["._IMG_1.JPG", ".@__thumb/IMG_1.JPG", "a/.b.png"]
+    )
+    # named, a hidden file or folder is searched as any other
+    named = discover_images([str(tmp_path / ".@__thumb"), str(tmp_path / "._IMG_1.JPG")])
+    assert sorted(named.files) == sorted(
+        [str(tmp_path / "._IMG_1.JPG"), str(tmp_path / ".@__thumb" / "IMG_1.JPG")]
+    )
+
+
 def test_a_symlink_loop_is_kept_for_scoring_to_report(tmp_path):
     (tmp_path / "a.jpg").write_bytes(b"x")
     (tmp_path / "loop.jpg").symlink_to("loop.jpg")  # is_dir() raises ELOOP on it

@@ -365,12 +365,20 @@ def _prepare(args: argparse.Namespace, context: distributed.Context, device: str
             print(f"mpiqa: error: cannot list folder {folder}{stop}", file=sys.stderr)
     if found.unreadable and stop:
         return None
-    if not found.files:
-        raise FileNotFoundError(
-            f"no image files in {_first_few(paths)}" + (f"; {left_out}" if left_out else "")
+    hidden = ""
+    if found.hidden:
+        hidden = (
+            f"left out {len(found.hidden)} hidden image file(s) (a name starting with '.', or "
+            "in such a folder: macOS's ._ copies of file metadata, thumbnail caches): "
+            f"{_first_few(found.hidden)} (name one, or its folder, to score it)"
         )
+    if not found.files:
+        notes = "".join(f"; {note}" for note in (left_out, hidden) if note)
+        raise FileNotFoundError(f"no image files in {_first_few(paths)}{notes}")
     if left_out and context.is_main:
         logger.warning("%s", left_out)  # files the user may expect scored (RAW, HEIC ...)
+    if hidden and context.is_main:
+        logger.warning("%s", hidden)
     if found.links and context.is_main:
         logger.warning(
             "did not follow %d symbolic link(s) to folders: %s (name one to score it)",

@@ -24,13 +24,15 @@ def natural_key(text: str) -> tuple:
 @dataclass
 class Discovery:
     """Files to score, the files of scanned folders left out for their extension, the
-    folders that could not be listed (``"folder: reason"``), and the symbolic links to
-    folders that a recursive search did not follow."""
+    image files of scanned folders left out for being hidden, the folders that could not
+    be listed (``"folder: reason"``), and the symbolic links to folders that a recursive
+    search did not follow."""
 
     files: list[str] = field(default_factory=list)
     ignored: list[str] = field(default_factory=list)
     unreadable: list[str] = field(default_factory=list)
     links: list[str] = field(default_factory=list)
+    hidden: list[str] = field(default_factory=list)
 
     def warn_unreadable(self) -> Discovery:
         """Log a warning per folder that could not be listed (for callers that go on
@@ -51,7 +53,12 @@ def discover_images(paths: Iterable[str], recursive: bool = False) -> Discovery:
     """Expand folders into their image files (by extension; ``recursive`` descends).
 
     A path that is a file is kept whatever its extension, and one that does not exist is
-    kept too, so that scoring reports it instead of dropping it silently. A folder that
+    kept too, so that scoring reports it instead of dropping it silently. Within a
+    scanned folder, files and folders whose names start with ``.`` are hidden: macOS's
+    ``._IMG_0001.JPG`` copies of file metadata (not images), thumbnail caches such as a
+    NAS's ``.@__thumb``, version control. Their image files are left out and listed in
+    ``hidden``; other hidden files are passed over (``.DS_Store``, mpiqa's own
+    ``.scores.csv.lock``). A hidden folder named as a path is searched as any other. A folder that
     cannot be listed (no permission, say) is recorded in ``unreadable`` and the others are
     still searched. A recursive search does not follow symbolic links to folders (as
     ``find`` without ``-L``; that also keeps loops out) and records them in ``links``.
@@ -61,6 +68,7 @@ def discover_images(paths: Iterable[str], recursive: bool = False) -> Discovery:
     ignored: list[str] = []
     unreadable: list[str] = []
     links: list[str] = []
+    hidden: list[str] = []
 
     def record(error: OSError) -> None:
         unreadable.append(f"{error.filename}: {error.strerror or error}")
@@ -84,7 +92,11 @@ def discover_images(paths: Iterable[str], recursive: bool = False) -> Discovery:
                 continue
         for folder, name in walk:
             full = os.path.join(folder, name)
-            if os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS:
+            image = os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+            if _hidden(os.path.relpath(full, raw)):
+                if image:
+                    hidden.append(full)
+            elif image:
                 found[full] = None
             else:
                 ignored.append(full)
@@ -93,7 +105,13 @@ def discover_images(paths: Iterable[str], recursive: bool = False) -> Discovery:
         ignored=sorted(ignored, key=natural_key),
         unreadable=unreadable,
         links=sorted(links, key=natural_key),
+        hidden=sorted(hidden, key=natural_key),
     )
+
+
+def _hidden(relative: str) -> bool:
+    """Whether a path within a scanned folder passes through a name starting with '.'."""
+    return any(part.startswith(".") for part in relative.split(os.sep))
 
 
 def read_path_list(source: str) -> list[str]:
