@@ -37,7 +37,7 @@ def test_hidden_files_and_folders_are_left_out_and_listed(tmp_path):
     # a photo folder from a Mac drive or a NAS: before, "._IMG_1.JPG" (metadata, not an
     # image) failed as a bad image, and the NAS's thumbnails were scored as photos
     for name in ["IMG_1.JPG", "._IMG_1.JPG", ".DS_Store", ".@__thumb/IMG_1.JPG", "a/.b.png",
-                 "a/c.png", ".scores.csv.lock"]:  # fmt: skip
+                 "a/c.png", ".scores.csv.lock", "a/@eaDir/c.png/SYNOPHOTO_THUMB_XL.jpg"]:  # fmt: skip
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_bytes(b"x")
     flat = discover_images([str(tmp_path)])
@@ -46,7 +46,13 @@ def test_hidden_files_and_folders_are_left_out_and_listed(tmp_path):
     deep = discover_images([str(tmp_path)], recursive=True)
     assert deep.files == [str(tmp_path / "a" / "c.png"), str(tmp_path / "IMG_1.JPG")]
     assert sorted(deep.hidden) == sorted(
-        str(tmp_path / n) for n in ["._IMG_1.JPG", ".@__thumb/IMG_1.JPG", "a/.b.png"]
+        str(tmp_path / n)
+        for n in [
+            "._IMG_1.JPG",
+            ".@__thumb/IMG_1.JPG",
+            "a/.b.png",
+            "a/@eaDir/c.png/SYNOPHOTO_THUMB_XL.jpg",
+        ]  # fmt: skip
     )
     # named, a hidden file or folder is searched as any other
     named = discover_images([str(tmp_path / ".@__thumb"), str(tmp_path / "._IMG_1.JPG")])

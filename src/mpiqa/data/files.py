@@ -56,7 +56,7 @@ def discover_images(paths: Iterable[str], recursive: bool = False) -> Discovery:
     kept too, so that scoring reports it instead of dropping it silently. Within a
     scanned folder, files and folders whose names start with ``.`` are hidden: macOS's
     ``._IMG_0001.JPG`` copies of file metadata (not images), thumbnail caches such as a
-    NAS's ``.@__thumb``, version control. Their image files are left out and listed in
+    NAS's ``.@__thumb`` (and Synology's ``@eaDir``, hidden here too), version control. Their image files are left out and listed in
     ``hidden``; other hidden files are passed over (``.DS_Store``, mpiqa's own
     ``.scores.csv.lock``). A hidden folder named as a path is searched as any other. A folder that
     cannot be listed (no permission, say) is recorded in ``unreadable`` and the others are
@@ -109,9 +109,14 @@ def discover_images(paths: Iterable[str], recursive: bool = False) -> Discovery:
     )
 
 
+# Synology's NAS keeps its thumbnails of every photo in folders of this name, unhidden
+_METADATA_FOLDERS = {"@eaDir"}
+
+
 def _hidden(relative: str) -> bool:
-    """Whether a path within a scanned folder passes through a name starting with '.'."""
-    return any(part.startswith(".") for part in relative.split(os.sep))
+    """Whether a path within a scanned folder passes through a name starting with '.'
+    (or a NAS's metadata folder)."""
+    return any(p.startswith(".") or p in _METADATA_FOLDERS for p in relative.split(os.sep))
 
 
 def read_path_list(source: str) -> list[str]:
