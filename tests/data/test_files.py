@@ -52,7 +52,7 @@ def test_hidden_files_and_folders_are_left_out_and_listed(tmp_path):
             ".@__thumb/IMG_1.JPG",
             "a/.b.png",
             "a/@eaDir/c.png/SYNOPHOTO_THUMB_XL.jpg",
-        ]  # fmt: skip
+        ]
     )
     # named, a hidden file or folder is searched as any other
     named = discover_images([str(tmp_path / ".@__thumb"), str(tmp_path / "._IMG_1.JPG")])
