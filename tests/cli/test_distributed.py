@@ -16,6 +16,7 @@ import pytest
 from PIL import Image
 
 from mpiqa.cli.main import main
+from tests.data.fixtures import write_noise_images
 from tests.torchrun import rerun_on_gloo_abort, torchrun
 
 pytestmark = rerun_on_gloo_abort  # see tests/torchrun.py
@@ -77,14 +78,8 @@ def test_two_process_scoring_equals_single_process(tmp_path):
 
 @pytest.mark.parametrize("earlier", [False, True], ids=["new --out", "over an earlier --out"])
 def test_a_stopped_two_process_run_keeps_its_rows_and_resume_completes_them(tmp_path, earlier):
-    folder = tmp_path / "imgs"
-    folder.mkdir()
-    rng = np.random.default_rng(1)
     n = 1500  # at one image per batch, seconds of scoring: time to stop it partway
-    for i in range(n):
-        Image.fromarray(rng.integers(0, 255, (24, 32, 3), dtype=np.uint8)).save(
-            folder / f"{i:04d}.png"
-        )
+    folder = write_noise_images(tmp_path / "imgs", [f"{i:04d}.png" for i in range(n)], seed=1)
     # the second process's first file is a 36-megapixel JPEG, decoded whole: the first
     # process writes rows 0000, 0002, 0004 ... before the second writes 0001
     (folder / "0001.png").unlink()
@@ -131,13 +126,7 @@ def test_a_stopped_two_process_run_keeps_its_rows_and_resume_completes_them(tmp_
 
 
 def test_two_process_resume_completes_the_file_in_file_order(tmp_path):
-    folder = tmp_path / "imgs"
-    folder.mkdir()
-    rng = np.random.default_rng(2)
-    for i in range(9):
-        Image.fromarray(rng.integers(0, 255, (24, 32, 3), dtype=np.uint8)).save(
-            folder / f"img{i}.png"
-        )
+    folder = write_noise_images(tmp_path / "imgs", [f"img{i}.png" for i in range(9)], seed=2)
     # an earlier run that scored three of the nine, one row's score marked: a resumed
     # file keeps its rows as they are
     out = tmp_path / "scores.csv"

@@ -16,6 +16,7 @@ from PIL import Image
 from mpiqa.cli import score as score_cmd
 from mpiqa.cli.main import main
 from mpiqa.cli.score_output import CSVOutput, OutputError
+from tests.data.fixtures import write_noise_images
 
 TINY = ["--backbone", "test-tiny", "--weights", "random", "--workers", "0", "--no-progress"]
 
@@ -230,13 +231,8 @@ def test_a_run_killed_over_an_earlier_out_is_resumed_from_its_own_rows(tmp_path,
     import sys
     import time
 
-    folder = tmp_path / "many"
-    folder.mkdir()
-    rng = np.random.default_rng(3)
-    for i in range(600):
-        Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(
-            folder / f"{i:03d}.png"
-        )
+    names = [f"{i:03d}.png" for i in range(600)]
+    folder = write_noise_images(tmp_path / "many", names, size=(16, 16), seed=3)
     out = tmp_path / "s.csv"
     out.write_text("path,score\nyesterday.png,0.5\n")  # an earlier --out (not mpiqa's)
     flags = [*TINY, "--batch-size", "1"]

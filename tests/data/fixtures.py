@@ -78,3 +78,17 @@ def write_image(path: Path, size=(8, 6), value=128) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.new("RGB", size, (value, value // 2, 255 - value)).save(path)
     return path
+
+
+def write_noise_images(folder: Path, names, size=(24, 32), seed: int = 0) -> Path:
+    """Uniform-noise RGB images (``size`` = height, width) named ``names`` in ``folder``
+    (made if missing), one random draw per image in order. Returns ``folder``."""
+    import numpy as np
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for name in names:
+        pixels = rng.integers(0, 255, (*size, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(folder / name)
+    return folder
