@@ -7,7 +7,9 @@ preprocess mode is `center` (the shipped models').
     python score_onnx.py model.onnx photo.jpg [photo2.png ...]   # prints path,score rows
 
 It decodes images at full size, as `mpiqa score --full-decode` does; see the README's
-"Export" section for how close its scores come to `mpiqa score`'s.
+"Export" section for how close its scores come to `mpiqa score`'s. It is meant for
+8-bit photos (JPEG, 8-bit PNG, ...): Pillow's conversion of 16-bit and floating-point
+images to RGB clips them, where `mpiqa score` rescales them to 8 bits.
 """
 
 from __future__ import annotations
