@@ -91,8 +91,14 @@ def test_evaluating_a_shipped_model_on_images_it_trained_on_says_so(tmp_path, ca
     out = tmp_path / "ev"
     argv = ["evaluate", "--model", "mpiqa-tiny", "--dataset", "biq2021", "--root", str(tmp_path)]
     assert main([*argv, "--split", "all", "--out", str(out)]) == 0
-    assert json.loads((out / "metrics.json").read_text())["n_trained_on"] == 2
-    assert "2 of the 3 images evaluated trained this model" in capsys.readouterr().err
+    written = json.loads((out / "metrics.json").read_text())
+    assert written["n_trained_on"] == 2
+    captured = capsys.readouterr()
+    assert "2 of the 3 images evaluated trained this model" in captured.err
+    # the SRCC with its bootstrap interval over the images, printed and kept
+    low, high = written["srcc_ci95"]
+    assert -1 <= low <= high <= 1 and "bootstrap" in written["srcc_ci95_method"]
+    assert f"srcc 95% interval over the images (bootstrap): {low:.4f} to {high:.4f}" in captured.out
     # the same photos copied into a folder of the user's own, labelled by a CSV: known
     # by their BIQ2021 names (before: no warning, n_trained_on 0)
     mine = tmp_path / "mine"

@@ -74,3 +74,24 @@ def test_too_few_points_for_the_logistic_fall_back_to_raw_predictions():
     assert fit_logistic_params(pred, mos) is None
     metrics = all_metrics(pred, mos)
     assert metrics["plcc"] == metrics["plcc_raw"] and metrics["n"] == 3
+
+
+def test_srcc_interval_is_the_percentile_bootstrap_of_spearman():
+    from scipy.stats import spearmanr
+
+    from mpiqa.evaluation.metrics import srcc, srcc_interval
+
+    rng = np.random.default_rng(5)
+    mos = rng.random(60)
+    pred = mos + rng.normal(0, 0.3, 60)
+    low, high = srcc_interval(pred, mos, resamples=300, seed=2)
+    # the same draws, one scipy call each (ties from drawing twice get average ranks)
+    draws = np.random.default_rng(2).integers(0, 60, (300, 60))
+    naive = [spearmanr(pred[d], mos[d]).statistic for d in draws]
+    assert (low, high) == pytest.approx(tuple(np.quantile(naive, [0.025, 0.975])), abs=1e-12)
+    assert low < srcc(pred, mos) < high and high - low < 0.5
+    assert srcc_interval(pred, mos, resamples=300, seed=2) == (low, high)  # seeded
+    with pytest.raises(ValueError, match="at least 3 images"):
+        srcc_interval(pred[:2], mos[:2])
+    with pytest.raises(ValueError, match=r"level must be in \(0, 1\)"):
+        srcc_interval(pred, mos, level=95)

@@ -151,4 +151,8 @@ def run(args: argparse.Namespace) -> int:
             f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items()
         )
     )
+    written = json.loads((Path(args.out) / "metrics.json").read_text())
+    low, high = written.get("srcc_ci95") or (None, None)
+    if low is not None:
+        print(f"srcc 95% interval over the images (bootstrap): {low:.4f} to {high:.4f}")
     return 1 if metrics["n_failed"] else 0  # as `mpiqa score`: some files failed

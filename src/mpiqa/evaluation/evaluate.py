@@ -7,7 +7,7 @@ from pathlib import Path
 
 from mpiqa.data.datasets import load_dataset
 from mpiqa.data.splits import Split
-from mpiqa.evaluation.metrics import all_metrics
+from mpiqa.evaluation.metrics import all_metrics, srcc_interval
 from mpiqa.evaluation.predict import predict_records
 from mpiqa.evaluation.report import write_report
 from mpiqa.models.base import IQAModel
@@ -107,7 +107,11 @@ def evaluate_model(
         **all_metrics(preds.scores[scored], preds.targets[scored]),
         "n_failed": len(preds.failed),
     }
-    extra = {
+    extra: dict = {}
+    if len(scored) >= 3:  # how much the SRCC owes to which images were rated
+        extra["srcc_ci95"] = list(srcc_interval(preds.scores[scored], preds.targets[scored]))
+        extra["srcc_ci95_method"] = "percentile bootstrap over images, 1,000 resamples, seed 0"
+    extra |= {
         "split": part,
         "dataset": dataset.name,
         "failed": [records[i].key for i in sorted(preds.failed)],
