@@ -86,7 +86,7 @@ def test_srcc_interval_is_the_percentile_bootstrap_of_spearman():
     pred = mos + rng.normal(0, 0.3, 60)
     low, high = srcc_interval(pred, mos, resamples=300, seed=2)
     # the same draws, one scipy call each (ties from drawing twice get average ranks)
-    draws = np.random.default_rng(2).integers(0, 60, (300, 60))
+    draws = np.random.default_rng(2).integers(0, 60, (300, 60), dtype=np.int32)
     naive = [spearmanr(pred[d], mos[d]).statistic for d in draws]
     assert (low, high) == pytest.approx(tuple(np.quantile(naive, [0.025, 0.975])), abs=1e-12)
     assert low < srcc(pred, mos) < high and high - low < 0.5
