@@ -255,8 +255,16 @@ def test_a_run_killed_over_an_earlier_out_is_resumed_from_its_own_rows(tmp_path,
     capsys.readouterr()
     assert main(["score", str(folder / "000.png"), "--out", str(out), *TINY, "--seed", "4"]) == 0
     assert f"{orphan} holds" in capsys.readouterr().err and orphan.exists()
-    # that run replaced --out with other settings: put the earlier file back, then resume
+    # that run finished after the killed one: a resume keeps its file (the killed run's
+    # is older), and refuses it for its other settings
+    later = out.read_bytes()
+    assert main(["score", str(folder), "--out", str(out), "--resume", *flags]) == 2
+    assert "other settings (seed)" in capsys.readouterr().err and out.read_bytes() == later
+    # with --out older than the killed run (as it was when that run began), resume takes
+    # the killed run's rows up
     out.write_text("path,score\nyesterday.png,0.5\n")
+    before = orphan.stat().st_mtime - 60
+    os.utime(out, (before, before))
     kept = orphan.read_bytes().count(b"\n") - 1
     assert main(["score", str(folder), "--out", str(out), "--resume", *flags]) == 0
     rows = _rows(out)

@@ -127,11 +127,17 @@ class CSVOutput:
 
     def _adopt_killed_run(self) -> None:
         """On ``resume``, the newest killed run's file with these settings becomes
-        ``path`` (that run was to replace it; it is the one to complete). Otherwise
-        each such file is named in a warning, and left as it is."""
+        ``path`` (that run was to replace it; it is the one to complete), if it is newer
+        than ``path`` (a later run that finished replaced ``path`` itself: its rows are
+        kept). Otherwise each such file is named in a warning, and left as it is."""
         killed = self._killed_runs()
         if self.resume and killed:
-            same = [p for p in killed if _read_json(_settings_of(p)) == self.settings]
+            since = self.path.stat().st_mtime
+            same = [
+                p
+                for p in killed
+                if p.stat().st_mtime >= since and _read_json(_settings_of(p)) == self.settings
+            ]
             if same:
                 os.replace(same[-1], self.path)
                 os.replace(_settings_of(same[-1]), _hidden(self.path, ".mpiqa.json"))
