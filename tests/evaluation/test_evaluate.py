@@ -129,3 +129,17 @@ def test_predictions_show_progress_on_a_terminal_only_when_asked(labelled, monke
         predict_records(model, records, batch_size=2, progress=progress)
         shown[progress] = sys.stderr.getvalue()
     assert shown[False] == "" and "5/5" in shown[True]
+
+
+def test_training_images_match_by_name_only_where_names_are_unique():
+    from types import SimpleNamespace
+
+    from mpiqa.evaluation.evaluate import KnownImages, count_trained_on
+
+    records = [SimpleNamespace(key=k) for k in ("sub/1.jpg", "1.jpg", "mine/ss01 (2).jpg")]
+    # a fine-tuning's own labels: keys, exactly (another folder's 1.jpg is another photo)
+    assert count_trained_on(records, {"1.jpg"}) == 1
+    assert count_trained_on(records, None) == 0
+    # a shipped model's BIQ2021 images: also by their names, in any folder
+    biq = KnownImages(frozenset({"Images/ss01 (2).jpg"}), frozenset({"ss01 (2).jpg"}))
+    assert count_trained_on(records, biq) == 1 and "Images/ss01 (2).jpg" in biq

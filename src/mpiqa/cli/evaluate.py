@@ -8,7 +8,7 @@ import logging
 from pathlib import Path
 
 from mpiqa.cli import arguments
-from mpiqa.evaluation.evaluate import evaluate_checkpoint, evaluate_model
+from mpiqa.evaluation.evaluate import KnownImages, evaluate_checkpoint, evaluate_model
 from mpiqa.models.registry import (
     DEFAULT_MODEL,
     ZERO_SHOT_MODEL,
@@ -75,19 +75,19 @@ def _same_folder(a: str, b: str) -> bool:
     return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
 
 
-def shipped_training_images(name: str) -> set[str] | None:
-    """Keys of the BIQ2021 images that trained a shipped model (its ``NAME-split.json``
-    beside the weights), and their file names, or None for a model that ships without
-    one. BIQ2021's names (``ss01 (12).jpg``) are unique in the database, so the images
-    are known by name too when copied into a folder of their own (``--dataset csv``)."""
+def shipped_training_images(name: str) -> KnownImages | None:
+    """The BIQ2021 images that trained a shipped model (its ``NAME-split.json`` beside
+    the weights), or None for a model that ships without one. BIQ2021's names
+    (``ss01 (12).jpg``) are unique in the database, so the images are known by name too
+    when copied into a folder of their own (``--dataset csv``)."""
     from mpiqa.backbones.pretrained import packaged_path
     from mpiqa.data.splits import Split
 
     path = packaged_path(f"{name}-split.json")
     if not path.is_file():
         return None
-    keys = set(Split.load(path).train)
-    return keys | {Path(k).name for k in keys}
+    keys = frozenset(Split.load(path).train)
+    return KnownImages(keys, frozenset(Path(k).name for k in keys))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Container
+from dataclasses import dataclass
 from pathlib import Path
 
 from mpiqa.data.datasets import load_dataset
@@ -56,12 +58,28 @@ def training_images(checkpoint) -> set[str] | None:
     return None
 
 
-def count_trained_on(records, trained_on: set[str] | None) -> int:
-    """How many of ``records`` are among ``trained_on`` (keys of the images that trained
-    a model; a bare file name there matches an image of that name in any folder)."""
-    if not trained_on:
+@dataclass(frozen=True)
+class KnownImages:
+    """Images that trained a model: dataset ``keys``, and ``names`` matched in any folder
+    (for names unique to their database, such as BIQ2021's ``ss01 (12).jpg``; never for
+    a user's own, where ``1.jpg`` of one folder is not ``1.jpg`` of another)."""
+
+    keys: frozenset[str]
+    names: frozenset[str] = frozenset()
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.keys or (isinstance(key, str) and Path(key).name in self.names)
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+
+def count_trained_on(records, trained_on: Container[str] | None) -> int:
+    """How many of ``records`` (by key) are in ``trained_on``: a set of keys, or
+    :class:`KnownImages`."""
+    if trained_on is None:
         return 0
-    return sum(r.key in trained_on or Path(r.key).name in trained_on for r in records)
+    return sum(r.key in trained_on for r in records)
 
 
 def evaluate_model(
@@ -75,7 +93,7 @@ def evaluate_model(
     batch_size=64,
     name="model",
     dataset_options: dict | None = None,
-    trained_on: set[str] | None = None,
+    trained_on: Container[str] | None = None,
     progress: bool = False,
 ) -> dict:
     """Metrics of ``model`` on ``part``; writes metrics.json, table.md, scatter.png and
@@ -85,9 +103,8 @@ def evaluate_model(
     metrics and predictions.csv, and listed under ``failed`` in metrics.json; the rest
     are scored. ``n_failed`` in the returned metrics counts them.
 
-    ``trained_on``: keys of the images that trained the model (a bare file name matches
-    an evaluated image of that name in any folder); those among the evaluated ones are
-    counted (``n_trained_on`` in metrics.json) and a warning says the figures are then
+    ``trained_on``: the images that trained the model (keys, or :class:`KnownImages`);
+    those among the evaluated ones are counted (``n_trained_on`` in metrics.json) and a warning says the figures are then
     partly in-sample.
     """
     dataset = load_dataset(dataset_name, root, check_images=check_images, **(dataset_options or {}))
