@@ -70,9 +70,6 @@ class KnownImages:
     def __contains__(self, key: object) -> bool:
         return key in self.keys or (isinstance(key, str) and Path(key).name in self.names)
 
-    def __len__(self) -> int:
-        return len(self.keys)
-
 
 def count_trained_on(records, trained_on: Container[str] | None) -> int:
     """How many of ``records`` (by key) are in ``trained_on``: a set of keys, or
