@@ -144,6 +144,12 @@ def test_exported_files_say_how_to_prepare_their_input(tmp_path, fmt):
     assert meta["output"] == {"name": "score", "range": [0.0, 1.0], "lower_better": False}
 
 
+def test_read_metadata_of_an_onnx_file_without_onnx_says_what_to_install(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnx", None)  # import fails as if not installed
+    with pytest.raises(ImportError, match=r"needs the onnx package: pip install 'mpiqa\[onnx\]'"):
+        read_metadata(tmp_path / "m.onnx")
+
+
 def test_read_metadata_of_other_files(tmp_path):
     plain = tmp_path / "plain.pt"
     torch.jit.save(torch.jit.script(torch.nn.Identity()), str(plain))

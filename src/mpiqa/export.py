@@ -85,11 +85,18 @@ def read_metadata(path: str | Path) -> dict:
 
     Raises:
         ValueError: not an exported model file (naming it).
+        ImportError: an ONNX file without the onnx package (``pip install 'mpiqa[onnx]'``).
     """
     path = Path(path)
     try:
         if path.suffix == ".onnx":
-            import onnx
+            try:
+                import onnx
+            except ImportError as error:
+                raise MissingExtraError(
+                    "reading an ONNX file's metadata needs the onnx package: "
+                    "pip install 'mpiqa[onnx]'"
+                ) from error
             from google.protobuf.message import DecodeError  # onnx's own dependency
 
             try:

@@ -53,14 +53,17 @@ def discover_images(paths: Iterable[str], recursive: bool = False) -> Discovery:
     """Expand folders into their image files (by extension; ``recursive`` descends).
 
     A path that is a file is kept whatever its extension, and one that does not exist is
-    kept too, so that scoring reports it instead of dropping it silently. Within a
-    scanned folder, files and folders whose names start with ``.`` are hidden: macOS's
-    ``._IMG_0001.JPG`` copies of file metadata (not images), thumbnail caches such as a
-    NAS's ``.@__thumb`` (and Synology's ``@eaDir``, hidden here too), version control. Their image files are left out and listed in
-    ``hidden``; other hidden files are passed over (``.DS_Store``, mpiqa's own
-    ``.scores.csv.lock``). A hidden folder named as a path is searched as any other. A folder that
-    cannot be listed (no permission, say) is recorded in ``unreadable`` and the others are
-    still searched. A recursive search does not follow symbolic links to folders (as
+    kept too, so that scoring reports it instead of dropping it silently.
+
+    Within a scanned folder, files and folders whose names start with ``.`` are hidden:
+    macOS's ``._IMG_0001.JPG`` copies of file metadata (not images), thumbnail caches
+    such as a NAS's ``.@__thumb`` (and Synology's ``@eaDir``, hidden here too), version
+    control. Their image files are left out and listed in ``hidden``; other hidden files
+    are passed over (``.DS_Store``, mpiqa's own ``.scores.csv.lock``). A hidden folder
+    named as a path is searched as any other.
+
+    A folder that cannot be listed (no permission, say) is recorded in ``unreadable``
+    and the others are still searched. A recursive search does not follow symbolic links to folders (as
     ``find`` without ``-L``; that also keeps loops out) and records them in ``links``.
     The result is de-duplicated and in natural sort order.
     """

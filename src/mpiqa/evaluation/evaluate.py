@@ -101,8 +101,9 @@ def evaluate_model(
     are scored. ``n_failed`` in the returned metrics counts them.
 
     ``trained_on``: the images that trained the model (keys, or :class:`KnownImages`);
-    those among the evaluated ones are counted (``n_trained_on`` in metrics.json) and a warning says the figures are then
-    partly in-sample.
+    those among the evaluated ones are counted (``n_trained_on`` in metrics.json) and a
+    warning says the figures are then partly in-sample. ``srcc_ci95`` in metrics.json is
+    the SRCC's bootstrap interval over the images (:func:`srcc_interval`).
     """
     dataset = load_dataset(dataset_name, root, check_images=check_images, **(dataset_options or {}))
     records = split_records(dataset, part, Path(split_file) if split_file else None)
