@@ -44,11 +44,14 @@ def test_training_learns_blur_far_above_chance(blur_task, csv_task, tmp_path):
     )  # the checkpoint is the selected model
 
 
-def test_resume_ends_where_the_uninterrupted_run_ends(blur_task, csv_task, tmp_path):
-    config = _config(blur_task, epochs=4)
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_resume_ends_where_the_uninterrupted_run_ends(blur_task, csv_task, tmp_path, precision):
+    config = _config(blur_task, epochs=4, **{"train.precision": f'"{precision}"'})
     train_run(config, tmp_path / "straight")
     train_run(config, tmp_path / "interrupted", stop_after=2)
     assert len(open(tmp_path / "interrupted/log.jsonl").readlines()) == 2  # stopped after 2 of 4
+    scaler = torch.load(tmp_path / "interrupted/state.pt", weights_only=True)["scaler"]
+    assert bool(scaler) == (precision == "fp16")  # fp16's loss scale goes on where it was
     train_run(config, tmp_path / "interrupted", resume=True)
     a = load_file(str(tmp_path / "straight/last.safetensors"))
     b = load_file(str(tmp_path / "interrupted/last.safetensors"))
@@ -109,8 +112,35 @@ def test_checkpoint_holds_only_trained_tensors(blur_task, csv_task, tmp_path):
     assert meta["backbone"]["arch"] == "test-tiny" and meta["mmp"]["visual_depth"] == 2
 
 
-def test_bf16_training_runs_and_stays_finite(blur_task, csv_task, tmp_path):
-    config = _config(blur_task, epochs=1, **{"train.precision": '"bf16"'})
+@pytest.mark.parametrize("grad_reg", [None, 5.0])
+def test_bf16_training_runs_and_stays_finite(blur_task, csv_task, tmp_path, grad_reg):
+    extra = {"train.grad_reg": grad_reg} if grad_reg else {}
+    config = _config(blur_task, epochs=1, **{"train.precision": '"bf16"'}, **extra)
     result = train_run(config, tmp_path / "bf16")
     log = json.loads(open(tmp_path / "bf16/log.jsonl").readline())
     assert torch.isfinite(torch.tensor(log["train"]["loss"])) and -1 <= result["best"]["srcc"] <= 1
+
+
+@pytest.mark.parametrize("grad_reg", [None, 5.0])
+def test_fp16_training_scales_the_loss_so_small_gradients_survive(
+    blur_task, csv_task, tmp_path, grad_reg
+):
+    """A loss a million times smaller gives fp16 gradients below its smallest number;
+    with loss scaling every trained tensor still moves as in fp32 (SGD: the update is the
+    gradient times the lr, so a 1e4 lr makes up for the 1e-6 weight)."""
+    settings = {
+        "loss.quality": "1e-6", "optim.optimizer": '"sgd"', "optim.lr": "1e4",
+        "optim.momentum": "0", "optim.weight_decay": "0",
+        **({"train.grad_reg": grad_reg} if grad_reg else {}),
+    }  # fmt: skip
+    moved = {}
+    for precision in ("fp32", "fp16"):
+        config = _config(blur_task, epochs=1, **settings, **{"train.precision": f'"{precision}"'})
+        train_run(config, tmp_path / precision)
+        moved[precision] = load_file(str(tmp_path / precision / "last.safetensors"))
+    start = dict(build_model(config)[0].trained_state_dict())
+    assert len(start) > 10  # prompts, the last block and ln_post
+    for key, fp32 in moved["fp32"].items():
+        step32, step16 = fp32 - start[key], moved["fp16"][key] - start[key]
+        assert step32.norm() > 0, key
+        assert (step16 - step32).norm() < 0.05 * step32.norm(), key

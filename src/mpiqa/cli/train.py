@@ -55,7 +55,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=arguments.batch_size)
     p.add_argument("--lr", type=arguments.positive_real)
     p.add_argument("--seed", type=arguments.seed)
-    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"))
+    p.add_argument(
+        "--precision", choices=("fp32", "bf16", "fp16"),
+        help="autocast of the forward pass; fp16 scales the loss (dynamic loss scaling)",
+    )  # fmt: skip
     p.add_argument("--device", type=arguments.device)
     p.add_argument("--workers", type=arguments.non_negative)
     arguments.add_training_on_error(p)

@@ -93,8 +93,11 @@ class SceneTeacher(torch.nn.Module):
         teacher's scene texts, or against ``scene_text`` (the same texts through the
         student's own text tower)."""
         text = self.scene_text if scene_text is None else scene_text
-        logits = self.backbone.logit_scale.exp().detach() * image_features @ text.t()
-        return logits.float().log_softmax(-1)
+        # in fp32: under bf16/fp16 autocast the student's features come in half precision
+        logits = (
+            self.backbone.logit_scale.exp().detach() * image_features.float() @ text.t().float()
+        )
+        return logits.log_softmax(-1)
 
 
 class GradientRegulariser:
@@ -125,12 +128,17 @@ class GradientRegulariser:
         self.mode = mode
         self.last_kl = float("nan")
         self.sync = GradientSync()  # the trainer replaces it under torchrun
+        self.loss_scale = lambda loss: loss  # the trainer's fp16 loss scaling
 
     def backward(
         self, loss: torch.Tensor, prediction, batch: dict, params: list[torch.nn.Parameter]
     ) -> None:
         sync = self.sync
-        g_q = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
+        # both losses scaled alike: the rule is linear in g_q and blind to the length of
+        # g_s, so the regulated gradient is the scale times the true one
+        g_q = torch.autograd.grad(
+            self.loss_scale(loss), params, retain_graph=True, allow_unused=True
+        )
         g_q = sync.sum_gradients(g_q, params)
         target = self.teacher.scene_probs(batch["pixels"])
         scene_text = None
@@ -140,7 +148,8 @@ class GradientRegulariser:
         # "batchmean" over the global batch: this rank's sum over the global count
         kl = F.kl_div(student, target, reduction="sum") / sync.global_count(len(target))
         if kl.requires_grad:
-            g_s = sync.sum_gradients(torch.autograd.grad(kl, params, allow_unused=True), params)
+            g_s = torch.autograd.grad(self.loss_scale(kl), params, allow_unused=True)
+            g_s = sync.sum_gradients(g_s, params)
         else:  # no trained tensor moves the image features (text prompts only): g_s = 0
             g_s = [None] * len(params)
         self.last_kl = sync.sum_float(float(kl.detach()))

@@ -14,7 +14,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -44,10 +44,13 @@ class Backward(Protocol):
     ``loss`` is the global batch's loss; ``prediction`` and ``batch`` are this rank's
     slice. A strategy that sums gradients over ranks itself (because it transforms them
     non-linearly) sets ``sums_gradients = True`` and uses ``sync``; otherwise the trainer
-    sums ``.grad`` afterwards.
+    sums ``.grad`` afterwards. Every loss is multiplied by ``loss_scale`` before its
+    backward pass (fp16's loss scaling; the trainer sets it), so the gradients written
+    are that many times the true ones, which the trainer divides out before the step.
     """
 
     sync: GradientSync
+    loss_scale: Callable[[torch.Tensor], torch.Tensor]
 
     def backward(
         self, loss: torch.Tensor, prediction, batch: dict, params: list[torch.nn.Parameter]
@@ -59,9 +62,14 @@ class PlainBackward:
 
     def __init__(self) -> None:
         self.sync = GradientSync()
+        self.loss_scale = _unscaled
 
     def backward(self, loss, prediction, batch, params) -> None:
-        loss.backward()
+        self.loss_scale(loss).backward()
+
+
+def _unscaled(loss: torch.Tensor) -> torch.Tensor:
+    return loss
 
 
 class Trainer:
@@ -109,6 +117,13 @@ class Trainer:
         self.backward = backward or PlainBackward()
         self.sync = GradientSync(self.context, model.device)
         self.backward.sync = self.sync
+        # fp16 gradients below 6e-8 flush to zero: scale the loss up, divide the gradients
+        # back before the step and skip steps whose gradients overflowed (torch.amp's
+        # dynamic loss scaling). bf16 has fp32's range and needs none.
+        self.scaler = torch.amp.GradScaler(
+            model.device.type, enabled=config.train.precision == "fp16"
+        )
+        self.backward.loss_scale = self.scaler.scale
         self.params = [p for _, p in model.trainable_parameters()]
         if not self.params:
             raise ValueError("the model has no trainable parameters")
@@ -185,7 +200,9 @@ class Trainer:
             self.backward.backward(loss, prediction, batch, self.params)
             if not getattr(self.backward, "sums_gradients", False):
                 self.sync.sum_param_gradients(self.params)
-            self.optimizer.step()
+            # gradients are summed over ranks first, so every rank skips the same steps
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
             steps += 1
             for key, value in {"loss": float(loss.detach()), **terms}.items():
                 sums[key] = sums.get(key, 0.0) + value
@@ -232,6 +249,7 @@ class Trainer:
             "model": {k: v.detach().cpu() for k, v in self.model.trained_state_dict().items()},
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),  # empty unless fp16
             "best": {k: (v if v != -math.inf else None) for k, v in self.best.items()},
             "history": json.dumps(self.history),
         }
@@ -255,6 +273,8 @@ class Trainer:
             assign_tensors(self.model, tensors, self.out_dir / "last.safetensors")
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
         self.epoch = int(state["epoch"])
         self.best = {k: (-math.inf if v is None else v) for k, v in state["best"].items()}
         self.history = json.loads(state["history"])
