@@ -135,3 +135,19 @@ def test_models_are_callable_on_files_and_describe_them(model, image_files):
     rows = model.describe(image_files)
     assert [r["score"] for r in rows] == pytest.approx(model.score(image_files).tolist())
     assert all(set(r) == {"score"} for r in rows)  # CLIP-IQA has no extra columns
+
+
+@pytest.mark.parametrize("crop", ["center", "multi", "full"])
+def test_differentiable_score_matches_score_and_finite_differences(crop):
+    model = mpiqa.create_model("clip-iqa", weights="random", backbone="test-tiny", crop=crop)
+    pixels = torch.rand(2, 3, 48, 40, generator=torch.Generator().manual_seed(0))
+    pixels = (pixels * 0.8 + 0.1).requires_grad_(True)  # a step stays inside [0, 1]
+    scores = model.differentiable_score(pixels)
+    assert torch.allclose(scores.detach(), model.score(pixels.detach()), atol=1e-6)
+    (grad,) = torch.autograd.grad(scores.sum(), pixels)
+    direction = grad / grad.norm()
+    h = 0.02
+    with torch.no_grad():
+        change = model.score(pixels + h * direction) - model.score(pixels - h * direction)
+    predicted = 2 * h * (grad * direction).sum()
+    assert predicted > 0 and change.sum() == pytest.approx(predicted.item(), rel=0.05)

@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from mpiqa.backbones import load_clip
 from mpiqa.backbones.pretrained import get_pretrained, packaged_path, sha256_of
@@ -101,3 +103,35 @@ def test_clean_photo_beats_its_damaged_versions(model):
 def test_refuses_other_backbones(name):
     with pytest.raises(ValueError, match="ships its own weights"):
         create_model(name, backbone="ViT-B-32")
+
+
+def test_differentiable_score_is_the_score_with_a_useful_gradient(model):
+    """The same values as score(); the gradient finite (a cell's constant channel used to
+    give NaN through its deviation's square root) and pointing uphill."""
+    _assert_uphill(model)
+
+
+def test_the_towers_pass_a_gradient_through_their_8bit_view():
+    """mpiqa-small's towers read an 8-bit resize of the input: without the probe, a
+    gradient reaches the pixels only past that rounding (straight through)."""
+    model = create_model(DEFAULT_MODEL).for_inference()
+    model.probe_share = 0.0
+    _assert_uphill(model)
+
+
+def _assert_uphill(model):
+    """A step of one grey level along the gradient's sign raises each image's score, and
+    against it lowers it."""
+    images = [Image.open(EXAMPLES / n).convert("RGB").resize((384, 320)) for n in
+              ("chelsea_blur.jpg", "coffee.jpg")]  # fmt: skip
+    pixels = torch.stack([torch.from_numpy(np.array(im)).permute(2, 0, 1) for im in images])
+    pixels = (pixels.float() / 255).requires_grad_(True)
+    scores = model.differentiable_score(pixels)
+    assert scores.requires_grad
+    assert torch.allclose(scores.detach(), model.score(pixels.detach()), atol=1e-5)
+    scores.sum().backward()
+    step = pixels.grad.sign() / 255
+    assert torch.isfinite(pixels.grad).all() and step.abs().sum() > 0
+    up = model.score((pixels + step).clamp(0, 1).detach())
+    down = model.score((pixels - step).clamp(0, 1).detach())
+    assert (up > scores.detach()).all() and (down < scores.detach()).all(), (scores, up, down)

@@ -295,6 +295,14 @@ def _rechunk(
     return list((parts[0] if len(parts) == 1 else torch.cat(parts)).split(n))
 
 
+def sqrt_nonnegative(x: torch.Tensor) -> torch.Tensor:
+    """The square root of ``x`` clamped at 0, with a zero gradient (not an infinite one)
+    where ``x <= 0``: a channel constant over a cell has deviation 0, and a gradient
+    through it (``differentiable_score``) must not come back NaN."""
+    positive = x > 0
+    return torch.where(positive, torch.where(positive, x, 1.0).sqrt(), 0.0)
+
+
 def _cell_statistics(
     x: torch.Tensor, size: tuple[int, int], pool: str
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -302,12 +310,8 @@ def _cell_statistics(
     mean = F.adaptive_avg_pool2d(x, size)
     if pool == "mean":
         return mean, None
-    std = (
-        (F.adaptive_avg_pool2d(x.float().square(), size) - mean.float().square())
-        .clamp_min(0)
-        .sqrt()
-        .to(mean.dtype)
-    )
+    variance = F.adaptive_avg_pool2d(x.float().square(), size) - mean.float().square()
+    std = sqrt_nonnegative(variance).to(mean.dtype)
     return mean, std
 
 

@@ -11,6 +11,7 @@ from mpiqa.backbones.efficientnet import (
     INPUT_MEAN,
     INPUT_STD,
     EfficientNetLite,
+    sqrt_nonnegative,
 )
 from mpiqa.backbones.layers import BlockHook, Transformer, init_transformer_, is_traced
 from mpiqa.data.transforms import CLIP_MEAN, CLIP_STD
@@ -129,7 +130,7 @@ class VisionTransformer(nn.Module):
         means, stds = features.float().chunk(2, dim=1)
         mean = means.mean(dim=(2, 3))
         second = (stds.square() + means.square()).mean(dim=(2, 3))
-        std = (second - mean.square()).clamp_min(0).sqrt()
+        std = sqrt_nonnegative(second - mean.square())
         return torch.cat([mean, std], dim=1).to(features.dtype)
 
     def embed_features(self, features: torch.Tensor) -> torch.Tensor:

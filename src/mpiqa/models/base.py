@@ -126,14 +126,38 @@ class IQAModel(nn.Module):
     def score_crops(self, crops: Sequence[torch.Tensor]) -> torch.Tensor:
         """Scores of preprocessed images, each given as its (K, 3, H, W) crops: the mean
         over an image's crops. Returns a (N,) float32 tensor on the CPU."""
+        return self._mean_over_crops(crops).cpu()
+
+    def _mean_over_crops(self, crops: Sequence[torch.Tensor]) -> torch.Tensor:
         if not crops:
-            return torch.empty(0)
+            return torch.empty(0, device=self.device)
         if self.crop == "full":  # sizes differ from image to image
-            scores = [self(c.to(self.device)).float().mean() for c in crops]
-            return torch.stack(scores).cpu()
+            return torch.stack([self(c.to(self.device)).float().mean() for c in crops])
         counts = [c.shape[0] for c in crops]
-        flat = self(torch.cat(list(crops)).to(self.device)).float().cpu()
+        flat = self(torch.cat(list(crops)).to(self.device)).float()
         return torch.stack([part.mean() for part in flat.split(counts)])
+
+    def differentiable_score(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Scores that keep autograd's graph back to the pixels: quality as a training
+        loss (``1 - score``, as these scores are higher-better) or gradients for
+        adversarial tests, as pyiqa's ``as_loss`` metrics. The model's own weights stay
+        frozen.
+
+        Args:
+            pixels: (N, 3, H, W) or (3, H, W) float tensor in [0, 1], on any device
+                (moved to the model's), usually with ``requires_grad``.
+
+        Returns:
+            (N,) float32 tensor on the model's device: :meth:`score`'s values for the same
+            tensor (to float rounding). Where the model rounds to 8 bits inside
+            (mpiqa-small's resize for its towers), the gradient passes the rounding as
+            if it were not there (a straight-through estimator).
+
+        Raises:
+            ValueError: as :meth:`score` for a tensor.
+        """
+        images = _check_pixels(pixels).to(self.device)
+        return self._mean_over_crops([self.preprocess(image) for image in images])
 
     def _crop_batches(self, inputs: ScoreInput, batch_size: int):
         """Preprocessed crops of ``inputs``, ``batch_size`` images at a time."""

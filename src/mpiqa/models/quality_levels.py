@@ -313,6 +313,13 @@ class QualityLevelsIQA(IQAModel):
             return pixels
         height, width = (int(d) for d in pixels.shape[-2:])  # ints when traced too
         size = (max(1, round(height * scale)), max(1, round(width * scale)))
+        if pixels.requires_grad and torch.is_grad_enabled():
+            # differentiable_score: the 8-bit view's values, the float resize's gradient
+            # (resizing commutes with the normalisation, so the two differ by rounding)
+            with torch.no_grad():
+                exact = self._tower_view(pixels.detach())
+            smooth = F.interpolate(pixels, size=size, mode="bicubic", antialias=True)
+            return smooth + (exact - smooth).detach()
         mean, std = (
             torch.tensor(v, device=pixels.device).view(1, 3, 1, 1)
             for v in STATS[self.preprocess_options.get("stats", "clip")]
