@@ -91,7 +91,11 @@ TINY = [
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize("extra", [[], ["--grad-reg", "5"]], ids=["plain", "grad-reg"])
+@pytest.mark.parametrize(
+    "extra",
+    [[], ["--grad-reg", "5"], ["--grad-reg", "5", "--precision", "fp16"]],
+    ids=["plain", "grad-reg", "grad-reg-fp16"],
+)
 def test_two_process_training_equals_single_process(tmp_path, extra):
     root = make_blur_task(tmp_path / "task", n_contents=8, size=32)
     # the subprocess sees the plain csv adapter: paths relative to the root
@@ -99,15 +103,18 @@ def test_two_process_training_equals_single_process(tmp_path, extra):
     lines = labels.read_text().splitlines()
     labels.write_text("\n".join([lines[0], *("imgs/" + line for line in lines[1:])]) + "\n")
     single, double = _run_single_and_double(["train", "--root", str(root), *TINY, *extra], tmp_path)
-    a = _same_prompts(single, double, atol=1e-5)
+    fp16 = "fp16" in extra  # half-batch forward passes round differently in fp16
+    a = _same_prompts(single, double, atol=1e-3 if fp16 else 1e-5)
+    scalers = [torch.load(r / "state.pt", weights_only=True)["scaler"] for r in (single, double)]
+    assert scalers[0] == scalers[1] and bool(scalers[0]) == fp16  # the same loss scale
     # the prompts moved far more than the tolerance, so the check above has teeth
     args = build_parser().parse_args(["train", "--root", str(root), *TINY, "--out", "x"])
     initial = dict(build_model(build_config(args))[0].trainable_parameters())
-    assert max(float((a[k] - initial[k].detach()).abs().max()) for k in a) > 1e-3
+    assert max(float((a[k] - initial[k].detach()).abs().max()) for k in a) > 1e-2
     logs = _logs(single, double)
     assert len(logs) == 2
     for x, y in logs:
-        assert y["train"]["loss"] == pytest.approx(x["train"]["loss"], rel=1e-4)
+        assert y["train"]["loss"] == pytest.approx(x["train"]["loss"], rel=1e-3 if fp16 else 1e-4)
         assert y["val"]["srcc"] == pytest.approx(x["val"]["srcc"], abs=1e-6)
     assert (double / "split.json").read_text() == (single / "split.json").read_text()
 
