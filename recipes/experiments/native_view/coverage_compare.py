@@ -32,9 +32,8 @@ from scipy.stats import rankdata
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "biq_sources"))
 from bootstrap import paired_difference, srcc  # noqa: E402
-from shipped_parts import mos_by_name  # noqa: E402
+from views import features, part, towers  # noqa: E402
 
-from mpiqa.data.distortions.tasks import level_quality  # noqa: E402
 from mpiqa.training.probe import fit_probe  # noqa: E402
 
 logging.basicConfig(level=logging.WARNING)
@@ -48,21 +47,6 @@ SETS = sys.argv[1:] or [
     "w384+c320",
     "w384+c224+quad112",
 ]
-d = np.load("runs/native_view/coverage.npz")
-towers = np.load("runs/native_view/crop_towers.npz")
-mos_of = mos_by_name()
-
-
-def part(prefix: str):
-    names = [n.split("/")[-1] for n in d[f"{prefix}_names"]]
-    levels = [int(s.split("|")[2]) for s in d[f"{prefix}_items"]]
-    mos = np.array([mos_of[n] for n in names] + [np.nan] * len(levels))
-    target = np.array([np.nan] * len(names) + [level_quality(lv) for lv in levels])
-    sources = [n[:4] for n in names] + [None] * len(levels)
-    clean = np.array([s.split("|")[0] for s in d[f"{prefix}_items"]])
-    return names, mos, target, sources, clean
-
-
 tr_names, tr_mos, tr_target, tr_sources, _ = part("train")
 va_names, va_mos, va_target, va_sources, va_clean = part("val")
 assert va_names == [str(n) for n in towers["names"]]
@@ -70,20 +54,6 @@ nb = len(va_names)
 va_src = np.array([s or "" for s in va_sources])
 tower_val, tower_syn = towers["val"][:, 0], towers["syn"][:, 0]
 shipped_probe = towers["val"][:, 2]
-
-
-def features(views: str, prefix: str) -> torch.Tensor:
-    views, _, transform = views.partition(":")
-    parts = []
-    for v in views.split("+"):  # VIEW^K: the view's columns K times (its penalty / K)
-        v, _, k = v.partition("^")
-        parts += [d[f"{prefix}_{v}"]] * int(k or 1)
-    if transform == "log":  # the second half of each view's statistics are deviations
-        parts = [
-            np.concatenate([p[:, : p.shape[1] // 2], np.log(p[:, p.shape[1] // 2 :] + 1e-6)], 1)
-            for p in parts
-        ]
-    return torch.from_numpy(np.concatenate(parts, 1))
 
 
 def within_source(mos, sources, how: str) -> np.ndarray:
