@@ -72,6 +72,7 @@ def _jit(reference, pixels, ids, path) -> None:
     traced = torch.jit.trace_module(  # a copy: the traced module shares its tensors
         copy.deepcopy(reference),
         {"encode_image": pixels, "encode_text": ids, "forward": (pixels, ids)},
+        check_trace=False,  # the tests compare the loaded archive with the reference
     )
     traced.half().save(str(path))  # float16, as OpenAI's archives
 
