@@ -15,6 +15,7 @@ from PIL import Image
 import mpiqa
 from mpiqa.backbones import build_random_clip
 from mpiqa.cli.main import main
+from mpiqa.data.transforms import normalize_uint8
 from mpiqa.export import export, metadata, random_images, read_metadata, run_exported
 from mpiqa.models.mmp_iqa import MMPConfig, MultiModalPromptIQA
 from mpiqa.models.registry import DEFAULT_MODEL
@@ -42,7 +43,7 @@ def _detail_probe_model():
     size, width = clip.image_size, 2 * clip.config.vision.token_channels
     g = torch.Generator().manual_seed(0)
     probe = LinearProbe(
-        torch.zeros(width), torch.full((width,), 10.0), torch.randn(width, generator=g),
+        torch.zeros(width), torch.full((width,), 0.03), torch.randn(width, generator=g),
         torch.tensor([0.5]), detail=size - 8, input_size=2 * size,
     )  # fmt: skip
     return QualityLevelsIQA(clip, extra_heads=[LevelHead.from_backbone(other)], probe=probe).eval()
@@ -57,14 +58,29 @@ SUFFIX = {"torchscript": "pt", "onnx": "onnx"}
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
-def _check(model, path):
+def _varied_images(model, batch: int, seed: int) -> torch.Tensor:
+    """8-bit images (normalised) from a smooth ramp to pure noise: under the tiny random
+    hybrid, images of one kind of noise scored within 3e-4 of each other, too close to the
+    tolerance to tell an image's score from another's."""
+    generator = torch.Generator().manual_seed(seed)
+    size = (batch, 3, model.image_size, model.image_size)
+    noise = torch.randint(0, 256, size, generator=generator).float()
+    ramp = torch.linspace(0, 255, model.image_size).expand(size)
+    weight = torch.linspace(0.05, 1, batch).view(batch, 1, 1, 1)
+    pixels = (weight * noise + (1 - weight) * ramp).round().to(torch.uint8)
+    return normalize_uint8(pixels, model.preprocess_options.get("stats", "clip"))
+
+
+def _check(model, path, images=_varied_images):
     for batch in (1, 3, 5):
-        pixels = random_images(model, batch, seed=batch)
+        pixels = images(model, batch, seed=batch)
         with torch.no_grad():
             eager = model(pixels)
         exported = run_exported(path, pixels)
         assert exported.shape == (batch,)
         assert (eager - exported).abs().max() <= 1e-4
+        if batch > 1:  # the scores differ far more than the tolerance
+            assert eager.max() - eager.min() > 5e-3, eager
 
 
 @pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
@@ -92,7 +108,9 @@ def test_shipped_default_model_exports_to_one_onnx_file(tmp_path):
     model.extra_heads = model.extra_heads[:1]
     path = export(model, tmp_path / "default.onnx", "onnx")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["default.onnx"]  # weights inside
-    _check(model, path)
+    # noise, as `mpiqa export` checks it: on smooth images onnxruntime's 8-bit resize of
+    # the towers' view rounds otherwise than torch's (up to 0.0064 on photos, README)
+    _check(model, path, images=random_images)
 
 
 def test_missing_onnx_extra_is_one_line(tmp_path, capsys, monkeypatch):
