@@ -10,12 +10,13 @@ _NS = {"m": "http://schemas.openxmlformats.org/spreadsheetml/2006/main"}
 
 def write_xlsx(
     path: str | Path,
-    rows: list[list[str | float]],
-    more_sheets: dict[str, list[list[str | float]]] | None = None,
+    rows: list[list[str | float] | None],
+    more_sheets: dict[str, list[list[str | float] | None]] | None = None,
 ) -> None:
     """Write a minimal workbook (inline strings): ``rows`` on a sheet named "Sheet1",
-    then ``more_sheets`` (name: rows) in order. Used to make test fixtures in the
-    datasets' documented layouts."""
+    then ``more_sheets`` (name: rows) in order; a row given as None is left out of the
+    sheet's XML, as spreadsheet programs write a blank row. Used to make test fixtures in
+    the datasets' documented layouts."""
 
     def cell(ref: str, value: str | float) -> str:
         if isinstance(value, (int, float)):
@@ -31,12 +32,13 @@ def write_xlsx(
             out = chr(65 + r) + out
         return out
 
-    def body(table: list[list[str | float]]) -> str:
+    def body(table: list[list[str | float] | None]) -> str:
         return "".join(
             f'<row r="{r + 1}">'
             + "".join(cell(f"{letters(c)}{r + 1}", v) for c, v in enumerate(row))
             + "</row>"
             for r, row in enumerate(table)
+            if row is not None
         )
 
     sheets = {"Sheet1": rows, **(more_sheets or {})}

@@ -101,6 +101,16 @@ def test_csiq_official_spreadsheet_and_derived_text(tmp_path):
         "dst_imgs/jpeg2000/aerial_city.jpeg2000.4.png",
     ]
     assert data[1].score == pytest.approx(0.45) and data[1].content == "aerial_city"
+    # blank rows (left out of the XML) above the header and between rows: rows named as
+    # the user sees them; a title above the header is not a header
+    header = ["image", "dst_idx", "dst_type", "dst_lev", "dmos_std", "dmos"]
+    rows = [[1600, 1, "noise", 1, 0.02, 0.062], None, ["aerial_city", 3, "sharpen", 4, 0.03, 0.5]]
+    write_xlsx(tmp_path / "csiq.DMOS.xlsx", [None, header, *rows])
+    with pytest.raises(DatasetFormatError, match=r"DMOS\.xlsx:5: unknown dst_type 'sharpen'"):
+        load_dataset("csiq", tmp_path)
+    write_xlsx(tmp_path / "csiq.DMOS.xlsx", [["CSIQ DMOS"], None, header, *rows])
+    with pytest.raises(DatasetFormatError, match=r"DMOS\.xlsx:1: expected columns .* got \['CSIQ"):
+        load_dataset("csiq", tmp_path)
 
 
 def test_koniq_scores_and_distributions_file(tmp_path):
@@ -164,6 +174,13 @@ def test_spaq_spreadsheet(tmp_path):
     write_image(tmp_path / "TestImage/00002.png")
     data = load_dataset("spaq", tmp_path)
     assert [r.raw_score for r in data] == [42.5, 80.0] and data[0].score == pytest.approx(0.425)
+    # blank rows above the header and between rows (left out of the XML)
+    write_xlsx(
+        tmp_path / "Annotations" / "MOS and Image attribute scores.xlsx",
+        [None, ["Image name", "MOS"], ["00001.jpg", 42.5], None, ["00002.png", "n/a"]],
+    )
+    with pytest.raises(DatasetFormatError, match=r"scores\.xlsx:5: MOS 'n/a' is not a number"):
+        load_dataset("spaq", tmp_path)
 
 
 def _mkdir(path):
@@ -257,6 +274,14 @@ def test_csv_adapter_reads_a_workbook(tmp_path):
     with pytest.raises(DatasetFormatError, match=r"two\.xlsx: no sheet 'Scores'; the workbook's "
                        r"sheets are \['Sheet1', 'Ratings'\]"):  # fmt: skip
         load_dataset("csv", tmp_path, csv_file="two.xlsx", image_dir="imgs", sheet="Scores")
+    # blank rows are not in a sheet's XML: messages still name the row the user sees
+    write_xlsx(
+        tmp_path / "gaps.xlsx", [None, ["path", "score"], ["a.png", 1], None, ["b.png", "x"]]
+    )
+    with pytest.raises(DatasetFormatError, match=r"gaps\.xlsx:5: score 'x' is not a number"):
+        load_dataset("csv", tmp_path, csv_file="gaps.xlsx", image_dir="imgs")
+    with pytest.raises(DatasetFormatError, match=r"gaps\.xlsx:2: no column 'file'"):
+        load_dataset("csv", tmp_path, csv_file="gaps.xlsx", image_dir="imgs", path_column="file")
     (tmp_path / "labels.csv").write_text("path,score\na.png,1\n")
     with pytest.raises(ValueError, match=r"sheet='Ratings' names a sheet of an \.xlsx workbook"):
         load_dataset("csv", tmp_path, image_dir="imgs", sheet="Ratings")

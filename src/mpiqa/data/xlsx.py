@@ -15,6 +15,7 @@ from xml.etree import ElementTree
 _NS = {"m": "http://schemas.openxmlformats.org/spreadsheetml/2006/main"}
 _REL_NS = "{http://schemas.openxmlformats.org/officeDocument/2006/relationships}id"
 _CELL_REF = re.compile(r"([A-Z]+)(\d+)")
+_MAX_ROWS = 1_048_576  # a worksheet's limit (Excel's and the format's)
 
 
 def _column_index(letters: str) -> int:
@@ -68,7 +69,9 @@ def sheet_names(path: str | Path) -> list[str]:
 
 
 def read_xlsx(path: str | Path, sheet_name: str | None = None) -> list[list[str]]:
-    """Rows of a worksheet, each a list of cell texts ('' for empty cells).
+    """Rows of a worksheet, each a list of cell texts ('' for empty cells); row ``i`` of
+    the sheet is item ``i - 1``, blank rows (which a sheet leaves out) included as [],
+    so that messages can name the row a user sees.
 
     Args:
         sheet_name: the sheet to read, by its name; default the first.
@@ -91,6 +94,9 @@ def read_xlsx(path: str | Path, sheet_name: str | None = None) -> list[list[str]
         raise ValueError(f"{path}: not a readable .xlsx workbook ({err})") from None
     rows: list[list[str]] = []
     for row in sheet.iterfind("m:sheetData/m:row", _NS):
+        number = row.get("r", "")
+        if number.isdigit() and len(rows) < int(number) <= _MAX_ROWS:
+            rows.extend([] for _ in range(int(number) - 1 - len(rows)))
         cells: dict[int, str] = {}
         for cell in row.iterfind("m:c", _NS):
             match = _CELL_REF.match(cell.get("r", ""))
@@ -107,3 +113,14 @@ def read_xlsx(path: str | Path, sheet_name: str | None = None) -> list[list[str]
         width = max(cells) + 1 if cells else 0
         rows.append([cells.get(i, "") for i in range(width)])
     return rows
+
+
+def header_and_rows(
+    table: list[list[str]],
+) -> tuple[int, list[str], list[tuple[int, list[str]]]]:
+    """A sheet's header row (its first row that is not blank: a header may sit below
+    blank rows) as (row number, cells), and the rows below it with their row numbers."""
+    start = next((i for i, row in enumerate(table) if any(c.strip() for c in row)), None)
+    if start is None:
+        return 1, [], []
+    return start + 1, table[start], list(enumerate(table[start + 1 :], start=start + 2))

@@ -20,7 +20,7 @@ from mpiqa.data.datasets.base import (
     resolve_images,
 )
 from mpiqa.data.records import IQADataset, Record, normalise
-from mpiqa.data.xlsx import read_xlsx
+from mpiqa.data.xlsx import header_and_rows, read_xlsx
 
 
 def _records(root, folder, rows, scale, higher_better, label, dataset, check_images, **fields):
@@ -157,16 +157,16 @@ def load_spaq(root: Path, check_images: bool = True) -> IQADataset:
     ``MOS``, then the attribute scores); images in ``TestImage/``. Written from the
     documented layout: no original spreadsheet was available to test against."""
     label = find_file(root, ["Annotations/MOS and Image attribute scores.xlsx"], "SPAQ")
-    table = read_xlsx(label)
-    header = [h.strip().lower() for h in table[0]] if table else []
+    header_line, cells, body = header_and_rows(read_xlsx(label))
+    header = [h.strip().lower() for h in cells]
     if "image name" not in header or "mos" not in header:
         raise DatasetFormatError(
-            f"{label}:1: expected columns 'Image name' and 'MOS', got {table[:1]}"
+            f"{label}:{header_line}: expected columns 'Image name' and 'MOS', got {cells}"
         )
     name_col, mos_col = header.index("image name"), header.index("mos")
     rows = [
         (row[name_col], parse_float(row[mos_col], f"{label}:{line}", "MOS"), None)
-        for line, row in enumerate(table[1:], start=2)
+        for line, row in body
         if len(row) > max(name_col, mos_col) and row[name_col].strip()
     ]
     folder = find_dir(root, ["TestImage", "TestImage/TestImage"], "SPAQ", check_images)

@@ -15,7 +15,7 @@ from mpiqa.data.datasets.base import (
 )
 from mpiqa.data.files import discover_images
 from mpiqa.data.records import IQADataset, Record, normalise
-from mpiqa.data.xlsx import read_xlsx, sheet_names
+from mpiqa.data.xlsx import header_and_rows, read_xlsx, sheet_names
 
 _DELIMITERS = (",", ";", "\t", "|")
 # names for separators that are awkward to type on a command line
@@ -28,9 +28,9 @@ _DECIMAL_COMMA = re.compile(r"[+-]?\d*,\d+")
 
 def _read_table(
     label: Path, needed: list[str], delimiter: str, encoding: str, sheet: str | None = None
-) -> tuple[list[str], list[tuple[int, list[str]]], bool]:
-    """The header, the data rows with their line numbers, and whether a decimal comma
-    is read as a point (any field separator but the comma)."""
+) -> tuple[list[str], int, list[tuple[int, list[str]]], bool]:
+    """The header and its line number, the data rows with theirs, and whether a decimal
+    comma is read as a point (any field separator but the comma)."""
     if sheet is not None and label.suffix.lower() != ".xlsx":
         raise ValueError(
             f"CSV dataset: sheet={sheet!r} names a sheet of an .xlsx workbook; {label.name} is not one"
@@ -44,14 +44,10 @@ def _read_table(
             table = read_xlsx(label, sheet)
         except ValueError as err:
             raise DatasetFormatError(str(err)) from None
-        header = table[0] if table else []
+        header_line, header, body = header_and_rows(table)
         # a sheet leaves out trailing empty cells
-        rows = [
-            (line, row + [""] * (len(header) - len(row)))
-            for line, row in enumerate(table[1:], start=2)
-            if _filled(row)
-        ]
-        return header, rows, True
+        rows = [(line, row + [""] * (len(header) - len(row))) for line, row in body if _filled(row)]
+        return header, header_line, rows, True
     try:
         with open(label, newline="", encoding=encoding) as f:
             if delimiter == "auto":
@@ -69,7 +65,7 @@ def _read_table(
         raise ValueError(
             f"CSV dataset: unknown encoding {encoding!r} (e.g. utf-8, latin-1, cp1252)"
         ) from None
-    return header, rows, delimiter != ","
+    return header, 1, rows, delimiter != ","
 
 
 def _filled(row: list[str]) -> bool:
@@ -139,7 +135,9 @@ def load_csv(
     needed = [c for c in (path_column, score_column, content_column) if c]
     rows = []
     seen: dict[str, int] = {}
-    columns, table, decimal_comma = _read_table(label, needed, delimiter, encoding, sheet)
+    columns, header_line, table, decimal_comma = _read_table(
+        label, needed, delimiter, encoding, sheet
+    )
     for needed_column in needed:
         if needed_column not in columns:
             names = sheet_names(label) if label.suffix.lower() == ".xlsx" else []
@@ -149,7 +147,7 @@ def load_csv(
                 else ""
             )
             raise DatasetFormatError(
-                f"{label}:1: no column {needed_column!r}; columns are {columns}{read}"
+                f"{label}:{header_line}: no column {needed_column!r}; columns are {columns}{read}"
             )
     for line, row in table:
         if len(row) < len(columns):

@@ -21,7 +21,7 @@ from mpiqa.data.datasets.base import (
     resolve_images,
 )
 from mpiqa.data.records import IQADataset, Record, normalise
-from mpiqa.data.xlsx import read_xlsx
+from mpiqa.data.xlsx import header_and_rows, read_xlsx
 
 TID2013_DISTORTIONS = (
     "additive gaussian noise", "additive noise in color components", "spatially correlated noise",
@@ -146,13 +146,15 @@ def _csiq_rows(label: Path) -> list[tuple[str, str, int, float, int]]:
     """(ref, token, level, dmos, line) from either label format."""
     rows = []
     if label.suffix.lower() == ".xlsx":
-        table = read_xlsx(label)
-        header = [h.strip().lower() for h in table[0]] if table else []
+        header_line, cells, body = header_and_rows(read_xlsx(label))
+        header = [h.strip().lower() for h in cells]
         needed = ["image", "dst_type", "dst_lev", "dmos"]
         if not set(needed) <= set(header):
-            raise DatasetFormatError(f"{label}:1: expected columns {needed}, got {table[:1]}")
+            raise DatasetFormatError(
+                f"{label}:{header_line}: expected columns {needed}, got {cells}"
+            )
         col = {n: header.index(n) for n in needed}
-        for line, row in enumerate(table[1:], start=2):
+        for line, row in body:
             if len(row) <= max(col.values()) or not row[col["image"]].strip():
                 continue
             kind = row[col["dst_type"]].strip().lower()
