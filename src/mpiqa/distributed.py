@@ -99,6 +99,16 @@ def shutdown_if_initialized() -> None:
         dist.destroy_process_group()
 
 
+def spans_machines() -> str | None:
+    """Whether torchrun started this run's processes on several machines (``--nnodes``
+    above 1): a description of its processes when so, else None."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", str(world)))
+    if world <= 1 or local >= world:
+        return None
+    return f"{world} processes, {local} on this machine"
+
+
 def env_rank() -> int:
     """This process's torchrun rank, readable before any set-up: 0 outside torchrun
     (no ``WORLD_SIZE`` above 1, as :func:`init_from_env` decides, whatever ``RANK``

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -55,6 +56,30 @@ def test_a_set_up_failure_stops_every_process_with_one_line(tmp_path, flags, lin
     assert result.stderr.count("mpiqa: error:") == 1, result.stderr[-3000:]
     assert f"mpiqa: error: {line.format(imgs=folder)}\n" in result.stderr
     assert "[rank" not in result.stderr, result.stderr[-3000:]
+
+
+def test_a_run_over_two_machines_is_refused_with_one_line(tmp_path):
+    # two torchrun launchers of one process each, as on two machines (--nnodes=2): their
+    # processes could not share --out safely (appends over NFS) nor rank 0's temp folder
+    write_noise_images(tmp_path / "imgs", [f"{i}.png" for i in range(3)])
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    launch = [
+        sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc_per_node=1",
+        "--rdzv_backend=c10d", f"--rdzv_endpoint=127.0.0.1:{port}", "--rdzv_id=mpiqa-test",
+        "-m", "mpiqa", "score", str(tmp_path / "imgs"), "--out", str(tmp_path / "s.csv"), *TINY,
+    ]  # fmt: skip
+    machines = [
+        subprocess.Popen(launch, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    results = [m.communicate(timeout=300) for m in machines]
+    assert all(m.returncode != 0 for m in machines)
+    stderr = "".join(err for _, err in results)
+    assert stderr.count("mpiqa: error:") == 1, stderr[-3000:]
+    assert "runs on one machine (--nnodes=1); this run has 2 processes, 1 on this" in stderr
+    assert not (tmp_path / "s.csv").exists()
 
 
 def test_two_process_scoring_equals_single_process(tmp_path):

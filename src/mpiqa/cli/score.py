@@ -344,6 +344,15 @@ def _prepare(args: argparse.Namespace, context: distributed.Context, device: str
     precision_context(args.precision, torch.device(device))
     if args.files_from == "-" and context.active:
         raise ValueError("--files-from - reads standard input, which torchrun does not share")
+    if context.active and (machines := distributed.spans_machines()):
+        # appends to one file from several machines are not atomic on NFS (rows could be
+        # lost), and rank 0's temporary folder for stdout is its machine's own
+        raise ValueError(
+            f"mpiqa score under torchrun runs on one machine (--nnodes=1); this run has "
+            f"{machines}: its processes share --out (or a temporary folder), which "
+            "processes on other machines cannot append to safely. Score each machine's "
+            "share of the files in a run of its own (--files-from)"
+        )
     paths = list(args.paths) + (read_path_list(args.files_from) if args.files_from else [])
     if not paths:
         where = f"--files-from {args.files_from} lists no path" if args.files_from else ""
