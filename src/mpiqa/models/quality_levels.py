@@ -31,6 +31,7 @@ from mpiqa.backbones.tokenizer import tokenize
 from mpiqa.backbones.vision import VisionTransformer
 from mpiqa.data.transforms import STATS, CropMode
 from mpiqa.models.base import IQAModel
+from mpiqa.models.resize import resize_uint8_exact
 from mpiqa.prompts.vocab import QUALITY_5, QUALITY_TEMPLATES
 
 
@@ -102,20 +103,19 @@ def resize_like_pillow(
     bicubic resize does it: antialiased, values on the 8-bit grid (within 2 / 255 of
     Pillow's, tested). Returns uint8 for uint8 input, float32 otherwise.
 
-    ``eight_bit`` (default: on a CPU) lets torch resize 8-bit images itself (channels-last,
-    about 15 times faster than in float there); otherwise two float passes, each rounded
-    to 8 bits, do what Pillow does (horizontal first)."""
+    ``eight_bit`` (default: on a CPU, unless traced) lets torch resize 8-bit images itself
+    (channels-last, about 15 times faster than in float there); otherwise
+    :func:`~mpiqa.models.resize.resize_uint8_exact` computes the same values with ops
+    every device and exporter has."""
     if eight_bit is None:
-        eight_bit = pixels.device.type == "cpu"
+        eight_bit = pixels.device.type == "cpu" and not is_traced()
     given_uint8 = pixels.dtype == torch.uint8
     if eight_bit:
         x = pixels if given_uint8 else pixels.round().clamp(0, 255).to(torch.uint8)
         x = x.contiguous(memory_format=torch.channels_last)
         x = F.interpolate(x, size=size, mode="bicubic", antialias=True)
         return x if given_uint8 else x.float()
-    x = pixels.float().round().clamp(0, 255)
-    for step in ((x.shape[-2], size[1]), size):
-        x = F.interpolate(x, size=step, mode="bicubic", antialias=True).round_().clamp_(0, 255)
+    x = resize_uint8_exact(pixels.float().round().clamp(0, 255), size)
     return x.to(torch.uint8) if given_uint8 else x
 
 
@@ -335,11 +335,11 @@ class QualityLevelsIQA(IQAModel):
         for part in pixels.split(_CPU_VIEW_CHUNK) if chunked else (pixels,):
             # back to 8-bit values (they are 8-bit values normalised, so this is exact)
             x = torch.addcmul(to_8bit[1], part.float(), to_8bit[0]).clamp_(0, 255)
-            if x.device.type == "cpu":
+            if chunked:
                 x = x.to(torch.uint8, memory_format=torch.channels_last)
-            else:
-                x = x.floor_()
-            x = resize_like_pillow(x, size)
+            else:  # traced, or on a GPU: the CPU kernel's values from plain ops, so that
+                x = x.floor_()  # exported files and GPUs score as the CPU does
+            x = resize_like_pillow(x, size, eight_bit=chunked)
             # contiguous: the stem ran 40 % slower on the channels-last layout
             x = x.to(torch.float32, memory_format=torch.contiguous_format)
             views.append(x.mul_(to_model[0]).sub_(to_model[1]).to(pixels.dtype))
