@@ -100,7 +100,7 @@ def test_shipped_default_model_exports_to_one_onnx_file(tmp_path):
     # the hybrid stem (TF "same" padding, depthwise convolutions, pooled feature pyramid
     # on a fixed grid, deviations, global-statistics token), BatchNorms folded, its
     # probe's two views. Two of its five towers: the other three repeat them op for op,
-    # and this test took 75 s with them, 50 s without (the ensemble's mean: above)
+    # and this test took 55 s with them, 39 s without (the ensemble's mean: above)
     pytest.importorskip("onnxscript")
     pytest.importorskip("onnxruntime")
     model = mpiqa.create_model(DEFAULT_MODEL).for_inference()
