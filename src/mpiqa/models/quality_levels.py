@@ -103,12 +103,12 @@ def resize_like_pillow(
     bicubic resize does it: antialiased, values on the 8-bit grid (within 2 / 255 of
     Pillow's, tested). Returns uint8 for uint8 input, float32 otherwise.
 
-    ``eight_bit`` (default: on a CPU, unless traced) lets torch resize 8-bit images itself
-    (channels-last, about 15 times faster than in float there); otherwise
+    ``eight_bit`` (default: on a CPU, unless exported to ONNX) lets torch resize 8-bit
+    images itself (channels-last, about 15 times faster than in float there); otherwise
     :func:`~mpiqa.models.resize.resize_uint8_exact` computes the same values with ops
     every device and exporter has."""
     if eight_bit is None:
-        eight_bit = pixels.device.type == "cpu" and not is_traced()
+        eight_bit = pixels.device.type == "cpu" and not torch.onnx.is_in_onnx_export()
     given_uint8 = pixels.dtype == torch.uint8
     if eight_bit:
         x = pixels if given_uint8 else pixels.round().clamp(0, 255).to(torch.uint8)
@@ -335,11 +335,14 @@ class QualityLevelsIQA(IQAModel):
         for part in pixels.split(_CPU_VIEW_CHUNK) if chunked else (pixels,):
             # back to 8-bit values (they are 8-bit values normalised, so this is exact)
             x = torch.addcmul(to_8bit[1], part.float(), to_8bit[0]).clamp_(0, 255)
-            if chunked:
+            # torch's 8-bit kernel on a CPU; in an ONNX file or on a GPU, its values from
+            # plain ops, so that these score as the CPU does (ONNX's resize rounds otherwise)
+            native = x.device.type == "cpu" and not torch.onnx.is_in_onnx_export()
+            if native:
                 x = x.to(torch.uint8, memory_format=torch.channels_last)
-            else:  # traced, or on a GPU: the CPU kernel's values from plain ops, so that
-                x = x.floor_()  # exported files and GPUs score as the CPU does
-            x = resize_like_pillow(x, size, eight_bit=chunked)
+            else:
+                x = x.floor_()
+            x = resize_like_pillow(x, size, eight_bit=native)
             # contiguous: the stem ran 40 % slower on the channels-last layout
             x = x.to(torch.float32, memory_format=torch.contiguous_format)
             views.append(x.mul_(to_model[0]).sub_(to_model[1]).to(pixels.dtype))

@@ -5,8 +5,8 @@ point, as Pillow does: per axis, double weights rounded to integers at a precisi
 the axis's largest weight fixes, an integer dot product per output pixel, rounded and
 clamped back to 8 bits, the width first. An exported graph cannot call that kernel, and
 ONNX's own 8-bit resize rounds otherwise (scores of the default model moved by up to
-0.0064 on photos). :func:`resize_uint8_exact` computes the same integers with gathers,
-products and sums in float32, exact because every partial sum is an integer below 2^24
+0.0064 on photos). :func:`resize_uint8_exact` computes the same integers with two
+matrix products, exact in float32 because every partial sum is an integer below 2^24
 (checked; float64 otherwise). Its weights follow PyTorch's
 ``HelperInterpBase::_compute_index_ranges_int16_weights`` and
 ``_compute_indices_min_size_weights_aa`` (aten/src/ATen/native/cpu/UpSampleKernel.cpp);
@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import math
 
+import numpy as np
 import torch
 
 _A = -0.5  # the bicubic kernel's parameter, as Pillow and torch's antialiased mode use it
@@ -69,27 +70,39 @@ def uint8_taps(
     return tuple(starts), integers, precision
 
 
+@functools.lru_cache(maxsize=16)
+def uint8_matrix(in_size: int, out_size: int) -> tuple[np.ndarray, int]:
+    """:func:`uint8_taps` as an (out, in) float64 matrix of the integer weights, and the
+    precision: one axis of the resize is one matrix product."""
+    starts, weights, precision = uint8_taps(in_size, out_size)
+    matrix = np.zeros((out_size, in_size))
+    for i, (start, row) in enumerate(zip(starts, weights, strict=True)):
+        for j, w in enumerate(row):
+            if w:  # a tap past the image has weight 0
+                matrix[i, start + j] += w
+    return matrix, precision
+
+
 def resize_uint8_exact(pixels: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """(N, C, H, W) float holding 8-bit values -> (N, C, *size), the values torch's 8-bit
     antialiased bicubic resize gives (width first, each pass rounded and clamped to 8
-    bits), in ``pixels``' float dtype."""
+    bits), in ``pixels``' float dtype.
+
+    Each pass is a product with a matrix of integer weights: every partial sum is an
+    integer, so float32 gives it exactly while the sums stay below 2^24 (float64 beyond,
+    and on a GPU that lets matrix products round their inputs to TF32)."""
     x = pixels
     for dim, out_size in ((-1, size[1]), (-2, size[0])):
         in_size = int(x.shape[dim])
         if in_size == out_size:
             continue  # torch leaves an axis of the same size alone
-        starts, weights, precision = uint8_taps(in_size, out_size)
-        # every partial sum is an integer no larger than this: exact in float32 below 2^24
-        bound = 255 * max(sum(abs(w) for w in row) for row in weights) + (1 << precision)
-        dtype = torch.float32 if bound < 2**24 else torch.float64
+        matrix, precision = uint8_matrix(in_size, out_size)
+        bound = 255 * float(np.abs(matrix).sum(1).max()) + (1 << precision)
+        tf32 = x.device.type == "cuda" and torch.backends.cuda.matmul.allow_tf32
+        dtype = torch.float32 if bound < 2**24 and not tf32 else torch.float64
+        weights = torch.from_numpy(matrix).to(device=x.device, dtype=dtype)
         x = x.to(dtype)
-        shape = (-1,) if dim == -1 else (-1, 1)
-        total = None
-        for k in range(len(weights[0])):
-            index = torch.tensor([min(s + k, in_size - 1) for s in starts], device=x.device)
-            weight = torch.tensor([row[k] for row in weights], dtype=dtype, device=x.device)
-            term = x.index_select(dim, index) * weight.view(shape)
-            total = term if total is None else total + term
+        total = x @ weights.T if dim == -1 else weights @ x
         scale = 1.0 / (1 << precision)
         x = torch.floor((total + float(1 << precision >> 1)) * scale).clamp(0, 255)
     return x.to(pixels.dtype)
