@@ -39,8 +39,7 @@ def uint8_taps(
     in_size: int, out_size: int
 ) -> tuple[tuple[int, ...], tuple[tuple[int, ...], ...], int]:
     """One axis of the 8-bit resize: (each output's first input sample, its integer
-    weights, all rows ``taps`` long, zero past the output's own range; the precision in
-    bits). Plain Python numbers, so that tracing and exporting see constants."""
+    weights over the samples from there, the precision in bits)."""
     scale = in_size / out_size
     support = 2.0 * scale if scale >= 1.0 else 2.0
     taps = int(math.ceil(support)) * 2 + 1
@@ -58,7 +57,7 @@ def uint8_taps(
             weights = [w / total for w in weights]
             wt_max = max([wt_max, *weights])
         starts.append(xmin)
-        rows.append(weights + [0.0] * (taps - xsize))
+        rows.append(weights)
     precision = 0
     while precision < 22 and int(0.5 + wt_max * (1 << (precision + 1))) < (1 << 15):
         precision += 1
@@ -77,9 +76,7 @@ def uint8_matrix(in_size: int, out_size: int) -> tuple[np.ndarray, int]:
     starts, weights, precision = uint8_taps(in_size, out_size)
     matrix = np.zeros((out_size, in_size))
     for i, (start, row) in enumerate(zip(starts, weights, strict=True)):
-        for j, w in enumerate(row):
-            if w:  # a tap past the image has weight 0
-                matrix[i, start + j] += w
+        matrix[i, start : start + len(row)] = row
     return matrix, precision
 
 
