@@ -186,7 +186,13 @@ def load_image(
         reason = "not an image format Pillow can read" + (f" ({hint})" if hint else "")
         raise ImageDecodeError(path, reason) from None
     except Image.DecompressionBombError as err:
-        raise ImageDecodeError(path, f"refused as a decompression bomb ({err})") from None
+        # Pillow's own check, at twice the limit it was given: it fires before ours, so
+        # say what ours would (the user's limit and how to raise it), then Pillow's words.
+        raise ImageDecodeError(
+            path,
+            f"over the limit of {max_pixels} pixels (a possible decompression bomb; raise "
+            f"--max-pixels to score it): {err}",
+        ) from None
     except (OSError, SyntaxError, ValueError, EOFError) as err:
         raise ImageDecodeError(path, f"corrupt or truncated image data ({err})") from None
 
