@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import io
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,7 +17,7 @@ from PIL import Image
 
 from mpiqa.cli.main import main
 from tests.data.fixtures import write_noise_images
-from tests.torchrun import rerun_on_gloo_abort, torchrun
+from tests.torchrun import rerun_on_gloo_abort, torchrun, two_machines
 
 pytestmark = rerun_on_gloo_abort  # see tests/torchrun.py
 
@@ -59,24 +58,12 @@ def test_a_set_up_failure_stops_every_process_with_one_line(tmp_path, flags, lin
 
 
 def test_a_run_over_two_machines_is_refused_with_one_line(tmp_path):
-    # two torchrun launchers of one process each, as on two machines (--nnodes=2): their
-    # processes could not share --out safely (appends over NFS) nor rank 0's temp folder
+    # their processes could not share --out safely (appends over NFS) nor rank 0's temp folder
     write_noise_images(tmp_path / "imgs", [f"{i}.png" for i in range(3)])
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    launch = [
-        sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc_per_node=1",
-        "--rdzv_backend=c10d", f"--rdzv_endpoint=127.0.0.1:{port}", "--rdzv_id=mpiqa-test",
-        "-m", "mpiqa", "score", str(tmp_path / "imgs"), "--out", str(tmp_path / "s.csv"), *TINY,
-    ]  # fmt: skip
-    machines = [
-        subprocess.Popen(launch, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for _ in range(2)
-    ]
-    results = [m.communicate(timeout=300) for m in machines]
-    assert all(m.returncode != 0 for m in machines)
-    stderr = "".join(err for _, err in results)
+    args = ["score", str(tmp_path / "imgs"), "--out", str(tmp_path / "s.csv"), *TINY]
+    results = two_machines(args, (tmp_path, tmp_path))
+    assert all(r.returncode != 0 for r in results)
+    stderr = "".join(r.stderr for r in results)
     assert stderr.count("mpiqa: error:") == 1, stderr[-3000:]
     assert "runs on one machine (--nnodes=1); this run has 2 processes, 1 on this" in stderr
     assert not (tmp_path / "s.csv").exists()

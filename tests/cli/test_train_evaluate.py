@@ -229,3 +229,17 @@ def test_resume_reads_the_runs_own_config_and_refuses_changes(tmp_path, csv_task
     # a second run into the same folder would mix the logs
     assert _train(root, "--epochs", "1", "--out", str(run)) == 2
     assert "holds a training run already" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("local", ["2", "1"], ids=["one machine", "two machines"])
+def test_resume_of_no_run_says_so_and_over_machines_why(tmp_path, capsys, monkeypatch, local):
+    # read before any process group exists: under torchrun over two machines, the one
+    # without the run can only tell its user that --out is not shared
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", local)
+    monkeypatch.setenv("RANK", "0")
+    assert main(["train", "--resume", "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert "holds no training run (no config.json); start one with --dataset and --root" in err
+    shared = "over several machines, --out must be a folder they all share"
+    assert (shared in err) == (local == "1")

@@ -19,7 +19,7 @@ from mpiqa.cli.train import build_config
 from mpiqa.distributed import Context
 from mpiqa.training.data_parallel import GlobalBatchSampler
 from mpiqa.training.run import build_model
-from tests.torchrun import rerun_on_gloo_abort, torchrun
+from tests.torchrun import rerun_on_gloo_abort, torchrun, two_machines
 from tests.training.conftest import make_blur_task
 
 pytestmark = rerun_on_gloo_abort  # see tests/torchrun.py
@@ -97,11 +97,7 @@ TINY = [
     ids=["plain", "grad-reg", "grad-reg-fp16"],
 )
 def test_two_process_training_equals_single_process(tmp_path, extra):
-    root = make_blur_task(tmp_path / "task", n_contents=8, size=32)
-    # the subprocess sees the plain csv adapter: paths relative to the root
-    labels = root / "labels.csv"
-    lines = labels.read_text().splitlines()
-    labels.write_text("\n".join([lines[0], *("imgs/" + line for line in lines[1:])]) + "\n")
+    root = _csv_task(tmp_path)
     single, double = _run_single_and_double(["train", "--root", str(root), *TINY, *extra], tmp_path)
     fp16 = "fp16" in extra  # half-batch forward passes round differently in fp16
     a = _same_prompts(single, double, atol=1e-3 if fp16 else 1e-5)
@@ -117,6 +113,58 @@ def test_two_process_training_equals_single_process(tmp_path, extra):
         assert y["train"]["loss"] == pytest.approx(x["train"]["loss"], rel=1e-3 if fp16 else 1e-4)
         assert y["val"]["srcc"] == pytest.approx(x["val"]["srcc"], abs=1e-6)
     assert (double / "split.json").read_text() == (single / "split.json").read_text()
+
+
+def _csv_task(tmp_path):
+    root = make_blur_task(tmp_path / "task", n_contents=8, size=32)
+    # the subprocess sees the plain csv adapter: paths relative to the root
+    labels = root / "labels.csv"
+    lines = labels.read_text().splitlines()
+    labels.write_text("\n".join([lines[0], *("imgs/" + line for line in lines[1:])]) + "\n")
+    return root
+
+
+def test_training_over_two_machines_with_a_shared_out_equals_one_process(tmp_path):
+    # torchrun --nnodes=2: rank 0 writes the run, the other machine's process reads nothing
+    args = ["train", "--root", str(_csv_task(tmp_path)), *TINY]
+    assert main([*args, "--out", str(tmp_path / "single")]) == 0
+    results = two_machines([*args, "--out", str(tmp_path / "double")], (tmp_path, tmp_path))
+    assert [r.returncode for r in results] == [0, 0], results[0].stderr[-3000:]
+    _same_prompts(tmp_path / "single", tmp_path / "double", atol=1e-5)
+
+
+def _meta_args(tmp_path) -> list[str]:
+    clean = tmp_path / "clean"
+    clean.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(clean / f"{i}.png")
+    return [
+        "meta-pretrain", "--root", str(clean), "--backbone", "test-tiny", "--weights", "random",
+        "--set", "meta.n_support=4", "--set", "meta.n_query=4",
+        "--set", "meta.inner_steps=2", "--set", "model.visual_depth=2",
+        "--set", "model.visual_tokens=2",
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("command", ["train", "meta-pretrain"])
+def test_resuming_over_two_machines_that_do_not_share_out_stops_with_one_line(tmp_path, command):
+    # Only machine a holds the run: before, b's process started afresh while a's went on,
+    # and both waited in their next collective until torch's timeout (30 minutes).
+    if command == "train":  # --dataset: b's process builds a config, as a's reads its own
+        args = ["train", "--root", str(_csv_task(tmp_path)), *TINY, "--allow-changes"]
+    else:
+        args = _meta_args(tmp_path)
+    a, b = tmp_path / "a", tmp_path / "b"
+    b.mkdir()
+    assert main([*args, "--epochs", "1", "--out", str(a / "run")]) == 0
+    results = two_machines([*args, "--epochs", "2", "--out", "run", "--resume"], (a, b), 120)
+    assert all(r.returncode != 0 for r in results)
+    stderr = "".join(r.stderr for r in results)
+    assert stderr.count("mpiqa: error:") == 1, stderr[-3000:]
+    assert "--resume: the processes found different saved runs in run (" in stderr
+    assert "over several machines, --out must be a folder they all share" in stderr
+    assert not (b / "run" / "log.jsonl").exists()
 
 
 def test_two_processes_share_the_image_check_and_one_names_the_bad_files(tmp_path, capsys):
@@ -139,17 +187,7 @@ def test_two_processes_share_the_image_check_and_one_names_the_bad_files(tmp_pat
 
 
 def test_two_process_meta_pretraining_equals_single_process(tmp_path):
-    clean = tmp_path / "clean"
-    clean.mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(6):
-        Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(clean / f"{i}.png")
-    args = [
-        "meta-pretrain", "--root", str(clean), "--backbone", "test-tiny", "--weights", "random",
-        "--epochs", "1", "--set", "meta.n_support=4", "--set", "meta.n_query=4",
-        "--set", "meta.inner_steps=2", "--set", "model.visual_depth=2",
-        "--set", "model.visual_tokens=2",
-    ]  # fmt: skip
+    args = [*_meta_args(tmp_path), "--epochs", "1"]
     single, double = _run_single_and_double(args, tmp_path)
     _same_prompts(single, double, atol=1e-6)
     for x, y in _logs(single, double):

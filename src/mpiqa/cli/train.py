@@ -200,9 +200,16 @@ def _config_flags_given(args: argparse.Namespace) -> bool:
 def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if args.resume and not (out / "config.json").is_file() and not args.dataset:
+        # read before the processes can talk: a machine that does not see the first
+        # one's run can only say so (the others wait for it until torch's timeout)
+        shared = (
+            "; over several machines, --out must be a folder they all share"
+            if distributed.spans_machines()
+            else ""
+        )
         raise FileNotFoundError(
             f"--resume: {out} holds no training run (no config.json); "
-            "start one with --dataset and --root"
+            f"start one with --dataset and --root{shared}"
         )
     if args.resume and (out / "config.json").is_file():
         config = _resume_config(args, out)

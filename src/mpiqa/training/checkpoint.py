@@ -12,9 +12,10 @@ from typing import Any
 
 from safetensors.torch import save_file
 
-from mpiqa import jsonfile
+from mpiqa import distributed, jsonfile
 from mpiqa.atomic import atomic_write
 from mpiqa.backbones.pretrained import sha256_of
+from mpiqa.errors import reported_once
 from mpiqa.models.checkpoint import (  # noqa: F401  (reading lives below the models; re-exported)
     CHECKPOINT_FORMAT,
     assign_tensors,
@@ -35,6 +36,29 @@ def rewrite_log(path: Path, history: list[dict]) -> None:
     _atomic(
         path, lambda tmp: Path(tmp).write_text("".join(jsonfile.dumps(e) + "\n" for e in history))
     )
+
+
+def check_resumed_alike(epoch: int, out_dir: Path, context: distributed.Context) -> None:
+    """Stop every process with one error line unless all resumed from the same saved epoch.
+
+    Each process reads ``out_dir`` on its own machine. Over several machines without a
+    shared file system, one that does not see the first one's run would start afresh
+    while the others go on, and the run would hang in its next collective.
+
+    Raises:
+        ValueError: on the first process, naming each process's epoch (the others raise
+            :class:`~mpiqa.distributed.ReportedByFirstProcess`).
+    """
+    if not context.active:
+        return
+    with reported_once(context):
+        epochs = distributed.gather_objects(epoch, context)  # before anything can fail
+        if len(set(epochs)) > 1:
+            found = ", ".join(f"process {r}: epoch {e}" for r, e in enumerate(epochs))
+            raise ValueError(
+                f"--resume: the processes found different saved runs in {out_dir} ({found}; "
+                "0 = none); over several machines, --out must be a folder they all share"
+            )
 
 
 def write_json(path: Path, data: dict) -> None:

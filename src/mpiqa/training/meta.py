@@ -46,7 +46,13 @@ from mpiqa.data.images import require_decodable
 from mpiqa.data.loading import EvalTransform, RecordDataset
 from mpiqa.distributed import Context
 from mpiqa.models.mmp_iqa import MultiModalPromptIQA
-from mpiqa.training.checkpoint import _atomic, rewrite_log, save_checkpoint, write_json
+from mpiqa.training.checkpoint import (
+    _atomic,
+    check_resumed_alike,
+    rewrite_log,
+    save_checkpoint,
+    write_json,
+)
 from mpiqa.training.data_parallel import GradientSync
 from mpiqa.training.losses import LossWeights, total_loss
 
@@ -378,6 +384,7 @@ class MetaTrainer:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         if resume:
             self.resume()
+            check_resumed_alike(self.epoch, self.out_dir, self.context)
         main = self.context.is_main
         if main:
             write_json(

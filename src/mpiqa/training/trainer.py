@@ -30,7 +30,13 @@ from mpiqa.distributed import Context
 from mpiqa.evaluation.metrics import all_metrics
 from mpiqa.evaluation.predict import predict_records
 from mpiqa.models.mmp_iqa import MultiModalPromptIQA
-from mpiqa.training.checkpoint import _atomic, assign_tensors, rewrite_log, save_checkpoint
+from mpiqa.training.checkpoint import (
+    _atomic,
+    assign_tensors,
+    check_resumed_alike,
+    rewrite_log,
+    save_checkpoint,
+)
 from mpiqa.training.config import TrainConfig
 from mpiqa.training.data_parallel import GlobalBatchSampler, GradientSync
 from mpiqa.training.losses import total_loss
@@ -290,6 +296,7 @@ class Trainer:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         if resume:
             self.resume()
+            check_resumed_alike(self.epoch, self.out_dir, self.context)
         done_now = 0
         main = self.context.is_main
         log_file = open(self.out_dir / "log.jsonl", "a") if main else contextlib.nullcontext()
