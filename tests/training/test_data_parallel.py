@@ -133,6 +133,22 @@ def test_training_over_two_machines_with_a_shared_out_equals_one_process(tmp_pat
     _same_prompts(tmp_path / "single", tmp_path / "double", atol=1e-5)
 
 
+def test_two_process_rounds_print_and_write_one_summary(tmp_path, capsys):
+    # before, every process scored each round's test part, wrote summary.json and printed
+    # the table: twice the work, two writers of one file, the table twice on stdout
+    args = ["train", "--root", str(_csv_task(tmp_path)), *TINY, "--epochs", "1", "--rounds", "2"]
+    assert main([*args, "--out", str(tmp_path / "single")]) == 0
+    table = capsys.readouterr().out
+    result = torchrun([*args, "--out", str(tmp_path / "double")])
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout == table and table.count("| srcc |") == 1
+    single, double = (
+        json.loads((tmp_path / r / "summary.json").read_text()) for r in ("single", "double")
+    )
+    for a, b in zip(single["rounds"], double["rounds"], strict=True):
+        assert b["srcc"] == pytest.approx(a["srcc"], abs=1e-6)
+
+
 def _meta_args(tmp_path) -> list[str]:
     clean = tmp_path / "clean"
     clean.mkdir()

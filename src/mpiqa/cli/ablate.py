@@ -140,6 +140,8 @@ def run(args: argparse.Namespace) -> int:
             config, out / variant, args.rounds, init_prompts=args.init_prompts if meta else None
         )
         summary = record["summary"]
+        if summary is None:  # a torchrun process but the first, which writes the table
+            continue
         rows.append((variant, description, summary["srcc"], summary["plcc"]))
         commands.append(
             (
@@ -149,6 +151,8 @@ def run(args: argparse.Namespace) -> int:
                 record["train_seed"],
             )
         )
+    if not rows:
+        return 0
     lines = [
         f"# Ablation on {args.dataset} ({args.shots or args.fraction or 'all'} {'shots' if args.shots else 'training images'}, {args.rounds} rounds)",
         "",

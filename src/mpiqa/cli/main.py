@@ -28,6 +28,9 @@ from mpiqa.cli import train as train_cmd
 # Exit statuses, as documented in the README.
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a tool killed by it
+# The commands that share their work between torchrun's processes; the others would each
+# do all of it, N times, and write the same files at once.
+TORCHRUN_COMMANDS = ("score", "train", "meta-pretrain", "ablate")
 _COMMANDS = (
     score_cmd,
     report_cmd,
@@ -101,6 +104,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exit_:  # --help, --version, or argparse refusing an argument
         return int(exit_.code or 0) if not isinstance(exit_.code, str) else EXIT_USAGE
     _configure_logging(args.verbose + args.verbose_after, args.quiet or args.quiet_after)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and args.command not in TORCHRUN_COMMANDS:
+        if distributed.env_rank() == 0:
+            print(
+                f"mpiqa: error: mpiqa {args.command} runs in one process: start it without "
+                f"torchrun (torchrun shares the work of {', '.join(TORCHRUN_COMMANDS)})",
+                file=sys.stderr,
+            )
+        return EXIT_USAGE
     # Every command runs forward passes on large tensors; see mpiqa.runtime for why.
     runtime.tune_malloc()
     try:

@@ -247,5 +247,6 @@ def _run(args: argparse.Namespace, config: TrainConfig, out: Path) -> int:
     record = run_rounds(
         config, out, args.rounds, init_prompts=args.init_prompts, resume=args.resume
     )
-    print(rounds_table(record["summary"]))
+    if record["summary"] is not None:  # the first process's, under torchrun
+        print(rounds_table(record["summary"]))
     return 0

@@ -6,7 +6,7 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
-from mpiqa import jsonfile
+from mpiqa import distributed, jsonfile
 from mpiqa.evaluation.evaluate import evaluate_checkpoint
 from mpiqa.evaluation.metrics import summarise_rounds
 from mpiqa.evaluation.plots import plot_if_available, rounds_plot
@@ -20,8 +20,13 @@ def run_rounds(
 ) -> dict:
     """Writes ``round_<r>/`` per round, ``summary.json`` / ``summary.md`` and ``rounds.png``
     (with the ``plot`` extra); returns the summary. Split seeds are data.split_seed + r;
-    the training seed stays fixed."""
+    the training seed stays fixed.
+
+    Under torchrun the processes train each round together; the first one alone scores
+    the test parts, writes the summary and returns it (the others return ``summary``
+    None, after the last round's training)."""
     out = Path(out)
+    main = distributed.env_rank() == 0
     per_round, seeds, labels = [], [], []
     for r in range(rounds):
         round_config = copy.deepcopy(config)
@@ -30,6 +35,8 @@ def run_rounds(
         round_dir = out / f"round_{r}"
         result = train_run(round_config, round_dir, resume=resume, init_prompts=init_prompts)
         labels.append(result["labelled_images"])
+        if not main:  # it waits in the next round's first collective meanwhile
+            continue
         per_round.append(
             evaluate_checkpoint(
                 round_dir / "best.safetensors",
@@ -41,6 +48,9 @@ def run_rounds(
                 dataset_options=config.data.options,
             )
         )
+    if not main:
+        return {"rounds": [], "split_seeds": seeds, "train_seed": config.train.seed,
+                "summary": None, "config": config.to_dict()}  # fmt: skip
     summary = summarise_rounds(per_round)
     for row, n in zip(per_round, labels, strict=True):
         row["labelled_images"] = n
