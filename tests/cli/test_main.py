@@ -48,7 +48,10 @@ def test_commands_that_run_in_one_process_refuse_torchrun(
         return
     assert main(argv) == 2
     out, err = capsys.readouterr()
-    line = f"mpiqa: error: mpiqa {argv[0]} runs in one process: start it without torchrun "
+    line = (
+        f"mpiqa: error: mpiqa {argv[0]} runs in one process: start it without torchrun, "
+        "or unset WORLD_SIZE (it says 2 processes)"
+    )
     assert out == "" and (line in err) is printed and err.count("\n") == int(printed)
     assert not (tmp_path / "run").exists()
     monkeypatch.delenv("WORLD_SIZE")

@@ -104,11 +104,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exit_:  # --help, --version, or argparse refusing an argument
         return int(exit_.code or 0) if not isinstance(exit_.code, str) else EXIT_USAGE
     _configure_logging(args.verbose + args.verbose_after, args.quiet or args.quiet_after)
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and args.command not in TORCHRUN_COMMANDS:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and args.command not in TORCHRUN_COMMANDS:
         if distributed.env_rank() == 0:
             print(
                 f"mpiqa: error: mpiqa {args.command} runs in one process: start it without "
-                f"torchrun (torchrun shares the work of {', '.join(TORCHRUN_COMMANDS)})",
+                f"torchrun, or unset WORLD_SIZE (it says {world} processes); torchrun "
+                f"shares the work of {', '.join(TORCHRUN_COMMANDS)}",
                 file=sys.stderr,
             )
         return EXIT_USAGE
