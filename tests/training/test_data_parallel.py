@@ -184,18 +184,16 @@ def test_resuming_over_two_machines_that_do_not_share_out_stops_with_one_line(tm
 
 
 def test_two_processes_share_the_image_check_and_one_names_the_bad_files(tmp_path, capsys):
-    root = make_blur_task(tmp_path / "task", n_contents=8, size=32)
-    labels = root / "labels.csv"
-    lines = labels.read_text().splitlines()
-    labels.write_text("\n".join([lines[0], *("imgs/" + line for line in lines[1:])]) + "\n")
+    root = _csv_task(tmp_path)
+    lines = (root / "labels.csv").read_text().splitlines()
     bad = [line.split(",")[0] for line in lines[1:4]]  # three, so that both ranks find some
     for name in bad:
-        (root / "imgs" / name).write_bytes(b"not an image")
+        (root / name).write_bytes(b"not an image")
     args = ["train", "--root", str(root), *TINY, "--epochs", "1", "--on-error", "skip"]
     single, double = _run_single_and_double(args, tmp_path)
     assert (double / "split.json").read_text() == (single / "split.json").read_text()
     notes = json.loads((single / "split.json").read_text())["notes"]["undecodable"]
-    assert sorted(notes) == sorted(f"imgs/{n}" for n in bad)
+    assert sorted(notes) == sorted(bad)
     result = torchrun([*args[:-2], "--out", str(tmp_path / "fail")])
     assert result.returncode != 0
     for name in bad:  # one line per bad file, from the first process only
