@@ -1,5 +1,6 @@
-"""Reading checkpoints of trained prompt models (``NAME.safetensors`` holds only the
-trained tensors, ``NAME.json`` what rebuilds the model around them). Below the training
+"""Reading checkpoints of trained prompt models (``NAME.safetensors`` holds the prompt
+tensors and the backbone's tensors that trained, ``NAME.json`` what rebuilds the model
+around them). Below the training
 layer, so that models, scoring and evaluation load checkpoints without importing
 training; writing stays in :mod:`mpiqa.training.checkpoint`."""
 
@@ -18,7 +19,10 @@ from mpiqa.models.mmp_iqa import MMPConfig, MultiModalPromptIQA
 
 logger = logging.getLogger(__name__)
 
-CHECKPOINT_FORMAT = "mpiqa-checkpoint/1"
+#: /2 holds every prompt tensor; /1 (mpiqa until 2026-12-07) held only those that trained,
+#: so its frozen prompts are taken from elsewhere where that is known (see load_checkpoint)
+CHECKPOINT_FORMAT = "mpiqa-checkpoint/2"
+_FORMAT_1 = "mpiqa-checkpoint/1"
 
 
 def assign_tensors(
@@ -58,7 +62,7 @@ def read_checkpoint_meta(path: str | Path) -> dict:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as err:
         raise ValueError(f"{meta_path}: not a readable JSON file ({err})") from None
-    if not isinstance(meta, dict) or meta.get("format") != CHECKPOINT_FORMAT:
+    if not isinstance(meta, dict) or meta.get("format") not in (CHECKPOINT_FORMAT, _FORMAT_1):
         found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
         raise ValueError(f"{meta_path}: not an mpiqa checkpoint (format {found!r})")
     for key, kind in (("backbone", dict), ("mmp", dict)):
@@ -105,12 +109,16 @@ def load_checkpoint(
         tensors = load_file(str(path))
     except Exception as err:  # SafetensorError and friends: a malformed file
         raise ValueError(f"{path}: not a readable safetensors file ({err})") from None
-    expected = {name for name, _ in model.trainable_parameters()}
-    if set(tensors) != expected:
+    expected = set(model.checkpoint_state_dict())
+    missing, unexpected = expected - set(tensors), set(tensors) - expected
+    trained = {name for name, _ in model.trainable_parameters()}
+    if unexpected or (missing and meta["format"] != _FORMAT_1) or missing & trained:
         raise ValueError(
-            f"{path}: tensors do not match the model: missing {sorted(expected - set(tensors))[:5]}, "
-            f"unexpected {sorted(set(tensors) - expected)[:5]}"
+            f"{path}: tensors do not match the model: missing {sorted(missing)[:5]}, "
+            f"unexpected {sorted(unexpected)[:5]}"
         )
+    if missing:  # prompts that stayed frozen, which format /1 did not save
+        tensors = {**_frozen_prompts_of_start(path, meta, sorted(missing), device), **tensors}
     assign_tensors(model, tensors, path)
     model.preprocess_options = _preprocess_options(meta.get("preprocess") or {}, path)
     loss = (meta.get("config") or {}).get("loss")
@@ -119,6 +127,43 @@ def load_checkpoint(
             f for f in ("distortion", "scene") if float(loss.get(f, 0) or 0) > 0
         )
     return model.to(device).eval()
+
+
+def _frozen_prompts_of_start(
+    path: str | Path, meta: dict, names: list[str], device: str | torch.device
+) -> dict[str, torch.Tensor]:
+    """The prompt tensors ``names`` that a checkpoint of format /1 left out because they
+    did not train, taken from the model its fine-tuning started from (recorded in its
+    JSON): a fine-tuning freezes the text context of its starting model by default.
+
+    Raises:
+        ValueError: no recorded starting model to take them from (a model rebuilt without
+            them would hold fresh random values there, different at every load).
+    """
+    finetune = meta.get("finetune")
+    data = finetune.get("data") if isinstance(finetune, dict) else None
+    start = data.get("start") if isinstance(data, dict) else None
+    if not isinstance(start, str) or not Path(start).is_file():
+        raise ValueError(
+            f"{path}: holds no {', '.join(names)}: prompts that stayed frozen while it trained, "
+            f"which checkpoints of format {_FORMAT_1} (mpiqa until 2026-12-07) did not save"
+            + (f", and its starting model {start} is not there" if isinstance(start, str) else "")
+            + "; without them its scores would change from load to load: train it again"
+        )
+    source = load_checkpoint(start, device=device).checkpoint_state_dict()
+    logger.warning(
+        "%s: its frozen prompts (%s) were not saved (format %s); taken from the model its "
+        "fine-tuning started from, %s",
+        path,
+        ", ".join(names),
+        _FORMAT_1,
+        start,
+    )
+    if set(names) - set(source):
+        raise ValueError(
+            f"{path}: its starting model {start} has no {sorted(set(names) - set(source))}"
+        )
+    return {name: source[name] for name in names}
 
 
 def _preprocess_options(options: dict, path) -> dict:

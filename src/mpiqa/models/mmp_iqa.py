@@ -225,9 +225,16 @@ class MultiModalPromptIQA(IQAModel):
                 seen.add(id(param))
                 yield name, param
 
-    def trained_state_dict(self) -> dict[str, torch.Tensor]:
-        """Only the trained tensors: what a checkpoint stores."""
-        return {name: p.detach().clone() for name, p in self.trainable_parameters()}
+    def checkpoint_state_dict(self) -> dict[str, torch.Tensor]:
+        """What a checkpoint stores: every prompt tensor, trained or frozen, and the
+        backbone's tensors that trained (the others come from its weights file). A frozen
+        prompt may hold values from elsewhere (meta-learned prompts, a fine-tuning's
+        starting model) that a model rebuilt from the configuration would not have."""
+        return {
+            name: p.detach().clone()
+            for name, p in self.named_parameters()
+            if p.requires_grad or not name.startswith("backbone.")
+        }
 
     # ----------------------------------------------------------------- forward
     def _text_features(self) -> dict[str, torch.Tensor]:

@@ -1,5 +1,6 @@
-"""Writing checkpoints of trained prompt models: ``NAME.safetensors`` holds only the
-trained tensors, ``NAME.json`` what is needed to rebuild the model around them (backbone
+"""Writing checkpoints of trained prompt models: ``NAME.safetensors`` holds every prompt
+tensor (frozen ones too: they may hold meta-learned or a starting model's values) and the
+backbone's tensors that trained, ``NAME.json`` what is needed to rebuild the model around them (backbone
 architecture, weights and their SHA-256, prompt configuration, metrics). Writes are
 atomic: a crash leaves the previous checkpoint, never half of a new one. Reading lives in
 :mod:`mpiqa.models.checkpoint` (re-exported here)."""
@@ -79,7 +80,7 @@ def save_checkpoint(
 ) -> Path:
     """Write ``path`` (.safetensors) and its ``.json`` beside it. Returns the tensor file."""
     path = Path(path).with_suffix(".safetensors")
-    tensors = {k: v.contiguous().cpu() for k, v in model.trained_state_dict().items()}
+    tensors = {k: v.contiguous().cpu() for k, v in model.checkpoint_state_dict().items()}
     _atomic(path, lambda tmp: save_file(tensors, tmp, metadata={"format": CHECKPOINT_FORMAT}))
     meta = {
         "format": CHECKPOINT_FORMAT,

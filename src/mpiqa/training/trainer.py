@@ -252,7 +252,7 @@ class Trainer:
         # this one, never a mix. last.safetensors is a copy for users, written after it.
         state = {
             "epoch": self.epoch,
-            "model": {k: v.detach().cpu() for k, v in self.model.trained_state_dict().items()},
+            "model": {k: v.detach().cpu() for k, v in self.model.checkpoint_state_dict().items()},
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),  # empty unless fp16
