@@ -55,6 +55,13 @@ def test_finetune_the_default_model_on_a_csv_and_score_with_it(labels_csv, tmp_p
                  "--root", str(labels_csv.parent), *options, "--out", str(tmp_path / "ev")]) == 0  # fmt: skip
     assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["n_trained_on"] == 24
     assert "24 of the 24 images evaluated trained this model" in capsys.readouterr().err
+    # the same from the label file itself
+    assert main(["evaluate", str(labels_csv), "--path-column", "file", "--score-column", "mos",
+                 "--checkpoint", str(run / "best.safetensors"), "--out", str(tmp_path / "ev2")]) == 0  # fmt: skip
+    assert (tmp_path / "ev2" / "metrics.json").read_text() == (
+        tmp_path / "ev" / "metrics.json"
+    ).read_text()
+    assert "24 of the 24 images evaluated trained this model" in capsys.readouterr().err
     meta = json.loads((run / "best.json").read_text())
     assert meta["backbone"]["arch"] == "mpiqa-tiny"
     assert main(["score", str(labels_csv.parent / "imgs"), "--checkpoint",

@@ -160,7 +160,56 @@ def test_undecodable_images_stop_the_run_or_are_left_out_and_evaluate_reads_the_
         main(["evaluate", "--model", "clip-iqa", "--split", "all", "--out", str(tmp_path / "e4")])
         == 2
     )
-    assert "--dataset and --root are required" in capsys.readouterr().err
+    assert "give a label file, or --dataset and --root" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def own_labels(tmp_path_factory):
+    """A label file of one's own: DMOS-like scores (lower = better) in columns of its own
+    names, paths relative to its folder."""
+    root = make_blur_task(tmp_path_factory.mktemp("own"), n_contents=2, size=40)
+    with open(root / "labels.csv") as f:
+        rows = list(csv.DictReader(f))
+    with open(root / "mine.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["file", "dmos"])
+        writer.writerows((f"imgs/{r['path']}", 60 * (1 - float(r["score"]))) for r in rows)
+    return root / "mine.csv"
+
+
+def test_evaluate_a_label_file_as_the_csv_adapter_reads_it(own_labels, tmp_path, capsys):
+    columns = ["--path-column", "file", "--score-column", "dmos", "--lower-better"]
+    assert main(["evaluate", str(own_labels), *columns, "--out", str(tmp_path / "a")]) == 0
+    options = ["csv_file=mine.csv", "path_column=file", "score_column=dmos", "lower_better=true"]
+    adapter = ["--dataset", "csv", "--root", str(own_labels.parent)]
+    for option in options:
+        adapter += ["--dataset-option", option]
+    assert main(["evaluate", *adapter, "--out", str(tmp_path / "b")]) == 0
+    a, b = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in "ab")
+    assert a["n"] == 12 and a["n_failed"] == 0 and abs(a["srcc"]) > 0.5 and a == b
+    # --lower-better reached the adapter: without it, the ranking turns over
+    assert main(["evaluate", str(own_labels), *columns[:-1], "--out", str(tmp_path / "c")]) == 0
+    assert json.loads((tmp_path / "c" / "metrics.json").read_text())["srcc"] == -a["srcc"]
+    rows = (tmp_path / "a" / "predictions.csv").read_text().splitlines()
+    assert len(rows) == 13 and (tmp_path / "a" / "scatter.png").is_file()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--dataset", "csv"], "give a label file"),
+        (["--dataset-option", "sheet=x"], "--dataset-option goes with --dataset (for a label file"),
+    ],
+)
+def test_evaluate_a_label_file_refuses_another_source_of_labels(
+    own_labels, tmp_path, capsys, args, message
+):
+    assert main(["evaluate", str(own_labels), *args, "--out", str(tmp_path / "x")]) == 2
+    assert message in capsys.readouterr().err
+    missing = own_labels.parent / "nope.csv"
+    assert main(["evaluate", str(missing), "--out", str(tmp_path / "x")]) == 2
+    assert f"label file not found: {missing}" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
 
 
 def test_train_needs_dataset_and_root(tmp_path, capsys):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import math
 from collections.abc import Callable
+from pathlib import Path
 
 #: the largest batch any command accepts: far beyond what fits in memory at 224 px, and
 #: far below what makes ``itertools.islice`` or tensor shapes overflow
@@ -99,6 +100,77 @@ def add_dataset_option(parser: argparse.ArgumentParser, note: str = "") -> None:
         help=f"an option of the dataset adapter (repeatable{note}), e.g. for csv: "
         "csv_file=labels.csv score_column=mos scale=1,5 lower_better=true",
     )
+
+
+def add_label_file(parser: argparse.ArgumentParser) -> None:
+    """A label file of one's own (positional ``labels``, optional) and the options that
+    read it, as :func:`label_file` turns them into the ``csv`` adapter's options; the
+    other way in is ``--dataset`` with ``--root`` and ``--dataset-option``."""
+    parser.add_argument(
+        "labels", nargs="?", metavar="LABELS",
+        help="CSV (or .xlsx workbook) of image paths and scores; ',' ';' tab or '|' "
+        "between fields, found from the header",
+    )  # fmt: skip
+    parser.add_argument(
+        "--path-column", default="path", help="LABELS column of image paths (%(default)s)"
+    )
+    parser.add_argument(
+        "--score-column", default="score", help="LABELS column of scores (%(default)s)"
+    )
+    parser.add_argument(
+        "--lower-better", action="store_true", help="the scores are DMOS-like (lower = better)"
+    )
+    parser.add_argument(
+        "--scale", nargs=2, type=real(), metavar=("LOW", "HIGH"),
+        help="range of the scores (default: their min and max)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--image-dir", default=".", help="image folder, relative to the LABELS file's folder"
+    )
+    parser.add_argument(
+        "--sheet",
+        metavar="NAME",
+        help="the .xlsx workbook's sheet of that name (default: the first)",
+    )
+    parser.add_argument(
+        "--allow-outside-root", action="store_true",
+        help="accept absolute paths and '..' in LABELS (refused by default, so that a label "
+        "file from elsewhere cannot make mpiqa read any file)",
+    )  # fmt: skip
+
+
+#: the options :func:`add_label_file` adds besides ``labels`` (named in errors)
+_LABEL_FLAGS = (
+    "--path-column, --score-column, --image-dir, --scale, --lower-better, "
+    "--allow-outside-root, --sheet"
+)
+
+
+def label_file(args: argparse.Namespace) -> tuple[str, dict] | None:
+    """The folder and ``csv`` adapter options of the label file given by
+    :func:`add_label_file`'s arguments, or None when none was given.
+
+    Raises:
+        ValueError: the label file comes with ``--dataset`` or ``--dataset-option``
+            (they name another source of labels).
+        FileNotFoundError: no such label file.
+    """
+    if not args.labels:
+        return None
+    if getattr(args, "dataset", None):
+        raise ValueError(f"give a label file ({args.labels}) or --dataset, not both")
+    if getattr(args, "dataset_option", None):
+        raise ValueError(f"--dataset-option goes with --dataset (for a label file: {_LABEL_FLAGS})")
+    path = Path(args.labels)
+    if not path.is_file():
+        raise FileNotFoundError(f"label file not found: {path}")
+    options = dict(
+        csv_file=path.name, path_column=args.path_column, score_column=args.score_column,
+        image_dir=args.image_dir, lower_better=args.lower_better,
+        scale=tuple(args.scale) if args.scale else None,
+        allow_outside_root=args.allow_outside_root, sheet=args.sheet,
+    )  # fmt: skip
+    return str(path.parent), options
 
 
 def add_training_on_error(parser: argparse.ArgumentParser) -> None:

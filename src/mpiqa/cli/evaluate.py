@@ -24,7 +24,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "evaluate",
         help="evaluate a model on a dataset split; writes metrics.json, table.md, scatter.png",
+        description="Evaluate a model on labelled images: a label file of your own (LABELS: "
+        "image paths relative to its folder, and scores) or a dataset adapter (--dataset, "
+        "--root). Writes metrics.json, table.md, predictions.csv and scatter.png to --out; "
+        "images that cannot be decoded are named and left out of the metrics (exit status 1).",
     )
+    arguments.add_label_file(p)
     source = p.add_mutually_exclusive_group()
     source.add_argument("--checkpoint", metavar="FILE", help="best.safetensors of a training run")
     source.add_argument(
@@ -93,9 +98,13 @@ def shipped_training_images(name: str) -> KnownImages | None:
 def run(args: argparse.Namespace) -> int:
     from mpiqa.options import parse_key_values
 
-    dataset, root = args.dataset, args.root
-    options = parse_key_values(args.dataset_option, "--dataset-option")
-    trained = _run_data(args.checkpoint) if args.checkpoint else {}
+    labels = arguments.label_file(args)
+    if labels:
+        dataset, (root, options) = "csv", labels
+    else:
+        dataset, root = args.dataset, args.root
+        options = parse_key_values(args.dataset_option, "--dataset-option")
+    trained = _run_data(args.checkpoint) if args.checkpoint and not labels else {}
     if trained:
         dataset, root = dataset or trained["dataset"], root or trained["root"]
         # the run's adapter options belong to its dataset: not to another, or another copy
@@ -104,14 +113,15 @@ def run(args: argparse.Namespace) -> int:
             logger.info("dataset %s at %s with options %s (the run's)", dataset, root, options)
     if not dataset or not root:
         raise ValueError(
-            "--dataset and --root are required"
+            "give a label file, or --dataset and --root"
             + (
                 " (the checkpoint's run has no config.json to take them from)"
                 if args.checkpoint
                 else ""
             )
         )
-    beside = Path(args.checkpoint).parent / "split.json" if args.checkpoint else None
+    # a run's split.json names the run's images: not those of a label file given here
+    beside = Path(args.checkpoint).parent / "split.json" if args.checkpoint and not labels else None
     has_split = args.split_file or (beside is not None and beside.is_file())
     split = args.split or ("test" if has_split else "all")
     if not args.split:

@@ -36,31 +36,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--reference model, cross-validated on the same folds within the labels, and writes RUN/best.safetensors for `mpiqa score --checkpoint`. "
         "With --rounds R (and --shots N) it runs the N-shot benchmark protocol instead.",
     )
-    p.add_argument(
-        "csv", nargs="?",
-        help="CSV (or .xlsx workbook) of image paths and scores; ',' ';' tab or '|' "
-        "between fields, found from the header",
-    )  # fmt: skip
-    p.add_argument("--path-column", default="path", help="CSV column of image paths (%(default)s)")
-    p.add_argument("--score-column", default="score", help="CSV column of scores (%(default)s)")
-    p.add_argument(
-        "--lower-better", action="store_true", help="the scores are DMOS-like (lower = better)"
-    )
-    p.add_argument(
-        "--scale", nargs=2, type=arguments.real(), metavar=("LOW", "HIGH"),
-        help="range of the scores (default: their min and max)",
-    )  # fmt: skip
-    p.add_argument("--image-dir", default=".", help="image folder, relative to the CSV's folder")
-    p.add_argument(
-        "--sheet",
-        metavar="NAME",
-        help="the .xlsx workbook's sheet of that name (default: the first)",
-    )
-    p.add_argument(
-        "--allow-outside-root", action="store_true",
-        help="accept absolute paths and '..' in the CSV (refused by default, so that a label "
-        "file from elsewhere cannot make mpiqa read any file)",
-    )  # fmt: skip
+    arguments.add_label_file(p)
     p.add_argument("--dataset", help="a dataset adapter instead of a CSV (mpiqa list-datasets)")
     p.add_argument("--root", help="the dataset's folder")
     arguments.add_dataset_option(p, "; with --dataset")
@@ -129,25 +105,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def _dataset(args: argparse.Namespace):
     from mpiqa.data.datasets import load_dataset
 
-    if args.csv and args.dataset:
-        raise ValueError("give a CSV or --dataset, not both")
-    if args.csv and args.dataset_option:
-        raise ValueError(
-            "--dataset-option goes with --dataset (for a CSV: --path-column, --score-column, "
-            "--image-dir, --scale, --lower-better, --allow-outside-root, --sheet)"
-        )
-    if args.csv:
-        csv = Path(args.csv)
-        if not csv.is_file():
-            raise FileNotFoundError(f"label file not found: {csv}")
-        options = dict(
-            csv_file=csv.name, path_column=args.path_column, score_column=args.score_column,
-            image_dir=args.image_dir, lower_better=args.lower_better,
-            scale=tuple(args.scale) if args.scale else None,
-            allow_outside_root=args.allow_outside_root, sheet=args.sheet,
-        )  # fmt: skip
-        dataset = load_dataset("csv", csv.parent, **options)
-        return dataset, {"labels": str(csv.resolve()), **options, "scale": list(dataset.scale)}
+    labels = arguments.label_file(args)
+    if labels:
+        root, options = labels
+        dataset = load_dataset("csv", root, **options)
+        return dataset, {"labels": str(Path(args.labels).resolve()), **options,
+                         "scale": list(dataset.scale)}  # fmt: skip
     if not args.dataset or not args.root:
         raise ValueError("give a CSV of labels, or --dataset and --root")
     from mpiqa.options import parse_key_values
