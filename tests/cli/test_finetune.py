@@ -91,6 +91,14 @@ def test_finetune_rounds_use_exactly_the_shots(labels_csv, tmp_path, capsys):
         assert not set(split["train"]) & set(split["test"])
     out = capsys.readouterr().out
     assert "gain" in out and "gain over mpiqa-small" in out
+    # each round's checkpoint, loaded back, is the model its figures measured
+    round_dir = run / "round_1"
+    assert main(["evaluate", str(labels_csv), "--path-column", "file", "--score-column", "mos",
+                 "--checkpoint", str(round_dir / "best.safetensors"), "--split", "test",
+                 "--split-file", str(round_dir / "split.json"), "--out", str(tmp_path / "e")]) == 0  # fmt: skip
+    metrics = json.loads((tmp_path / "e" / "metrics.json").read_text())
+    assert metrics["srcc"] == pytest.approx(summary["rounds"][1]["srcc"], abs=1e-6)
+    assert metrics["plcc"] == pytest.approx(summary["rounds"][1]["plcc"], abs=1e-6)
 
 
 def test_finetune_compares_with_the_model_it_is_told_or_none(labels_csv, tmp_path, capsys):
