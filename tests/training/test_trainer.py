@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from mpiqa.data.datasets import load_dataset
 from mpiqa.data.splits import Split
@@ -42,6 +42,29 @@ def test_training_learns_blur_far_above_chance(blur_task, csv_task, tmp_path):
     assert after == pytest.approx(
         result["best"]["srcc"], abs=1e-6
     )  # the checkpoint is the selected model
+
+
+def test_the_checkpoint_keeps_the_prompts_that_stayed_frozen(blur_task, csv_task, tmp_path):
+    # as the grmp-paper preset keeps its meta-learned visual prompts: prompts from
+    # --init-prompts, frozen; here the text context too, and the last block trains
+    frozen = {"model.train_visual_prompts": "false", "model.train_text_context": "false"}
+    config = _config(blur_task, epochs=2, **frozen)
+    model, _ = build_model(config)
+    generator = torch.Generator().manual_seed(1)
+    init = {
+        name: torch.randn(p.shape, generator=generator)
+        for name, p in model.named_parameters()
+        if not name.startswith("backbone.")
+    }
+    save_file(init, tmp_path / "init.safetensors")
+    result = train_run(config, tmp_path / "run", init_prompts=tmp_path / "init.safetensors")
+    trained = load_checkpoint(tmp_path / "run/best.safetensors")
+    params = dict(trained.named_parameters())
+    for name, value in init.items():
+        assert torch.equal(params[name], value), name
+    val = load_dataset("csv", blur_task).subset(Split.load(tmp_path / "run/split.json").val)
+    after = srcc(predict_records(trained, val).scores, [r.score for r in val])
+    assert after == pytest.approx(result["best"]["srcc"], abs=1e-6)
 
 
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
