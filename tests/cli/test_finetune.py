@@ -9,20 +9,14 @@ import json
 import pytest
 
 from mpiqa.cli.main import main
-from tests.training.conftest import make_blur_task
+from tests.training.conftest import make_blur_task, own_label_file
 
 
 @pytest.fixture(scope="module")
 def labels_csv(tmp_path_factory):
     root = make_blur_task(tmp_path_factory.mktemp("own"), n_contents=4, size=40)
     # the user's own layout: paths relative to the CSV's folder, their own column names
-    with open(root / "labels.csv") as f:
-        rows = list(csv.DictReader(f))
-    with open(root / "mine.csv", "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["file", "mos"])
-        writer.writerows((f"imgs/{r['path']}", 5 * float(r["score"])) for r in rows)
-    return root / "mine.csv"
+    return own_label_file(root, "mos", lambda score: 5 * score)
 
 
 def test_finetune_the_default_model_on_a_csv_and_score_with_it(labels_csv, tmp_path, capsys):

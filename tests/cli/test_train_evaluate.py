@@ -8,7 +8,7 @@ import json
 import pytest
 
 from mpiqa.cli.main import main
-from tests.training.conftest import make_blur_task
+from tests.training.conftest import make_blur_task, own_label_file
 
 TINY = [
     "--backbone",
@@ -168,13 +168,7 @@ def own_labels(tmp_path_factory):
     """A label file of one's own: DMOS-like scores (lower = better) in columns of its own
     names, paths relative to its folder."""
     root = make_blur_task(tmp_path_factory.mktemp("own"), n_contents=2, size=40)
-    with open(root / "labels.csv") as f:
-        rows = list(csv.DictReader(f))
-    with open(root / "mine.csv", "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["file", "dmos"])
-        writer.writerows((f"imgs/{r['path']}", 60 * (1 - float(r["score"]))) for r in rows)
-    return root / "mine.csv"
+    return own_label_file(root, "dmos", lambda score: 60 * (1 - score))
 
 
 def test_evaluate_a_label_file_as_the_csv_adapter_reads_it(own_labels, tmp_path, capsys):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -36,6 +37,18 @@ def make_blur_task(root, n_contents: int = 40, size: int = 48, seed: int = 0):
         writer.writerow(["path", "score", "content"])
         writer.writerows(rows)
     return root
+
+
+def own_label_file(root, score_column: str, score) -> Path:
+    """The blur task at ``root`` labelled as a user would: ``root/mine.csv`` with columns
+    ``file`` (paths relative to it) and ``score_column``, each score ``score(task score)``."""
+    with open(root / "labels.csv") as f:
+        rows = list(csv.DictReader(f))
+    with open(root / "mine.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["file", score_column])
+        writer.writerows((f"imgs/{r['path']}", score(float(r["score"]))) for r in rows)
+    return root / "mine.csv"
 
 
 @pytest.fixture(scope="session")
