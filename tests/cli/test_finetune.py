@@ -60,8 +60,11 @@ def test_finetune_the_default_model_on_a_csv_and_score_with_it(labels_csv, tmp_p
     assert meta["backbone"]["arch"] == "mpiqa-tiny"
     assert main(["score", str(labels_csv.parent / "imgs"), "--checkpoint",
                  str(run / "best.safetensors")]) == 0  # fmt: skip
-    scored = list(csv.DictReader(capsys.readouterr().out.splitlines()))
+    out = capsys.readouterr().out
+    scored = list(csv.DictReader(out.splitlines()))
     assert len(scored) == 24 and all(0 <= float(r["score"]) <= 1 for r in scored)
+    # no distortion column: mpiqa-tiny learned none from labels, and fine-tuning adds none
+    assert out.splitlines()[0] == "path,score" and meta["labelled_families"] == []
 
 
 def test_finetune_rounds_use_exactly_the_shots(labels_csv, tmp_path, capsys):

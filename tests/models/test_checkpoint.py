@@ -80,7 +80,8 @@ def _without(path, dropped: str, extra: dict | None, form: str = "mpiqa-checkpoi
 def test_a_fine_tuning_of_format_1_takes_its_frozen_prompts_from_its_starting_model(
     tmp_path, caplog
 ):
-    start_path = save_checkpoint(tmp_path / "start", _moved(_model(), 0.5), BACKBONE)
+    trained_with = {"config": {"loss": {"quality": 1.0, "distortion": 1.0}}}
+    start_path = save_checkpoint(tmp_path / "start", _moved(_model(), 0.5), BACKBONE, trained_with)
     tuned = _model(train_text_context=False)  # as `mpiqa finetune` adapts by default
     assign_tensors(tuned, load_checkpoint(start_path).checkpoint_state_dict())
     with torch.no_grad():
@@ -88,8 +89,11 @@ def test_a_fine_tuning_of_format_1_takes_its_frozen_prompts_from_its_starting_mo
     path = save_checkpoint(tmp_path / "tuned", tuned.eval(), BACKBONE)
     recorded = {"finetune": {"data": {"start": str(start_path)}}}
     _without(path, "text_prompts.quality.ctx", recorded)
-    torch.testing.assert_close(_scores(load_checkpoint(path)), _scores(tuned), rtol=0, atol=0)
+    loaded = load_checkpoint(path)
+    torch.testing.assert_close(_scores(loaded), _scores(tuned), rtol=0, atol=0)
     assert "taken from the model its fine-tuning started from" in caplog.text
+    # the families its start learned from labels (the fine-tuning learned none)
+    assert loaded.labelled_families == ("distortion",)
 
     _without(path, "visual_prompts.prompts", None)  # trained, and missing
     with pytest.raises(ValueError, match="tensors do not match the model: missing"):

@@ -121,12 +121,30 @@ def load_checkpoint(
         tensors = {**_frozen_prompts_of_start(path, meta, sorted(missing), device), **tensors}
     assign_tensors(model, tensors, path)
     model.preprocess_options = _preprocess_options(meta.get("preprocess") or {}, path)
-    loss = (meta.get("config") or {}).get("loss")
-    if isinstance(loss, dict):
-        model.labelled_families = tuple(
-            f for f in ("distortion", "scene") if float(loss.get(f, 0) or 0) > 0
-        )
+    model.labelled_families = _labelled_families(meta)
     return model.to(device).eval()
+
+
+def _labelled_families(meta: dict) -> tuple[str, ...] | None:
+    """The families (distortion, scene) a checkpoint's model learned to tell apart from
+    labels of their own, whose classes are worth printing: as recorded (a fine-tuning
+    keeps its starting model's: it trains on quality labels alone), else from its
+    training loss's weights; None (all) where neither is known."""
+    recorded = meta.get("labelled_families")
+    if isinstance(recorded, list):
+        return tuple(f for f in ("distortion", "scene") if f in recorded)
+    config = meta.get("config")
+    loss = config.get("loss") if isinstance(config, dict) else None
+    if isinstance(loss, dict):
+        return tuple(f for f in ("distortion", "scene") if float(loss.get(f, 0) or 0) > 0)
+    finetune = meta.get("finetune")
+    if isinstance(finetune, dict):  # a fine-tuning that recorded none (until 2026-12-07)
+        data = finetune.get("data")
+        start = data.get("start") if isinstance(data, dict) else None
+        if isinstance(start, str) and Path(start).is_file():
+            return _labelled_families(read_checkpoint_meta(start))
+        return ()
+    return None
 
 
 def _frozen_prompts_of_start(

@@ -91,5 +91,7 @@ def save_checkpoint(
         "preprocess": dict(model.preprocess_options),
         **(extra or {}),
     }
+    if model.labelled_families is not None:  # a loaded model's (a fine-tuning's start)
+        meta["labelled_families"] = list(model.labelled_families)
     write_json(path.with_suffix(".json"), meta)
     return path
