@@ -180,6 +180,13 @@ def test_evaluate_a_label_file_as_the_csv_adapter_reads_it(own_labels, tmp_path,
         adapter += ["--dataset-option", option]
     assert main(["evaluate", *adapter, "--out", str(tmp_path / "b")]) == 0
     a, b = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in "ab")
+    # what was evaluated: the model, the folder, how its labels were read
+    assert a["model"] == "mpiqa-small" and a["root"] == str(own_labels.parent.resolve())
+    assert a["options"]["score_column"] == "dmos" and a["options"]["lower_better"] is True
+    assert a["split_file"] is None and a["split"] == "all"
+    a_options, b_options = a.pop("options"), b.pop("options")
+    assert {k: a_options[k] for k in b_options} == {"csv_file": "mine.csv", "path_column": "file",
+                                                    "score_column": "dmos", "lower_better": True}  # fmt: skip
     assert a["n"] == 12 and a["n_failed"] == 0 and abs(a["srcc"]) > 0.5 and a == b
     # --lower-better reached the adapter: without it, the ranking turns over
     assert main(["evaluate", str(own_labels), *columns[:-1], "--out", str(tmp_path / "c")]) == 0

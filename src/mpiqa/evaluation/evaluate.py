@@ -92,9 +92,12 @@ def evaluate_model(
     dataset_options: dict | None = None,
     trained_on: Container[str] | None = None,
     progress: bool = False,
+    record: dict | None = None,
 ) -> dict:
     """Metrics of ``model`` on ``part``; writes metrics.json, table.md, scatter.png and
-    predictions.csv into ``out``.
+    predictions.csv into ``out``. metrics.json also says what was evaluated: the model's
+    ``name`` (and ``record``, e.g. its checkpoint), the dataset's folder, adapter options
+    and split file.
 
     An image that cannot be decoded is logged (an error naming the file), left out of the
     metrics and predictions.csv, and listed under ``failed`` in metrics.json; the rest
@@ -129,6 +132,11 @@ def evaluate_model(
     extra |= {
         "split": part,
         "dataset": dataset.name,
+        "root": str(Path(root).resolve()),
+        "options": dict(dataset_options or {}),
+        "split_file": str(Path(split_file).resolve()) if split_file and part != "all" else None,
+        "model": name,
+        **(record or {}),
         "failed": [records[i].key for i in sorted(preds.failed)],
         **({"n_trained_on": seen} if trained_on is not None else {}),
     }
@@ -181,4 +189,5 @@ def evaluate_checkpoint(
         dataset_options,
         trained_on,
         progress,
+        {"checkpoint": str(Path(checkpoint).resolve())},
     )
