@@ -112,7 +112,7 @@ def _dataset(args: argparse.Namespace):
         return dataset, {"labels": str(Path(args.labels).resolve()), **options,
                          "scale": list(dataset.scale)}  # fmt: skip
     if not args.dataset or not args.root:
-        raise ValueError("give a CSV of labels, or --dataset and --root")
+        raise ValueError("give a label file, or --dataset and --root")
     from mpiqa.options import parse_key_values
 
     options = parse_key_values(args.dataset_option, "--dataset-option")

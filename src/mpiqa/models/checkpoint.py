@@ -1,8 +1,7 @@
 """Reading checkpoints of trained prompt models (``NAME.safetensors`` holds the prompt
 tensors and the backbone's tensors that trained, ``NAME.json`` what rebuilds the model
-around them). Below the training
-layer, so that models, scoring and evaluation load checkpoints without importing
-training; writing stays in :mod:`mpiqa.training.checkpoint`."""
+around them). Below the training layer, so that models, scoring and evaluation load
+checkpoints without importing training; writing stays in :mod:`mpiqa.training.checkpoint`."""
 
 from __future__ import annotations
 
@@ -137,14 +136,18 @@ def _labelled_families(meta: dict) -> tuple[str, ...] | None:
     loss = config.get("loss") if isinstance(config, dict) else None
     if isinstance(loss, dict):
         return tuple(f for f in ("distortion", "scene") if float(loss.get(f, 0) or 0) > 0)
-    finetune = meta.get("finetune")
-    if isinstance(finetune, dict):  # a fine-tuning that recorded none (until 2026-12-07)
-        data = finetune.get("data")
-        start = data.get("start") if isinstance(data, dict) else None
-        if isinstance(start, str) and Path(start).is_file():
-            return _labelled_families(read_checkpoint_meta(start))
-        return ()
+    if isinstance(meta.get("finetune"), dict):  # a fine-tuning that recorded none (format /1)
+        start = _finetune_start(meta)
+        return _labelled_families(read_checkpoint_meta(start)) if start else ()
     return None
+
+
+def _finetune_start(meta: dict) -> str | None:
+    """The checkpoint a fine-tuning started from, as its JSON records it, if it is there."""
+    finetune = meta.get("finetune")
+    data = finetune.get("data") if isinstance(finetune, dict) else None
+    start = data.get("start") if isinstance(data, dict) else None
+    return start if isinstance(start, str) and Path(start).is_file() else None
 
 
 def _frozen_prompts_of_start(
@@ -158,17 +161,22 @@ def _frozen_prompts_of_start(
         ValueError: no recorded starting model to take them from (a model rebuilt without
             them would hold fresh random values there, different at every load).
     """
-    finetune = meta.get("finetune")
-    data = finetune.get("data") if isinstance(finetune, dict) else None
-    start = data.get("start") if isinstance(data, dict) else None
-    if not isinstance(start, str) or not Path(start).is_file():
+    start = _finetune_start(meta)
+    if start is None:
+        finetune = meta.get("finetune")
+        data = finetune.get("data") if isinstance(finetune, dict) else None
+        recorded = data.get("start") if isinstance(data, dict) else None
         raise ValueError(
             f"{path}: holds no {', '.join(names)}: prompts that stayed frozen while it trained, "
             f"which checkpoints of format {_FORMAT_1} (mpiqa until 2026-12-07) did not save"
-            + (f", and its starting model {start} is not there" if isinstance(start, str) else "")
+            + (f", and its starting model {recorded} is not there" if recorded else "")
             + "; without them its scores would change from load to load: train it again"
         )
     source = load_checkpoint(start, device=device).checkpoint_state_dict()
+    if set(names) - set(source):
+        raise ValueError(
+            f"{path}: its starting model {start} has no {sorted(set(names) - set(source))}"
+        )
     logger.warning(
         "%s: its frozen prompts (%s) were not saved (format %s); taken from the model its "
         "fine-tuning started from, %s",
@@ -177,10 +185,6 @@ def _frozen_prompts_of_start(
         _FORMAT_1,
         start,
     )
-    if set(names) - set(source):
-        raise ValueError(
-            f"{path}: its starting model {start} has no {sorted(set(names) - set(source))}"
-        )
     return {name: source[name] for name in names}
 
 
