@@ -47,11 +47,21 @@ def test_meta_pretrain_then_few_shot_with_grad_reg_then_ablation(shared_data, tm
     assert split["notes"]["labelled_images"] == 50 and split["notes"]["val_dropped"] > 0
 
     table = tmp_path / "ablation"
+    # visual prompts frozen, as the grmp-paper preset has them
+    frozen = ["--set", "model.train_visual_prompts=false"]
     assert main([
         "ablate", "--dataset", "csv", "--root", str(root), *options, "--init-prompts", str(prompts), "--backbone", "test-tiny",
-        "--weights", "random", "--shots", "20", "--rounds", "1", "--epochs", "1", *MODEL, "--out", str(table),
+        "--weights", "random", "--shots", "20", "--rounds", "1", "--epochs", "1", *MODEL, *frozen, "--out", str(table),
     ]) == 0  # fmt: skip
     text = (table / "ablation.md").read_text()
+    # each prompt row trains the prompts its name says, whatever the configuration
+    mmp = {v: json.loads((table / v / "round_0" / "best.json").read_text())["mmp"]
+           for v in ("full", "text-only", "visual-only")}  # fmt: skip
+    assert not mmp["full"]["train_visual_prompts"] and mmp["full"]["train_text_context"]
+    assert (
+        mmp["visual-only"]["train_visual_prompts"] and not mmp["visual-only"]["train_text_context"]
+    )
+    assert mmp["text-only"]["visual_depth"] == 0 and mmp["text-only"]["train_text_context"]
     for variant in ("full", "no-meta", "no-grad-reg", "neither", "text-only", "visual-only"):
         assert f"| {variant} |" in text and f"`{variant}`: split seeds [0]" in text
     assert "--grad-reg off" in text and "--init-prompts" in text

@@ -21,17 +21,25 @@ from mpiqa.training.rounds import run_rounds
 
 logger = logging.getLogger("mpiqa.cli.ablate")
 
-# name -> (uses meta prompts, uses gradient regularisation, extra overrides, description)
+# name -> (uses meta prompts, uses gradient regularisation, extra overrides, description).
+# The prompt rows set what trains themselves, so that their names hold under any
+# configuration (the grmp-paper preset freezes the visual prompts: its "visual-only" row
+# would otherwise train no prompt at all).
 VARIANTS = {
     "full": (True, True, [], "meta prompts + gradient regularisation"),
     "no-meta": (False, True, [], "without meta pre-training"),
     "no-grad-reg": (True, False, [], "without gradient regularisation"),
     "neither": (False, False, [], "without both"),
-    "text-only": (True, True, ["model.visual_depth=0"], "text prompts only"),
+    "text-only": (
+        True,
+        True,
+        ["model.visual_depth=0", "model.train_text_context=true"],
+        "text prompts only",
+    ),
     "visual-only": (
         True,
         True,
-        ["model.train_text_context=false"],
+        ["model.train_text_context=false", "model.train_visual_prompts=true"],
         "visual prompts only (text context frozen)",
     ),
 }
