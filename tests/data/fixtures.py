@@ -13,7 +13,8 @@ def write_xlsx(
     rows: list[list[str | float] | None],
     more_sheets: dict[str, list[list[str | float] | None]] | None = None,
 ) -> None:
-    """Write a minimal workbook (inline strings): ``rows`` on a sheet named "Sheet1",
+    """Write a minimal workbook (inline strings; "=..." a formula without a saved value):
+    ``rows`` on a sheet named "Sheet1",
     then ``more_sheets`` (name: rows) in order; a row given as None is left out of the
     sheet's XML, as spreadsheet programs write a blank row. Used to make test fixtures in
     the datasets' documented layouts."""
@@ -21,6 +22,8 @@ def write_xlsx(
     def cell(ref: str, value: str | float) -> str:
         if isinstance(value, (int, float)):
             return f'<c r="{ref}"><v>{value}</v></c>'
+        if str(value).startswith("="):  # a formula saved without its value
+            return f'<c r="{ref}"><f>{value[1:]}</f></c>'
         text = str(value).replace("&", "&amp;").replace("<", "&lt;")
         return f'<c r="{ref}" t="inlineStr"><is><t>{text}</t></is></c>'
 

@@ -263,6 +263,11 @@ def test_csv_adapter_reads_a_workbook(tmp_path):
     write_xlsx(tmp_path / "bad.xlsx", [["path", "score"], ["a.png", 1], ["b.png", ""]])
     with pytest.raises(DatasetFormatError, match=r"bad\.xlsx:3: score '' is not a number"):
         load_dataset("csv", tmp_path, csv_file="bad.xlsx", image_dir="imgs")
+    # a formula written without its value (openpyxl, pandas) is named, with what to do
+    write_xlsx(tmp_path / "formula.xlsx", [["path", "score"], ["a.png", 1], ["b.png", "=C3/10"]])
+    with pytest.raises(DatasetFormatError, match=r"formula\.xlsx:3: score '=C3/10' is not a number "
+                       r"\(a formula saved without its value: open and save"):  # fmt: skip
+        load_dataset("csv", tmp_path, csv_file="formula.xlsx", image_dir="imgs")
     # a workbook whose labels are not on its first sheet
     write_xlsx(tmp_path / "two.xlsx", [["notes"], ["rated 2026"]], {"Ratings": rows})
     with pytest.raises(DatasetFormatError, match=r"two\.xlsx:1: no column 'path'; columns are "

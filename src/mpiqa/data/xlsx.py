@@ -2,7 +2,8 @@
 
 CSIQ and SPAQ publish their labels as spreadsheets. Reading one table does not justify a
 runtime dependency on openpyxl: an .xlsx file is a zip of XML parts, read here with the
-standard library (shared strings, inline strings and numbers; no formulas or styles).
+standard library (shared strings, inline strings and numbers; a formula's saved value,
+not the formula: one saved without a value reads as ``=FORMULA``; no styles).
 """
 
 from __future__ import annotations
@@ -109,6 +110,11 @@ def read_xlsx(path: str | Path, sheet_name: str | None = None) -> list[list[str]
                 text = value.text or "" if value is not None else ""
                 if kind == "s" and text:
                     text = shared[int(text)]
+                formula = cell.find("m:f", _NS)
+                if not text and formula is not None and formula.text:
+                    # no value saved with it (a program that writes formulas without
+                    # computing them): shown as the formula, which errors then name
+                    text = "=" + formula.text
             cells[column] = text
         width = max(cells) + 1 if cells else 0
         rows.append([cells.get(i, "") for i in range(width)])

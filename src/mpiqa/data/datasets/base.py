@@ -238,7 +238,13 @@ def parse_float(text: str, where: str, what: str = "score") -> float:
     try:
         value = float(text)
     except (TypeError, ValueError):
-        raise DatasetFormatError(f"{where}: {what} {text!r} is not a number") from None
+        hint = (
+            " (a formula saved without its value: open and save the workbook in a spreadsheet "
+            "program, or export it as CSV)"
+            if isinstance(text, str) and text.startswith("=")
+            else ""
+        )
+        raise DatasetFormatError(f"{where}: {what} {text!r} is not a number{hint}") from None
     if not math.isfinite(value):
         raise DatasetFormatError(f"{where}: {what} {text!r} is not a finite number")
     return value
