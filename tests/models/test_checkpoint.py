@@ -100,6 +100,20 @@ def test_a_fine_tuning_of_format_1_takes_its_frozen_prompts_from_its_starting_mo
         load_checkpoint(path)
 
 
+def test_a_fine_tuning_round_of_format_1_takes_its_start_from_the_runs_summary(tmp_path):
+    start_path = save_checkpoint(tmp_path / "start", _moved(_model(), 0.5), BACKBONE)
+    tuned = _model(train_text_context=False)
+    assign_tensors(tuned, load_checkpoint(start_path).checkpoint_state_dict())
+    path = save_checkpoint(tmp_path / "run" / "round_0" / "best", tuned.eval(), BACKBONE)
+    # a round's JSON recorded no start; the run's summary.json did
+    _without(path, "text_prompts.quality.ctx", {"finetune": {"config": {}}})
+    with pytest.raises(ValueError, match="stayed frozen"):
+        load_checkpoint(path)
+    summary = {"data": {"start": str(start_path)}, "rounds": []}
+    (tmp_path / "run" / "summary.json").write_text(json.dumps(summary))
+    torch.testing.assert_close(_scores(load_checkpoint(path)), _scores(tuned), rtol=0, atol=0)
+
+
 def test_a_checkpoint_of_format_1_without_its_frozen_prompts_or_start_is_refused(tmp_path):
     frozen = _model(train_text_context=False, train_visual_prompts=False, train_visual_blocks=1)
     path = save_checkpoint(tmp_path / "run", _moved(frozen, 0.5), BACKBONE)

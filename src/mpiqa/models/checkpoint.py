@@ -120,11 +120,11 @@ def load_checkpoint(
         tensors = {**_frozen_prompts_of_start(path, meta, sorted(missing), device), **tensors}
     assign_tensors(model, tensors, path)
     model.preprocess_options = _preprocess_options(meta.get("preprocess") or {}, path)
-    model.labelled_families = _labelled_families(meta)
+    model.labelled_families = _labelled_families(meta, path)
     return model.to(device).eval()
 
 
-def _labelled_families(meta: dict) -> tuple[str, ...] | None:
+def _labelled_families(meta: dict, path: str | Path) -> tuple[str, ...] | None:
     """The families (distortion, scene) a checkpoint's model learned to tell apart from
     labels of their own, whose classes are worth printing: as recorded (a fine-tuning
     keeps its starting model's: it trains on quality labels alone), else from its
@@ -137,17 +137,31 @@ def _labelled_families(meta: dict) -> tuple[str, ...] | None:
     if isinstance(loss, dict):
         return tuple(f for f in ("distortion", "scene") if float(loss.get(f, 0) or 0) > 0)
     if isinstance(meta.get("finetune"), dict):  # a fine-tuning that recorded none (format /1)
-        start = _finetune_start(meta)
-        return _labelled_families(read_checkpoint_meta(start)) if start else ()
+        start = _finetune_start(meta, path)
+        return _labelled_families(read_checkpoint_meta(start), start) if start else ()
     return None
 
 
-def _finetune_start(meta: dict) -> str | None:
-    """The checkpoint a fine-tuning started from, as its JSON records it, if it is there."""
+def _recorded_start(meta: dict, path: str | Path) -> str | None:
+    """The checkpoint a fine-tuning started from: as its JSON records it, or, for a round
+    of ``finetune --rounds`` (``RUN/round_K/``), as the run's ``summary.json`` does."""
     finetune = meta.get("finetune")
     data = finetune.get("data") if isinstance(finetune, dict) else None
     start = data.get("start") if isinstance(data, dict) else None
-    return start if isinstance(start, str) and Path(start).is_file() else None
+    summary = Path(path).parent.parent / "summary.json"
+    if start is None and Path(path).parent.name.startswith("round_") and summary.is_file():
+        try:
+            data = json.loads(summary.read_text(encoding="utf-8")).get("data")
+        except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+            data = None
+        start = data.get("start") if isinstance(data, dict) else None
+    return start if isinstance(start, str) else None
+
+
+def _finetune_start(meta: dict, path: str | Path) -> str | None:
+    """:func:`_recorded_start`, if that file is there."""
+    start = _recorded_start(meta, path)
+    return start if start and Path(start).is_file() else None
 
 
 def _frozen_prompts_of_start(
@@ -161,11 +175,9 @@ def _frozen_prompts_of_start(
         ValueError: no recorded starting model to take them from (a model rebuilt without
             them would hold fresh random values there, different at every load).
     """
-    start = _finetune_start(meta)
+    start = _finetune_start(meta, path)
     if start is None:
-        finetune = meta.get("finetune")
-        data = finetune.get("data") if isinstance(finetune, dict) else None
-        recorded = data.get("start") if isinstance(data, dict) else None
+        recorded = _recorded_start(meta, path)
         raise ValueError(
             f"{path}: holds no {', '.join(names)}: prompts that stayed frozen while it trained, "
             f"which checkpoints of format {_FORMAT_1} (mpiqa until 2026-12-07) did not save"
