@@ -174,6 +174,7 @@ def own_labels(tmp_path_factory):
 def test_evaluate_a_label_file_as_the_csv_adapter_reads_it(own_labels, tmp_path, capsys):
     columns = ["--path-column", "file", "--score-column", "dmos", "--lower-better"]
     assert main(["evaluate", str(own_labels), *columns, "--out", str(tmp_path / "a")]) == 0
+    assert capsys.readouterr().out.startswith(f"{own_labels} all: srcc=")
     options = ["csv_file=mine.csv", "path_column=file", "score_column=dmos", "lower_better=true"]
     adapter = ["--dataset", "csv", "--root", str(own_labels.parent)]
     for option in options:

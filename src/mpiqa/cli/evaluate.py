@@ -156,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
             not args.no_progress,
         )
     print(
-        f"{dataset} {split}: "
+        f"{args.labels if labels else dataset} {split}: "
         + " ".join(
             f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items()
         )
