@@ -145,6 +145,30 @@ def test_worker_processes_give_the_same_csv(folder, capsys):
     _same_scores(capsys.readouterr().out, in_process)
 
 
+@pytest.mark.parametrize("method", ["spawn", "forkserver"])
+def test_worker_processes_started_afresh_give_the_same_csv(folder, capsys, method):
+    """Workers that do not inherit this process by fork: macOS starts them by spawn and
+    Python 3.14 on Linux by forkserver, so what a worker gets (dataset, preprocessing)
+    must pickle. A corrupt file is still reported by name and the rest scored."""
+    (folder / "bad.jpg").write_bytes(b"not a jpeg")
+    assert main(["score", str(folder), *TINY]) == 1
+    in_process = capsys.readouterr().out
+    script = (
+        "import multiprocessing, sys\n"
+        f"multiprocessing.set_start_method({method!r})\n"
+        "from mpiqa.cli.main import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    args = [*TINY[:4], "--workers", "2", "--batch-size", "2", "--no-progress"]
+    done = subprocess.run(
+        [sys.executable, "-c", script, "score", str(folder), *args],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    assert "bad.jpg" in done.stderr and "Traceback" not in done.stderr
+    _same_scores(done.stdout, in_process)
+
+
 def test_missing_weights_is_one_clear_line(folder, capsys):
     assert main(["score", str(folder), "--backbone", "ViT-B/32", "--no-progress"]) == 2
     err = capsys.readouterr().err
