@@ -1,4 +1,5 @@
-"""mpiqa.runtime: the malloc setting takes effect, and can be switched off."""
+"""mpiqa.runtime: the malloc setting takes effect, and can be switched off; peak memory
+reads in MB whatever unit the platform gives."""
 
 from __future__ import annotations
 
@@ -56,3 +57,16 @@ def test_env_var_leaves_malloc_alone():
 def test_tune_malloc_is_idempotent():
     first = runtime.tune_malloc()
     assert runtime.tune_malloc() == first == runtime.malloc_tuned()
+
+
+def test_peak_rss_in_mb_from_each_platform_unit(monkeypatch):
+    import resource
+    from types import SimpleNamespace
+
+    monkeypatch.setattr(resource, "getrusage", lambda who: SimpleNamespace(ru_maxrss=3 << 20))
+    monkeypatch.setattr(sys, "platform", "linux")
+    assert runtime.peak_rss_mb() == 3 << 10  # kilobytes
+    monkeypatch.setattr(sys, "platform", "darwin")
+    assert runtime.peak_rss_mb() == 3  # bytes
+    monkeypatch.setitem(sys.modules, "resource", None)  # Windows
+    assert runtime.peak_rss_mb() is None

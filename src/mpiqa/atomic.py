@@ -23,7 +23,8 @@ def temp_beside(path: str | Path, suffix: str = ".tmp") -> Path:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
     try:
-        os.fchmod(fd, 0o666 & ~umask())
+        if hasattr(os, "fchmod"):  # not on Windows before Python 3.13
+            os.fchmod(fd, 0o666 & ~umask())
     finally:
         os.close(fd)
     return Path(tmp)

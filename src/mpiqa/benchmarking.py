@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import platform
-import resource
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -173,7 +172,7 @@ class BenchmarkResult:
     matmul_tflops: float
     roofline_images_per_s: float
     roofline_fraction: float
-    peak_rss_mb: float
+    peak_rss_mb: float | None  # None where unknown (Windows)
     machine: str
     # which implementations also ran through torch.compile with weights frozen:
     # "none", "mpiqa" or "both" (their eager forms are always measured)
@@ -211,7 +210,8 @@ class BenchmarkResult:
                 else ""
             )
             + (", malloc tuned (both)" if self.malloc_tuned else ""),
-            f"matmul {self.matmul_tflops:.3f} TFLOP/s; peak RSS {self.peak_rss_mb:.0f} MB",
+            f"matmul {self.matmul_tflops:.3f} TFLOP/s"
+            + (f"; peak RSS {self.peak_rss_mb:.0f} MB" if self.peak_rss_mb is not None else ""),
             "| implementation | images/s | GFLOP/image | of roofline |",
             "|---|---:|---:|---:|",
             *[f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows],
@@ -295,13 +295,12 @@ def run_benchmark(
     peak = 2.0 * size**3 / seconds["matmul"]
     rate = batch_size / seconds["mpiqa"]
     roofline = peak / flops
-    rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return BenchmarkResult(
         arch=config.name or arch, precision=precision, device=str(dev), batch_size=batch_size,
         threads=torch.get_num_threads(), images_per_s=rate, transformers_images_per_s=hf_rate,
         ratio_vs_transformers=rate / hf_rate if hf_rate else None, gflops_per_image=flops / 1e9,
         matmul_tflops=peak / 1e12, roofline_images_per_s=roofline, roofline_fraction=rate / roofline,
-        peak_rss_mb=rss_kb / 1024, machine=f"{platform.machine()} {platform.processor() or ''}".strip(),
+        peak_rss_mb=runtime.peak_rss_mb(), machine=f"{platform.machine()} {platform.processor() or ''}".strip(),
         compiled=compile, malloc_tuned=runtime.malloc_tuned(),
         compiled_images_per_s=rate_of("mpiqa, compiled"),
         transformers_compiled_images_per_s=rate_of("transformers, compiled"),

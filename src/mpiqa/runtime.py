@@ -79,3 +79,15 @@ def malloc_tuned() -> bool:
 class MissingExtraError(ImportError):
     """An optional dependency group (``pip install 'mpiqa[...]'``) is not installed: a
     setup step for the user, reported in one line by the CLI."""
+
+
+def peak_rss_mb() -> float | None:
+    """This process's peak resident memory in MB, or None where the platform has no
+    ``resource`` module (Windows)."""
+    try:
+        import resource  # POSIX only
+    except ImportError:
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # kilobytes on Linux, bytes on macOS
+    return peak / (1 << 20) if sys.platform == "darwin" else peak / 1024

@@ -271,3 +271,51 @@ def test_a_run_killed_over_an_earlier_out_is_resumed_from_its_own_rows(tmp_path,
     assert "yesterday.png" not in {r[0] for r in rows}
     assert sorted(rows[1:]) == sorted(_rows(tmp_path / "other.csv")[1:]) and kept >= 5
     assert not list(tmp_path.glob(".s.csv.*partial*"))
+
+
+# Windows has neither fcntl nor resource, nor os.fchmod before Python 3.13, and locks a
+# file with msvcrt.locking (an OSError when another process holds it). This stand-in
+# hides the first three and locks as msvcrt's would, with a POSIX lock underneath.
+_WITHOUT_POSIX_MODULES = """
+import fcntl as posix_fcntl, os, sys, types
+sys.modules.update(fcntl=None, resource=None)
+del os.fchmod
+import subprocess, torch  # before msvcrt is there: the standard library takes it for Windows
+msvcrt = types.ModuleType("msvcrt")
+msvcrt.LK_NBLCK = 2
+def locking(fd, mode, nbytes):
+    assert mode == msvcrt.LK_NBLCK and nbytes == 1, (mode, nbytes)
+    posix_fcntl.lockf(fd, posix_fcntl.LOCK_EX | posix_fcntl.LOCK_NB)
+msvcrt.locking = locking
+sys.modules["msvcrt"] = msvcrt
+from mpiqa.cli.main import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_score_out_works_without_posix_only_modules(photos, tmp_path, capsys):
+    import fcntl
+    import subprocess
+    import sys
+
+    def run(*args):
+        return subprocess.run(
+            [sys.executable, "-c", _WITHOUT_POSIX_MODULES, *args],
+            capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+
+    expected = tmp_path / "expected.csv"
+    assert main(["score", str(photos), "--out", str(expected), *TINY]) == 0
+    out = tmp_path / "s.csv"
+    for _ in range(2):  # a new file, then one over it (written beside it, then renamed)
+        done = run("score", str(photos), "--out", str(out), *TINY)
+        assert done.returncode == 0, done.stderr
+        assert _rows(out) == _rows(expected)
+    with open(tmp_path / ".s.csv.lock", "a") as held:
+        fcntl.lockf(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        done = run("score", str(photos), "--out", str(out), *TINY)
+    assert done.returncode == 2 and "another mpiqa run is writing it" in done.stderr
+    # the commands that measure memory say nothing of it where it cannot be measured
+    done = run("benchmark", "--arch", "test-tiny", "--batch-size", "2", "--iters", "1",
+               "--warmup", "0", "--no-compare")  # fmt: skip
+    assert done.returncode == 0 and "TFLOP/s" in done.stdout and "RSS" not in done.stdout

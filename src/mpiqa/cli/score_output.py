@@ -22,7 +22,6 @@
 from __future__ import annotations
 
 import csv
-import fcntl
 import glob
 import io
 import json
@@ -31,6 +30,11 @@ import os
 from pathlib import Path
 
 from mpiqa.atomic import atomic_write, temp_beside
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None  # type: ignore[assignment]
 
 logger = logging.getLogger(__name__)
 
@@ -111,9 +115,14 @@ class CSVOutput:
     def _take_lock(self) -> None:
         self._lock = open(_hidden(self.path, ".lock"), "a")  # noqa: SIM115 (held for the run)
         try:
-            # a POSIX record lock: released when this process dies, and not inherited by
-            # the decoding workers it forks (flock's would outlive a killed parent in them)
-            fcntl.lockf(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if fcntl is not None:
+                # a POSIX record lock: released when this process dies, and not inherited
+                # by the decoding workers it forks (flock's would outlive a killed parent)
+                fcntl.lockf(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            else:  # Windows: a lock on the file's first byte, released when the process dies
+                import msvcrt
+
+                msvcrt.locking(self._lock.fileno(), msvcrt.LK_NBLCK, 1)
         except OSError:
             self._lock.close()
             self._lock = None
