@@ -20,7 +20,8 @@ A SET may end in '@ALPHA': both ridges then take that penalty instead of the CV'
 A view may end in '^K' (`w384+c224+nss^30`): its columns then enter K times, which for a
 ridge on standardised features is that view's penalty divided by K (the probe's fit
 has one penalty for all columns; 42 `nss` numbers beside 3,072 would otherwise count
-for little)."""
+for little). A view may end in '~STAGES' (`w384~7+c224~7`): without the columns of those
+stem stages (2-7; each stage's means and deviations)."""
 
 import logging
 import sys

@@ -28,12 +28,27 @@ def part(prefix: str):
     return names, mos, target, sources, clean
 
 
+STAGE_CHANNELS = {2: 24, 3: 40, 4: 80, 5: 112, 6: 192, 7: 320}  # the stem's taps, in order
+
+
+def _stage_columns(width: int, stages: list[int], keep: bool) -> np.ndarray:
+    """Columns of a stem view (each tap's means, then each tap's deviations) that belong
+    to ``stages`` (``keep``) or to the other stages."""
+    owner = np.concatenate([np.full(c, s) for s, c in STAGE_CHANNELS.items()] * 2)
+    assert len(owner) == width, (len(owner), width)
+    return np.flatnonzero(np.isin(owner, stages) == keep)
+
+
 def features(views: str, prefix: str) -> torch.Tensor:
     views, _, transform = views.partition(":")
     parts = []
     for v in views.split("+"):  # VIEW^K: the view's columns K times (its penalty / K)
         v, _, k = v.partition("^")
-        parts += [d[f"{prefix}_{v}"]] * int(k or 1)
+        v, _, dropped = v.partition("~")  # VIEW~67: without stages 6 and 7's columns
+        x = d[f"{prefix}_{v}"]
+        if dropped:
+            x = x[:, _stage_columns(x.shape[1], [int(c) for c in dropped], keep=False)]
+        parts += [x] * int(k or 1)
     if transform == "log":  # the second half of each view's statistics are deviations
         parts = [
             np.concatenate([p[:, : p.shape[1] // 2], np.log(p[:, p.shape[1] // 2 :] + 1e-6)], 1)
