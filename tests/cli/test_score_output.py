@@ -293,7 +293,7 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
-def test_score_out_works_without_posix_only_modules(photos, tmp_path, capsys):
+def test_score_out_works_without_posix_only_modules(photos, tmp_path):
     import fcntl
     import subprocess
     import sys
