@@ -123,6 +123,40 @@ def test_a_failed_run_leaves_the_earlier_file_intact(photos, tmp_path, monkeypat
     assert not list(tmp_path.glob(".s.csv.*.partial"))
 
 
+def test_rows_are_kept_when_the_earlier_file_cannot_be_replaced(
+    photos, tmp_path, monkeypatch, capsys
+):
+    """On Windows a --out open in another program (a spreadsheet) cannot be replaced:
+    the run's rows stay in the hidden file, and --resume puts them into --out."""
+    out = tmp_path / "s.csv"
+    assert main(["score", str(photos), "--out", str(out), *TINY]) == 0
+    before = out.read_bytes()
+    (tmp_path / "before.csv").write_bytes(before)
+    real_replace = os.replace
+
+    def held_open(src, dst):
+        if str(dst) == str(out):
+            raise PermissionError(13, "Permission denied", str(dst))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", held_open)
+    assert main(["score", str(photos), "--out", str(out), *TINY, "--seed", "5"]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot replace {out} (Permission denied; is it open in another program?)" in err
+    assert out.read_bytes() == before
+    (kept,) = tmp_path.glob(".s.csv.*.partial")
+    assert len(_rows(kept)) == 1 + 12 and str(kept) in err
+    monkeypatch.undo()
+    capsys.readouterr()
+    args = ["-v", "score", str(photos), "--out", str(out), "--resume", *TINY, "--seed", "5"]
+    assert main(args) == 0
+    assert "(12 already there)" in capsys.readouterr().err  # nothing scored again
+    assert not list(tmp_path.glob(".s.csv.*.partial"))
+    again = tmp_path / "again.csv"
+    assert main(["score", str(photos), "--out", str(again), *TINY, "--seed", "5"]) == 0
+    assert _rows(out) == _rows(again) != _rows(tmp_path / "before.csv")
+
+
 def test_a_second_writer_is_refused(photos, tmp_path, capsys):
     import subprocess
     import sys

@@ -14,6 +14,8 @@
   ``--out`` leaves its rows in the hidden file; the next ``--resume`` with the same
   settings takes that file as the one to complete, and any other run says it is there.
 - One process at a time: a second run on the same ``--out`` is refused (a lock file).
+- A run that cannot replace an earlier ``--out`` at its end (on Windows, a file open in
+  another program) keeps its rows in the hidden file for ``--resume``.
 - Folders of ``--out`` that do not exist yet are made.
 - File names round-trip: bytes that are not UTF-8 are written as they are
   (``surrogateescape``), and fields with a CR, LF or quote are quoted.
@@ -229,13 +231,26 @@ class CSVOutput:
             self._file.flush()
             os.fsync(self._file.fileno())
             self._file.close()
+        except OSError as err:
+            self.abort()
+            raise OutputError(f"cannot write {self.path}: {err.strerror or err}") from None
+        try:
             if self._tmp is not None:
-                os.replace(self._tmp, self.path)
+                try:
+                    os.replace(self._tmp, self.path)
+                except OSError as err:
+                    # every row is in the hidden file (on Windows, a --out open in another
+                    # program cannot be replaced): keep it for --resume, which takes it up
+                    kept, self._tmp = self._tmp, None
+                    raise OutputError(
+                        f"cannot replace {self.path} ({err.strerror or err}; is it open in "
+                        f"another program?): this run's rows are kept in {kept}; "
+                        "`--resume` with the same options puts them into it"
+                    ) from None
                 _settings_of(self._tmp).unlink(missing_ok=True)
                 self._tmp = None
                 self._write_settings()
         except OSError as err:
-            self.abort()
             raise OutputError(f"cannot write {self.path}: {err.strerror or err}") from None
         finally:
             self._release()
