@@ -118,9 +118,31 @@ def test_a_failed_run_leaves_the_earlier_file_intact(photos, tmp_path, monkeypat
 
     monkeypatch.setattr(CSVOutput, "write", failing)
     assert main(["score", str(photos), "--out", str(out), *TINY, "--seed", "5"]) == 2
-    assert "No space left on device" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "No space left on device" in err
     assert out.read_bytes() == before
+    # the rows written before the failure are kept for --resume, as after a hard kill
+    (kept,) = tmp_path.glob(".s.csv.*.partial")
+    assert len(_rows(kept)) == 1 + 3 and f"rows so far are kept in {kept}" in err
+    monkeypatch.undo()
+    args = ["-v", "score", str(photos), "--out", str(out), "--resume", *TINY, "--seed", "5"]
+    assert main(args) == 0
+    assert "(3 already there)" in capsys.readouterr().err
+    again = tmp_path / "again.csv"
+    assert main(["score", str(photos), "--out", str(again), *TINY, "--seed", "5"]) == 0
+    assert _rows(out) == _rows(again)
     assert not list(tmp_path.glob(".s.csv.*.partial"))
+
+
+def test_a_failure_before_any_row_leaves_no_hidden_file(photos, tmp_path, monkeypatch):
+    out = tmp_path / "s.csv"
+    assert main(["score", str(photos), "--out", str(out), *TINY]) == 0
+    before = out.read_bytes()
+    monkeypatch.setattr(score_cmd, "score_files", _crashing(0))
+    with pytest.raises(RuntimeError, match="power cut"):
+        main(["score", str(photos), "--out", str(out), *TINY])
+    assert out.read_bytes() == before
+    assert not list(tmp_path.glob(".s.csv.*.partial*"))  # nor its settings beside it
 
 
 def test_rows_are_kept_when_the_earlier_file_cannot_be_replaced(
@@ -219,27 +241,42 @@ def test_resume_needs_out_and_a_record(photos, tmp_path, capsys):
     assert foreign.read_text() == "path,score\n"
 
 
-def test_a_crashed_first_run_leaves_a_file_that_resume_completes(photos, tmp_path, monkeypatch):
-    """With no earlier --out, rows go straight into it: a hard crash (here an exception
-    nothing handles, as kill -9 would leave it) keeps them for --resume."""
-    clean = tmp_path / "clean.csv"
-    assert main(["score", str(photos), "--out", str(clean), *TINY]) == 0
+def _crashing(after: int):
+    """score_files that yields ``after`` results, then fails as a bug would."""
     real = score_cmd.score_files
 
-    def crashing(model, paths, **kwargs):
+    def fake(model, paths, **kwargs):
         for i, result in enumerate(real(model, paths, **kwargs)):
-            if i == 4:
+            if i == after:
                 raise RuntimeError("power cut")
             yield result
 
+    return fake
+
+
+@pytest.mark.parametrize("earlier", [False, True])
+def test_a_crashed_run_leaves_rows_that_resume_completes(photos, tmp_path, monkeypatch, earlier):
+    """A crash (an exception nothing handles) keeps the rows scored so far for --resume:
+    in --out itself when there was none, else in the hidden file beside the earlier
+    --out, which stays as it was (before: that hidden file was deleted)."""
+    clean = tmp_path / "clean.csv"
+    assert main(["score", str(photos), "--out", str(clean), *TINY]) == 0
     out = tmp_path / "s.csv"
-    monkeypatch.setattr(score_cmd, "score_files", crashing)
+    if earlier:
+        out.write_text("path,score\n")
+    monkeypatch.setattr(score_cmd, "score_files", _crashing(4))
     with pytest.raises(RuntimeError, match="power cut"):
         main(["score", str(photos), "--out", str(out), *TINY])
-    assert len(_rows(out)) == 1 + 4
+    if earlier:
+        assert out.read_text() == "path,score\n"
+        (kept,) = tmp_path.glob(".s.csv.*.partial")
+        assert len(_rows(kept)) == 1 + 4
+    else:
+        assert len(_rows(out)) == 1 + 4
     monkeypatch.undo()
     assert main(["score", str(photos), "--out", str(out), "--resume", *TINY]) == 0
     assert sorted(_rows(out)[1:]) == sorted(_rows(clean)[1:])
+    assert not list(tmp_path.glob(".s.csv.*.partial"))
 
 
 def test_sort_score_puts_the_worst_first(photos, tmp_path, capsys):

@@ -477,8 +477,8 @@ def _settings(args: argparse.Namespace, model) -> dict:
 def _keeping_rows(output) -> Iterator[None]:
     """The scoring of a run into ``output`` (a :class:`CSVOutput`, or None: nothing to
     keep). SIGTERM ends it as Ctrl-C does, and an interrupted run keeps every finished
-    row (``--resume`` completes the file); any other failure drops the run's new file
-    (an earlier ``--out`` stays as it was)."""
+    row (``--resume`` completes the file); any other failure leaves an earlier ``--out``
+    as it was and the run's rows in its hidden file, for ``--resume`` to take up."""
     if output is None:
         yield
         return

@@ -4,7 +4,8 @@
   ``--out`` itself when there is no such file yet (so even ``kill -9`` leaves a file
   that ``--resume`` completes), else into a hidden ``.NAME.*.partial`` file beside it
   that replaces it by a rename when the run ends or is interrupted (SIGINT, SIGTERM).
-  A run that fails (disk full, a write error) leaves an earlier ``--out`` as it was.
+  A run that fails (disk full, a write error, a crash) leaves an earlier ``--out`` as
+  it was, and its rows so far in the hidden file for ``--resume``.
 - ``--resume`` appends to an existing ``--out`` the rows of the files it lacks (a file
   counts as there whatever form its path was given in: ``./a.jpg``, ``a.jpg`` and its
   absolute path are one file, from the same working folder). How the file was scored
@@ -259,7 +260,9 @@ class CSVOutput:
         _hidden(self.path, ".mpiqa.json").write_text(json.dumps(self.settings, indent=1))
 
     def abort(self) -> None:
-        """A failed run: drop its partial file (an earlier ``path`` stays as it was)."""
+        """A failed run: an earlier ``path`` stays as it was. The rows this run wrote stay
+        in its hidden file, named in a warning, for ``--resume`` to take up (as after a
+        hard kill); a hidden file without a row is removed."""
         if self._closed:
             return
         try:
@@ -268,8 +271,19 @@ class CSVOutput:
         except OSError:
             pass
         if self._tmp is not None:
-            self._tmp.unlink(missing_ok=True)
-            _settings_of(self._tmp).unlink(missing_ok=True)
+            header = len(csv_line(self.header).encode("utf-8", errors="surrogateescape"))
+            try:  # rows of this process or (under torchrun) the others
+                has_rows = self._tmp.stat().st_size > header
+            except OSError:
+                has_rows = False
+            if has_rows:
+                logger.warning(
+                    "this run's rows so far are kept in %s: `--resume` with the same options "
+                    "puts them into --out %s", self._tmp, self.path,
+                )  # fmt: skip
+            else:
+                self._tmp.unlink(missing_ok=True)
+                _settings_of(self._tmp).unlink(missing_ok=True)
             self._tmp = None
         self._release()
 
