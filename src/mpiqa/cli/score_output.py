@@ -132,8 +132,9 @@ class CSVOutput:
             raise OutputError(f"--out {self.path}: another mpiqa run is writing it") from None
 
     def _killed_runs(self) -> list[Path]:
-        """Hidden files of earlier runs over ``path`` that were killed before they could
-        keep their rows (with the lock held, no running mpiqa writes one), newest last."""
+        """Hidden files of earlier runs over ``path`` that ended (killed, failed) before
+        they could keep their rows (with the lock held, no running mpiqa writes one),
+        newest last."""
         pattern = f".{glob.escape(self.path.name)}.*.partial"
         return sorted(self.path.parent.glob(pattern), key=lambda p: p.stat().st_mtime)
 
@@ -154,13 +155,14 @@ class CSVOutput:
                 os.replace(same[-1], self.path)
                 os.replace(_settings_of(same[-1]), _hidden(self.path, ".mpiqa.json"))
                 logger.info(
-                    "resuming %s: the rows of a run killed before it could keep them", same[-1].name
+                    "resuming %s: the rows of a run that ended before it could keep them",
+                    same[-1].name,
                 )
                 killed.remove(same[-1])
         for orphan in killed:
             rows = max(orphan.read_bytes().count(b"\n") - 1, 0)
             logger.warning(
-                "%s holds %d row(s) of a run over --out %s that was killed before it could "
+                "%s holds %d row(s) of a run over --out %s that ended before it could "
                 "keep them: `--resume` with that run's options completes them into --out; "
                 "delete the file if it is not wanted", orphan, rows, self.path,
             )  # fmt: skip
