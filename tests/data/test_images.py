@@ -148,10 +148,14 @@ def test_pillows_limit_is_put_back_when_decodes_overlap(monkeypatch):
 
 def test_decompression_bomb_is_refused_before_decoding(tmp_path):
     _png_header_only(tmp_path / "bomb.png", 100_000, 100_000)
-    # 10^10 pixels: Pillow refuses it at open, before our check; the message is ours all the same
-    limit = rf"over the limit of {DEFAULT_MAX_PIXELS} pixels .*raise --max-pixels"
+    limit = rf"10000000000 pixels is over the limit of {DEFAULT_MAX_PIXELS} .*raise --max-pixels"
     with pytest.raises(ImageDecodeError, match=limit):
         load_image(tmp_path / "bomb.png")
+    # checked for a full-size decode, Pillow refuses it at open, before our check; the
+    # message is ours all the same
+    limit = rf"over the limit of {DEFAULT_MAX_PIXELS} pixels .*raise --max-pixels"
+    with pytest.raises(ImageDecodeError, match=limit):
+        load_image(tmp_path / "bomb.png", limit_full_size=True)
     _rgb((100, 100)).save(tmp_path / "big.png")
     with pytest.raises(ImageDecodeError, match="over the limit of 5000"):
         load_image(tmp_path / "big.png", max_pixels=5000)
@@ -170,6 +174,31 @@ def test_max_pixels_above_pillows_own_limit_is_honoured(tmp_path, monkeypatch):
     with pytest.raises(ImageDecodeError, match="over the limit of 5000"):
         load_image(tmp_path / "big.png", max_pixels=5000)
     assert Image.MAX_IMAGE_PIXELS == 1000  # restored
+
+
+def test_a_jpeg_decoded_reduced_counts_at_its_reduced_size(tmp_path, monkeypatch):
+    """A 100-200 Mpx camera photo is over Pillow's limit, but scoring decodes it at 1/8:
+    what it costs, and what the limit counts. A PNG (no reduced decoding) still counts
+    whole, and so does the check for a later full-size decode."""
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100_000)  # Pillow's own: refuses > 200k
+    jpg, png, limit = tmp_path / "a.jpg", tmp_path / "a.png", 1_000_000
+    _rgb((1600, 1200)).save(jpg, quality=90)
+    _rgb((1600, 1200)).save(png)
+    assert load_image(jpg, max_pixels=limit, min_side=300).size == (400, 300)
+    assert load_image(jpg, max_pixels=limit, draft=(300, 300)).size == (400, 300)
+    too_large = "1600x1200 = 1920000 pixels is over the limit of 1000000"
+    for path, kwargs in [
+        (jpg, {}),  # decoded whole
+        (png, {"min_side": 300}),
+        (jpg, {"draft": (1, 1), "limit_full_size": True}),
+    ]:
+        with pytest.raises(ImageDecodeError, match=too_large):
+            load_image(path, max_pixels=limit, **kwargs)
+    assert too_large in undecodable([jpg], max_pixels=limit)[str(jpg)]
+    reduced_too_large = "400x300 = 120000 pixels is over the limit of 100000"
+    with pytest.raises(ImageDecodeError, match=reduced_too_large):
+        load_image(jpg, max_pixels=100_000, min_side=300)
+    assert Image.MAX_IMAGE_PIXELS == 100_000  # restored
 
 
 def test_missing_file_and_folder(tmp_path):

@@ -130,13 +130,18 @@ def load_image(
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     draft: tuple[int, int] | None = None,
     min_side: int | None = None,
+    *,
+    limit_full_size: bool = False,
 ) -> Image.Image:
     """Decode ``path`` into an upright (EXIF-transposed) RGB image.
 
     Args:
         path: image file.
-        max_pixels: refuse images with more pixels than this (decompression bombs);
-            ``None`` for no limit.
+        max_pixels: refuse images that would decode to more pixels than this
+            (decompression bombs), checked before any pixel is decoded; ``None`` for no
+            limit. A JPEG decoded reduced (``draft``, ``min_side``) counts at its reduced
+            size, which is what its decoding costs: a 100-200 Mpx camera photo scores
+            under the default limit.
         draft: for JPEGs, let the decoder scale down by 1/2, 1/4 or 1/8 while decoding,
             keeping the image at least this large (width, height); far faster for
             thumbnails. Other formats decode at full size.
@@ -144,6 +149,8 @@ def load_image(
             at least this long (scoring resizes to it anyway: decoding a 12 Mpx photo
             at 1/8 is several times faster). The result differs from a full decode
             resized alike by the decoder's own downscaling (see the README's Speed).
+        limit_full_size: count the full size against ``max_pixels`` whatever the
+            decoder reduces (a check for a later decode at full size).
 
     Raises:
         ImageDecodeError: missing, empty, unreadable, truncated or too large; its message
@@ -159,23 +166,26 @@ def load_image(
     if path.stat().st_size == 0:
         raise ImageDecodeError(path, "empty file (0 bytes)")
     try:
-        with warnings.catch_warnings(), _pillow_limit(max_pixels):
-            # Our own limit applies below; Pillow's warning would only repeat it.
+        # Our own limit applies below, on the size that will be decoded; Pillow's own
+        # (on the full size, when the file is opened) would refuse a large JPEG that is
+        # decoded reduced, and its warning would only repeat ours.
+        pillow_limit = max_pixels if limit_full_size else None
+        with warnings.catch_warnings(), _pillow_limit(pillow_limit):
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as image:
                 width, height = image.size
-                if max_pixels is not None and width * height > max_pixels:
-                    raise ImageDecodeError(
-                        path,
-                        f"{width}x{height} = {width * height} pixels is over the limit of "
-                        f"{max_pixels} (a possible decompression bomb; raise --max-pixels "
-                        "to score it)",
-                    )
                 if draft is None and min_side is not None and 2 * min_side <= min(width, height):
                     scale = min_side / min(width, height)
                     draft = (math.ceil(width * scale), math.ceil(height * scale))
                 if draft is not None:
-                    image.draft("RGB", draft)
+                    image.draft("RGB", draft)  # JPEG only: image.size becomes the reduced size
+                w, h = (width, height) if limit_full_size else image.size
+                if max_pixels is not None and w * h > max_pixels:
+                    raise ImageDecodeError(
+                        path,
+                        f"{w}x{h} = {w * h} pixels is over the limit of {max_pixels} (a "
+                        "possible decompression bomb; raise --max-pixels to score it)",
+                    )
                 image.load()
                 image = ImageOps.exif_transpose(image) or image
                 return to_rgb(image)
@@ -238,7 +248,8 @@ def undecodable(
 
     def check(path: str | Path) -> str | None:
         try:
-            load_image(path, max_pixels=max_pixels, draft=(1, 1))
+            # at 1/8, but limited as the full-size decode that follows will be
+            load_image(path, max_pixels=max_pixels, draft=(1, 1), limit_full_size=True)
         except ImageDecodeError as err:
             return err.reason
         except OSError as err:  # a file that vanished or cannot be read
