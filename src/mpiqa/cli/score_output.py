@@ -242,13 +242,12 @@ class CSVOutput:
                 try:
                     os.replace(self._tmp, self.path)
                 except OSError as err:
-                    # every row is in the hidden file (on Windows, a --out open in another
-                    # program cannot be replaced): keep it for --resume, which takes it up
-                    kept, self._tmp = self._tmp, None
+                    # on Windows, a --out open in another program cannot be replaced; the
+                    # rows stay in the hidden file for --resume, as after any failure
+                    self.abort()
                     raise OutputError(
                         f"cannot replace {self.path} ({err.strerror or err}; is it open in "
-                        f"another program?): this run's rows are kept in {kept}; "
-                        "`--resume` with the same options puts them into it"
+                        "another program?)"
                     ) from None
                 _settings_of(self._tmp).unlink(missing_ok=True)
                 self._tmp = None
